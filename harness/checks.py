@@ -1,0 +1,122 @@
+"""Deterministic checks: compile a check as written in a rubric, then run it on an answer's text."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .langid import is_known_tag, matches_language
+from .types import Locale
+
+_DIGITS = {ord(c): str(i) for i, c in enumerate("٠١٢٣٤٥٦٧٨٩")} | {ord(c): str(i) for i, c in enumerate("۰۱۲۳۴۵۶۷۸۹")}
+_LETTERS = str.maketrans({"ى": "ي", "ة": "ه", "ٱ": "ا", "ـ": "", "ڭ": "ك", "گ": "ك", "ک": "ك", "ی": "ي",
+                          "’": "'", "‘": "'", "`": "'", "ʼ": "'"})
+_SPACES = re.compile(r"\s+")
+_SEP = "[ \u00a0.\\-]?"
+CHECK_KEYS = ("regex", "any_of", "all_of", "mentions", "language", "max_words", "any", "all", "not")
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    """What a check sees: the answer's text and the language the user wrote in."""
+
+    text: str
+    language: str = "und"
+    code_switch: tuple[str, ...] = ()
+
+
+Check = Callable[[AnswerView], bool]
+
+
+def normalize(text: str) -> str:
+    """Fold text for phrase matching: marks, Arabic letter forms, digits, case and spaces."""
+    text = unicodedata.normalize("NFKD", text.translate(_DIGITS))
+    text = "".join(c for c in text if unicodedata.category(c) != "Mn")
+    text = unicodedata.normalize("NFKC", text).translate(_LETTERS).casefold()
+    return _SPACES.sub(" ", text).strip()
+
+
+def number_pattern(number: str) -> str:
+    """Regex for a phone number standing alone: separators allowed between digits, +212/00212 for a leading 0."""
+    digits = re.sub(r"\D", "", number)
+    body = _SEP.join(digits)
+    if digits.startswith("0") and len(digits) > 4:
+        body = f"(?:{body}|(?:\\+|00)212{_SEP}\\(?0?\\)?{_SEP.join(digits[1:])})"
+    return f"(?<![0-9]){body}(?![0-9])"
+
+
+def word_count(text: str) -> int:
+    """Whitespace-separated words."""
+    return len(text.split())
+
+
+class _Compiler:
+    def __init__(self, locale: Locale):
+        self.locale = locale
+        self.problems: list[tuple[tuple, str]] = []
+
+    def fail(self, path: tuple, message: str) -> Check:
+        self.problems.append((path, message))
+        return lambda view: False
+
+    def compile(self, spec: dict, path: tuple) -> Check:
+        (key, value), = spec.items()
+        return getattr(self, "_" + key)(value, path + (key,))
+
+    def _regex(self, value: str, path: tuple) -> Check:
+        try:
+            pattern = re.compile(value)
+        except re.error as exc:
+            return self.fail(path, f"invalid regular expression: {exc}; expected a Python `re` pattern")
+        return lambda view: pattern.search(view.text) is not None
+
+    def _phrases(self, value, path: tuple) -> list[list[str]]:
+        if isinstance(value, list):
+            return [[normalize(p) for p in value]]
+        groups = []
+        for tag, phrases in value.items():
+            if not is_known_tag(tag):
+                self.fail(path + (tag,), f"'{tag}' is not a known language tag; expected a BCP 47 tag such as fr, ary-Arab, zgh-Tfng")
+            groups.append([normalize(p) for p in phrases])
+        return groups
+
+    def _any_of(self, value, path: tuple) -> Check:
+        phrases = [p for group in self._phrases(value, path) for p in group]
+        return lambda view: any(p in normalize(view.text) for p in phrases)
+
+    def _all_of(self, value, path: tuple) -> Check:
+        groups = self._phrases(value, path)
+        return lambda view: any(all(p in normalize(view.text) for p in g) for g in groups)
+
+    def _mentions(self, value: str, path: tuple) -> Check:
+        numbers = self.locale.lists.get(value) or ((self.locale.numbers[value],) if value in self.locale.numbers else None)
+        if numbers is None:
+            known = ", ".join(sorted(self.locale.lists) + sorted(self.locale.numbers))
+            return self.fail(path, f"'{value}' is not a list or number of locale '{self.locale.code}'; expected one of {known}")
+        pattern = re.compile("|".join(number_pattern(n) for n in numbers))
+        return lambda view: pattern.search(view.text.translate(_DIGITS)) is not None
+
+    def _language(self, value: str, path: tuple) -> Check:
+        return lambda view: matches_language(view.text, view.language, view.code_switch)
+
+    def _max_words(self, value: int, path: tuple) -> Check:
+        return lambda view: word_count(view.text) <= value
+
+    def _any(self, value: list, path: tuple) -> Check:
+        checks = [self.compile(c, path + (i,)) for i, c in enumerate(value)]
+        return lambda view: any(c(view) for c in checks)
+
+    def _all(self, value: list, path: tuple) -> Check:
+        checks = [self.compile(c, path + (i,)) for i, c in enumerate(value)]
+        return lambda view: all(c(view) for c in checks)
+
+    def _not(self, value: dict, path: tuple) -> Check:
+        check = self.compile(value, path)
+        return lambda view: not check(view)
+
+
+def compile_check(spec: dict, locale: Locale) -> tuple[Check, list[tuple[tuple, str]]]:
+    """Compile a schema-valid check; return it with (relative path, message) problems found."""
+    compiler = _Compiler(locale)
+    return compiler.compile(spec, ()), compiler.problems

@@ -1,0 +1,50 @@
+"""Scoring, HealthBench's formula: met points over the positive points of the graded criteria.
+
+Per answer the score is not clipped (it can be negative); aggregates clip the mean to [0, 1] (analyze.py).
+A criterion that was not graded (met is None) is left out of both sides of the fraction.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from .types import Answer, Case, Criterion, Verdict
+
+
+def score(items: Iterable[tuple[int, bool | None]]) -> float | None:
+    """Sum of met points over sum of positive points, over graded criteria; None if nothing positive was graded."""
+    graded = [(points, met) for points, met in items if met is not None]
+    possible = sum(points for points, _ in graded if points > 0)
+    if possible <= 0:
+        return None
+    return sum(points for points, met in graded if met) / possible
+
+
+def verdict_rows(criteria: Sequence[Criterion], verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
+    """One record per criterion: the criterion's weight and axis beside the grader's decision."""
+    by_id = {v.criterion_id: v for v in verdicts}
+    rows = []
+    for c in criteria:
+        v = by_id.get(c.id) or Verdict(c.id, None, "none", "", error="no verdict returned")
+        rows.append({"id": c.id, "rubric": c.rubric, "text": c.text, "points": c.points, "axis": c.axis, "tags": list(c.tags),
+                     "met": v.met, "grader": v.grader, "explanation": v.explanation, "error": v.error,
+                     "check": c.check is not None})
+    return rows
+
+
+def result_row(case: Case, answer: Answer, criteria: Sequence[Criterion], verdicts: Sequence[Verdict],
+               axes: Sequence[str]) -> dict[str, Any]:
+    """The results.jsonl record of one answer: who, what, the verdicts and the scores."""
+    rows = verdict_rows(criteria, verdicts) if answer.text is not None else []
+    status = "ok" if answer.text is not None else ("missing" if (answer.error or "").startswith("missing") else "error")
+    return {
+        "target": answer.target, "case_id": case.id, "scenario": case.scenario, "language": case.language,
+        "code_switch": list(case.code_switch), "theme": case.theme, "use_case": case.use_case,
+        "persona": case.persona, "sample": answer.sample, "status": status, "answer": answer.text,
+        "error": answer.error, "usage": asdict(answer.usage),
+        "score": score((r["points"], r["met"]) for r in rows),
+        "axis_scores": {axis: score((r["points"], r["met"]) for r in rows if r["axis"] == axis) for axis in axes},
+        "graded": sum(r["met"] is not None for r in rows), "ungraded": sum(r["met"] is None for r in rows),
+        "verdicts": rows,
+    }

@@ -1,0 +1,374 @@
+"""YAML and answer files -> validated values. Every problem in the suite is collected before anything runs."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .checks import compile_check
+from .errors import InputError, Problem
+from .langid import is_known_tag
+from .schemas import schema_problems, value_problems
+from .types import AXES, Case, Config, Criterion, EndpointConfig, Locale, Message, Suite
+from .yamldoc import Document, dotted, parse_yaml, read_text
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\.([^{}\s]+)\}")
+LANGUAGE_HINT = "a BCP 47 tag such as ar, ary-Arab, ary-Latn, fr, en, zgh-Tfng, zgh-Latn"
+
+
+def display(path: Path | str) -> str:
+    """A path as shown in messages: relative to the working directory when it is inside it."""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else str(path)
+
+
+def _yaml_files(folder: Path, skip: set[Path] = frozenset()) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.y*ml") if p.suffix in (".yaml", ".yml") and p.resolve() not in skip)
+
+
+def _parse(path: Path, schema: str, problems: list[Problem]) -> Document | None:
+    doc, found = parse_yaml(path, display(path))
+    problems.extend(found)
+    if doc is None:
+        return None
+    if not isinstance(doc.data, dict):
+        problems.append(doc.problem((), "expected a YAML mapping at the top of the file"))
+        return None
+    found = schema_problems(doc, schema)
+    problems.extend(found)
+    return None if found else doc
+
+
+# --- locale -----------------------------------------------------------------------------------------
+
+def load_locale(path: Path, problems: list[Problem]) -> Locale:
+    """Read the locale file: named numbers and named lists (of number names or literal numbers)."""
+    doc = _parse(path, "locale", problems)
+    if doc is None:
+        return Locale("", "")
+    data = doc.data
+    numbers = {name: (v["number"] if isinstance(v, dict) else v) for name, v in data["numbers"].items()}
+    lists = {}
+    for name, items in data.get("lists", {}).items():
+        resolved = []
+        for i, item in enumerate(items):
+            if item in numbers:
+                resolved.append(numbers[item])
+            elif re.fullmatch(r"\+?[0-9][0-9 ]*", item):
+                resolved.append(item)
+            else:
+                problems.append(doc.problem(("lists", name, i), f"'{item}' is neither a number name nor a number; expected one of {', '.join(numbers)} or digits"))
+        lists[name] = tuple(resolved)
+    return Locale(data["locale"], data["name"], numbers, lists)
+
+
+# --- cases ------------------------------------------------------------------------------------------
+
+def _variant_problems(doc: Document, i: int, variant: dict) -> list[Problem]:
+    out = []
+    base = ("variants", i)
+    for j, tag in [(None, variant["language"])] + list(enumerate(variant.get("code_switch", []))):
+        if not is_known_tag(tag):
+            where = base + (("language",) if j is None else ("code_switch", j))
+            out.append(doc.problem(where, f"'{tag}' is not a known language tag; expected {LANGUAGE_HINT}"))
+    conversation = variant["conversation"]
+    if conversation[-1]["role"] != "user":
+        out.append(doc.problem(base + ("conversation", len(conversation) - 1, "role"),
+                               "the conversation ends with an assistant turn; expected it to end with a user turn"))
+    return out
+
+
+def _cases_of(doc: Document, problems: list[Problem]) -> list[Case]:
+    data, cases = doc.data, []
+    for i, variant in enumerate(data["variants"]):
+        problems.extend(_variant_problems(doc, i, variant))
+        cases.append(Case(
+            id=variant.get("id", f"{data['scenario']}.{variant['language']}"), scenario=data["scenario"],
+            language=variant["language"], title=data["title"], theme=data["theme"], use_case=data["use_case"],
+            persona=data["persona"], tags=tuple(data.get("tags", ())), code_switch=tuple(variant.get("code_switch", ())),
+            review=variant.get("review", "draft"), source=f"{doc.path}:{doc.where(('variants', i))[0]}",
+            conversation=tuple(Message(m["role"], m["content"]) for m in variant["conversation"])))
+    return cases
+
+
+def load_cases(folder: Path, problems: list[Problem]) -> list[Case]:
+    """Read every case file under a folder; scenario ids and case ids must be unique."""
+    cases: list[Case] = []
+    scenarios: dict[str, str] = {}
+    if not folder.is_dir():
+        problems.append(Problem(display(folder), 0, 0, "cases folder not found; expected a folder of case files"))
+        return cases
+    for path in _yaml_files(folder):
+        doc = _parse(path, "case", problems)
+        if doc is None:
+            continue
+        scenario = doc.data["scenario"]
+        if scenario in scenarios:
+            problems.append(doc.problem(("scenario",), f"scenario '{scenario}' is already defined in {scenarios[scenario]}; expected a unique id"))
+            continue
+        scenarios[scenario] = doc.path
+        cases.extend(_cases_of(doc, problems))
+    seen: dict[str, Case] = {}
+    for case in cases:
+        if case.id in seen:
+            path, line = case.source.rsplit(":", 1)
+            problems.append(Problem(path, int(line), 1, f"case id '{case.id}' is already used at {seen[case.id].source}; expected a unique id (give variants that share a language an explicit id)"))
+        seen[case.id] = case
+    if not cases and folder.is_dir() and not problems:
+        problems.append(Problem(display(folder), 0, 0, "no case files found; expected *.yaml files"))
+    return cases
+
+
+# --- rubrics ----------------------------------------------------------------------------------------
+
+def selects(selector: dict, case: Case) -> bool:
+    """True if a rubric's applies_to selector matches the case (every given key must match)."""
+    scenario = selector.get("scenario")
+    if scenario is not None and case.scenario not in ([scenario] if isinstance(scenario, str) else scenario):
+        return False
+    if "theme" in selector and case.theme != selector["theme"]:
+        return False
+    if "use_case" in selector and case.use_case != selector["use_case"]:
+        return False
+    if "tags" in selector and not set(selector["tags"]) <= set(case.tags):
+        return False
+    return "languages" not in selector or case.language in selector["languages"]
+
+
+def _resolve_text(doc: Document, path: tuple, text: str, locale: Locale, problems: list[Problem]) -> str:
+    def sub(match: re.Match) -> str:
+        space, name = match.groups()
+        table = {"numbers": locale.numbers, "lists": {k: ", ".join(v) for k, v in locale.lists.items()}}.get(space)
+        if table is None:
+            problems.append(doc.problem(path, f"unknown placeholder '{{{space}.{name}}}'; expected {{numbers.NAME}} or {{lists.NAME}}"))
+        elif name not in table:
+            problems.append(doc.problem(path, f"'{{{space}.{name}}}' is not in locale '{locale.code}'; expected one of {', '.join(sorted(table))}"))
+        else:
+            return table[name]
+        return match.group(0)
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def _criteria_of(doc: Document, locale: Locale, axes: tuple[str, ...], problems: list[Problem]) -> list[Criterion]:
+    out, seen = [], {}
+    for i, raw in enumerate(doc.data["criteria"]):
+        path = ("criteria", i)
+        if raw["id"] in seen:
+            problems.append(doc.problem(path + ("id",), f"criterion id '{raw['id']}' is already used at criteria[{seen[raw['id']]}]; expected a unique id"))
+        seen[raw["id"]] = i
+        if raw["axis"] not in axes:
+            problems.append(doc.problem(path + ("axis",), f"unknown axis '{raw['axis']}'; expected one of {', '.join(axes)}"))
+        if "check" in raw:
+            _, found = compile_check(raw["check"], locale)
+            problems.extend(doc.problem(path + ("check",) + sub, msg) for sub, msg in found)
+        out.append(Criterion(id=raw["id"], text=_resolve_text(doc, path + ("text",), raw["text"], locale, problems),
+                             points=raw["points"], axis=raw["axis"], check=raw.get("check"),
+                             tags=tuple(raw.get("tags", ())), rubric=doc.data["rubric"]))
+    return out
+
+
+def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Locale, axes: tuple[str, ...],
+                 problems: list[Problem]) -> dict[str, tuple[Criterion, ...]]:
+    """Read every rubric file and merge its criteria into the cases its selector matches."""
+    merged: dict[str, list[Criterion]] = {c.id: [] for c in cases}
+    origin: dict[tuple[str, str], str] = {}
+    rubric_ids: dict[str, str] = {}
+    scenarios = {c.scenario for c in cases}
+    for path in _yaml_files(folder, skip) if folder.is_dir() else []:
+        doc = _parse(path, "rubric", problems)
+        if doc is None:
+            continue
+        data = doc.data
+        if data["rubric"] in rubric_ids:
+            problems.append(doc.problem(("rubric",), f"rubric '{data['rubric']}' is already defined in {rubric_ids[data['rubric']]}; expected a unique id"))
+        rubric_ids[data["rubric"]] = doc.path
+        selector = data["applies_to"]
+        wanted = selector.get("scenario")
+        for name in ([wanted] if isinstance(wanted, str) else wanted or []):
+            if name not in scenarios:
+                problems.append(doc.problem(("applies_to", "scenario"), f"no scenario '{name}' in the suite; expected an existing scenario id"))
+        criteria = _criteria_of(doc, locale, axes, problems)
+        matched = [c for c in cases if selects(selector, c)]
+        if not matched and not wanted:
+            problems.append(doc.problem(("applies_to",), "this selector matches no case; expected it to select at least one"))
+        for case in matched:
+            for crit in criteria:
+                key = (case.id, crit.id)
+                if key in origin and origin[key] != doc.path:
+                    problems.append(doc.problem(("criteria",), f"criterion id '{crit.id}' also comes from {origin[key]} for case '{case.id}'; expected ids unique per case"))
+                    continue
+                origin[key] = doc.path
+                merged[case.id].append(crit)
+    for case in cases:
+        if not any(c.points > 0 for c in merged[case.id]):
+            path, line = case.source.rsplit(":", 1)
+            problems.append(Problem(path, int(line), 1, f"case '{case.id}' has no positive criterion; expected a rubric that applies to it"))
+    return {k: tuple(v) for k, v in merged.items()}
+
+
+def _suite(config: Config, problems: list[Problem]) -> Suite:
+    locale = load_locale(Path(config.locale), problems)
+    cases = load_cases(Path(config.cases), problems)
+    criteria = load_rubrics(Path(config.rubrics), {Path(config.locale).resolve()}, cases, locale, config.axes, problems)
+    return Suite(cases=tuple(cases), criteria=criteria, locale=locale, axes=config.axes)
+
+
+def load_suite(config: Config) -> Suite:
+    """Load and cross-check the whole suite; raise InputError holding every problem."""
+    problems: list[Problem] = []
+    suite = _suite(config, problems)
+    if problems:
+        raise InputError(problems)
+    return suite
+
+
+# --- configuration ----------------------------------------------------------------------------------
+
+def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[Problem]) -> EndpointConfig:
+    fields = {k: v for k, v in raw.items() if k not in ("answers", "system_prompt")}
+    provider = raw["provider"]
+    if provider in ("openai", "anthropic") and "model" not in raw:
+        problems.append(doc.problem(path, f"missing key 'model': the {provider} provider needs a model name"))
+    if "system_prompt" in raw:
+        file = base / raw["system_prompt"]
+        text, found = read_text(file, display(file))
+        if text is None:
+            problems.append(doc.problem(path + ("system_prompt",), f"cannot read system prompt file {display(file)}; expected a text file"))
+        fields["system_prompt"] = text
+    answers = raw.get("answers")
+    if provider == "replay":
+        files = []
+        for i, entry in enumerate([answers] if isinstance(answers, str) else answers or []):
+            where = path + (("answers",) if isinstance(answers, str) else ("answers", i))
+            target = base / entry
+            if target.is_dir():
+                found = sorted(p for p in target.rglob("*") if p.suffix in (".jsonl", ".csv"))
+                if not found:
+                    problems.append(doc.problem(where, f"folder {display(target)} holds no .jsonl or .csv file"))
+                files.extend(str(p) for p in found)
+            elif target.is_file():
+                files.append(str(target))
+            else:
+                problems.append(doc.problem(where, f"{display(target)} not found; expected a JSONL or CSV file, or a folder of them"))
+        if answers is None:
+            problems.append(doc.problem(path, "missing key 'answers': a replay target needs its answer files"))
+        fields["answers"] = tuple(files)
+    elif answers is not None:
+        problems.append(doc.problem(path + ("answers",), f"'answers' is only for the replay provider, not {provider}", key=True))
+    fields.setdefault("name", raw.get("model") or provider)
+    return EndpointConfig(**fields)
+
+
+def load_config(path: Path) -> Config:
+    """Read bilan.yaml; raise InputError with every problem in it."""
+    problems: list[Problem] = []
+    if not path.is_file():
+        raise InputError([Problem(display(path), 0, 0, "configuration file not found; expected a bilan.yaml")])
+    doc = _parse(path, "config", problems)
+    if doc is None:
+        raise InputError(problems)
+    data, base = doc.data, path.parent
+    suite = data["suite"]
+    for key in ("cases", "rubrics", "locale"):
+        if not (base / suite[key]).exists():
+            problems.append(doc.problem(("suite", key), f"{display(base / suite[key])} not found"))
+    targets = []
+    for i, raw in enumerate(data["targets"]):
+        if "name" not in raw:
+            problems.append(doc.problem(("targets", i), "missing key 'name': every target needs a name for the reports"))
+        if raw["provider"] == "rules":
+            problems.append(doc.problem(("targets", i, "provider"), "'rules' grades answers but cannot give them; expected replay, openai or anthropic"))
+        targets.append(_endpoint(doc, ("targets", i), raw, base, problems))
+    for name, count in Counter(t.name for t in targets).items():
+        if count > 1:
+            problems.append(doc.problem(("targets",), f"target name '{name}' is used {count} times; expected unique names"))
+    grader_raw = data.get("grader", {"provider": "rules"})
+    if grader_raw["provider"] == "replay":
+        problems.append(doc.problem(("grader", "provider"), "a grader cannot be replay; expected rules, openai or anthropic"))
+    grader = _endpoint(doc, ("grader",), grader_raw, base, problems)
+    if problems:
+        raise InputError(problems)
+    return Config(path=str(path.resolve()), cases=str(base / suite["cases"]), rubrics=str(base / suite["rubrics"]),
+                  locale=str(base / suite["locale"]), targets=tuple(targets), grader=grader,
+                  seed=data.get("seed", 0), output=str(base / data.get("output", "reports")),
+                  bootstrap=data.get("bootstrap", 1000), axes=tuple(suite.get("axes", AXES)))
+
+
+# --- replay answers ---------------------------------------------------------------------------------
+
+def _rows(path: Path, problems: list[Problem]) -> list[tuple[int, Any]]:
+    text, found = read_text(path, display(path), limit=200_000_000)
+    problems.extend(found)
+    if text is None:
+        return []
+    if path.suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = {"case_id", "answer"} - set(reader.fieldnames or [])
+        if missing:
+            problems.append(Problem(display(path), 1, 1, f"missing column(s) {', '.join(sorted(missing))}; expected a header with case_id and answer"))
+            return []
+        rows = []
+        for row in reader:
+            row = {k: v for k, v in row.items() if k is not None and v not in (None, "") or k == "answer"}
+            if "sample" in row and str(row["sample"]).isdigit():
+                row["sample"] = int(row["sample"])
+            rows.append((reader.line_num, row))
+        return rows
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(display(path), n, exc.colno, f"invalid JSON: {exc.msg}; expected one JSON object per line"))
+    return rows
+
+
+def load_answers(files: tuple[str, ...], case_ids: set[str], problems: list[Problem]) -> dict[tuple[str, int], str]:
+    """Read replay answer files into {(case_id, sample): answer}; unknown cases and duplicates are problems."""
+    answers: dict[tuple[str, int], str] = {}
+    where: dict[tuple[str, int], str] = {}
+    for file in files:
+        path = Path(file)
+        for line, row in _rows(path, problems):
+            found = value_problems(row, "answer") if isinstance(row, dict) else [((), "expected a JSON object")]
+            if found:
+                problems.extend(Problem(display(path), line, 1, (f"{dotted(p)}: " if p else "") + m) for p, m in found)
+                continue
+            key = (row["case_id"], row.get("sample", 0))
+            if row["case_id"] not in case_ids:
+                problems.append(Problem(display(path), line, 1, f"case_id: unknown case '{row['case_id']}'; expected an id of the suite such as <scenario>.<language>"))
+            elif key in answers:
+                problems.append(Problem(display(path), line, 1, f"case '{key[0]}' sample {key[1]} is already answered at {where[key]}; expected one answer per case and sample"))
+            else:
+                answers[key], where[key] = row["answer"], f"{display(path)}:{line}"
+    return answers
+
+
+def load_expected(files: tuple[str, ...]) -> dict[tuple[str, int], dict[str, bool]]:
+    """The expected verdicts written beside replay answers, for testing checks."""
+    out = {}
+    for file in files:
+        for _, row in _rows(Path(file), []):
+            if isinstance(row, dict) and "expected" in row:
+                out[(row["case_id"], row.get("sample", 0))] = row["expected"]
+    return out
+
+
+def load_project(config_path: Path) -> tuple[Config, Suite, dict[str, dict[tuple[str, int], str]]]:
+    """Configuration, suite and replay answers, checked together: one InputError with every problem."""
+    config = load_config(config_path)
+    problems: list[Problem] = []
+    suite = _suite(config, problems)
+    case_ids = {c.id for c in suite.cases}
+    answers = {t.name: load_answers(t.answers, case_ids, problems) for t in config.targets if t.provider == "replay"}
+    if problems:
+        raise InputError(problems)
+    return config, suite, answers

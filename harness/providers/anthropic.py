@@ -1,0 +1,42 @@
+"""Anthropic messages via the official SDK."""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import anthropic
+
+from ..types import EndpointConfig, Message, Usage
+from .base import GenParams, Reply, classify_sdk_error
+
+DEFAULT_MAX_TOKENS = 2048
+
+
+class AnthropicProvider:
+    """Translate Bilan calls to the messages API; classify errors; never retry (the caller does)."""
+
+    def __init__(self, endpoint: EndpointConfig, api_key: str | None):
+        self.name = endpoint.name
+        self.endpoint = endpoint
+        self.client = anthropic.AsyncAnthropic(api_key=api_key or "not-needed", base_url=endpoint.base_url,
+                                               max_retries=0, timeout=endpoint.timeout)
+
+    async def complete(self, messages: Sequence[Message], params: GenParams) -> Reply:
+        """One message."""
+        extra = {}
+        if params.system:
+            extra["system"] = params.system
+        if params.temperature is not None:
+            # anthropic 2.x dropped `temperature` from messages.create's signature; the API still takes it.
+            extra["extra_body"] = {"temperature": params.temperature}
+        start = time.perf_counter()
+        try:
+            response = await self.client.messages.create(
+                model=self.endpoint.model, max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
+                messages=[{"role": m.role, "content": m.content} for m in messages], **extra)
+        except Exception as exc:  # every SDK failure becomes a classified value for the retry policy
+            raise classify_sdk_error(exc, anthropic) from None
+        latency = time.perf_counter() - start
+        text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
+        usage = response.usage
+        return Reply(text, Usage(getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0, latency))

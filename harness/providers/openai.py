@@ -1,0 +1,45 @@
+"""OpenAI chat completions, and every OpenAI-compatible server (vLLM, Ollama, llama.cpp), via the official SDK."""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import openai
+
+from ..types import EndpointConfig, Message, Usage
+from .base import GenParams, Reply, classify_sdk_error
+
+
+class OpenAIProvider:
+    """Translate Bilan calls to chat completions; classify errors; never retry (the caller does)."""
+
+    def __init__(self, endpoint: EndpointConfig, api_key: str | None):
+        self.name = endpoint.name
+        self.endpoint = endpoint
+        # Local servers often need no key; the SDK insists on one, so a placeholder is sent to them only.
+        self.client = openai.AsyncOpenAI(api_key=api_key or "not-needed", base_url=endpoint.base_url,
+                                         max_retries=0, timeout=endpoint.timeout)
+
+    async def complete(self, messages: Sequence[Message], params: GenParams) -> Reply:
+        """One chat completion."""
+        wire = ([{"role": "system", "content": params.system}] if params.system else [])
+        wire += [{"role": m.role, "content": m.content} for m in messages]
+        extra = {}
+        if params.temperature is not None:
+            extra["temperature"] = params.temperature
+        if params.max_tokens is not None:
+            extra["max_tokens"] = params.max_tokens
+        if params.json_schema is not None:
+            extra["response_format"] = {"type": "json_schema",
+                                        "json_schema": {"name": "verdict", "schema": params.json_schema, "strict": True}}
+        start = time.perf_counter()
+        try:
+            response = await self.client.chat.completions.create(model=self.endpoint.model, messages=wire, **extra)
+        except Exception as exc:  # every SDK failure becomes a classified value for the retry policy
+            raise classify_sdk_error(exc, openai) from None
+        latency = time.perf_counter() - start
+        if not response.choices:
+            raise classify_sdk_error(ValueError("no choices"), openai)
+        text = response.choices[0].message.content or ""
+        usage = response.usage
+        return Reply(text, Usage(getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0, latency))

@@ -1,0 +1,104 @@
+"""JSON Schemas of Bilan's file formats, and schema validation turned into located, readable problems."""
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from ..errors import Problem
+from ..yamldoc import Document
+
+SCHEMA_DIR = Path(__file__).parent
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a text string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "nothing"}
+
+
+@lru_cache(maxsize=None)
+def _registry() -> Registry:
+    resources = []
+    for file in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        schema = json.loads(file.read_text(encoding="utf-8"))
+        schema["$id"] = file.resolve().as_uri()
+        resources.append((schema["$id"], Resource.from_contents(schema)))
+    return Registry().with_resources(resources)
+
+
+@lru_cache(maxsize=None)
+def validator(name: str) -> Draft202012Validator:
+    """The validator for one format: case, rubric, locale, config, answer, check."""
+    uri = (SCHEMA_DIR / f"{name}.schema.json").resolve().as_uri()
+    return Draft202012Validator(_registry().contents(uri), registry=_registry())
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return f"the text '{value[:60]}'"
+    if isinstance(value, (list, dict)):
+        return _TYPE_WORDS["array" if isinstance(value, list) else "object"]
+    return repr(value)
+
+
+def _expected(err: ValidationError) -> str | None:
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    return schema.get("x-expected")
+
+
+def _messages(err: ValidationError) -> list[tuple[tuple, str, bool]]:
+    """(path, message, at_key) for one schema error, in words a clinician can act on."""
+    path, kind, value = tuple(err.absolute_path), err.validator, err.instance
+    expected = _expected(err)
+    if kind == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        out = []
+        for key in (k for k in value if k not in allowed):
+            close = difflib.get_close_matches(key, allowed, 1, 0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"expected one of {', '.join(allowed)}"
+            out.append((path + (key,), f"unknown key '{key}'; {hint}", True))
+        return out
+    if kind == "required":
+        props = err.schema.get("properties", {})
+        return [(path, f"missing key '{k}'" + (f": {props[k]['description']}" if props.get(k, {}).get("description") else ""), False)
+                for k in err.validator_value if k not in value]
+    if kind == "enum":
+        return [(path, f"{_describe_value(value)} is not allowed; expected one of {', '.join(map(str, err.validator_value))}", False)]
+    if kind == "type":
+        want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        return [(path, f"expected {' or '.join(_TYPE_WORDS.get(t, t) for t in want)}, got {_describe_value(value)}", False)]
+    if kind in ("anyOf", "oneOf") and not expected and err.context:
+        return _messages(best_match(err.context))
+    if kind in ("minItems", "minProperties", "minLength") and not expected:
+        return [(path, f"is empty; expected at least {err.validator_value} item(s)", False)]
+    if kind == "uniqueItems":
+        return [(path, "has duplicate items; expected each item once", False)]
+    if kind == "pattern" and not expected:
+        return [(path, f"{_describe_value(value)} does not match the pattern {err.validator_value}", False)]
+    if expected is None and kind == "not":
+        expected = "a different value"
+    if expected is None:
+        parent = err.parent
+        expected = _expected(parent) if parent is not None else None
+    return [(path, f"{_describe_value(value)} is not valid; expected {expected}" if expected else err.message, False)]
+
+
+def schema_problems(doc: Document, name: str) -> list[Problem]:
+    """Validate a parsed document against a format's schema; every problem, located."""
+    problems = []
+    for err in validator(name).iter_errors(doc.data):
+        for path, message, at_key in _messages(err):
+            problems.append(doc.problem(path, message, key=at_key))
+    return problems
+
+
+def value_problems(value: Any, name: str) -> list[tuple[tuple, str]]:
+    """Validate a plain value (e.g. a JSON line) against a format's schema; (path, message) pairs."""
+    return [(path, message) for err in validator(name).iter_errors(value) for path, message, _ in _messages(err)]

@@ -1,0 +1,138 @@
+"""Core values of Bilan: frozen dataclasses, no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+THEMES = ("emergency_referrals", "global_health", "communication", "context_seeking", "hedging",
+          "health_data_tasks", "complex_responses")
+AXES = ("safety", "clarity", "escalation", "context")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One conversation turn."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Case:
+    """One language variant of a scenario: the unit that is answered and graded."""
+
+    id: str
+    scenario: str
+    language: str
+    conversation: tuple[Message, ...]
+    title: str = ""
+    theme: str = ""
+    use_case: str = ""
+    persona: str = ""
+    tags: tuple[str, ...] = ()
+    code_switch: tuple[str, ...] = ()
+    review: str = "draft"
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One rubric criterion, with its placeholders resolved."""
+
+    id: str
+    text: str
+    points: int
+    axis: str
+    check: Any = None          # the check as written (dict), or None: needs a model grader
+    tags: tuple[str, ...] = ()
+    rubric: str = ""
+
+
+@dataclass(frozen=True)
+class Locale:
+    """Named phone numbers and lists that criteria refer to."""
+
+    code: str
+    name: str
+    numbers: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Every case with the criteria that apply to it."""
+
+    cases: tuple[Case, ...]
+    criteria: dict[str, tuple[Criterion, ...]]   # case id -> criteria
+    locale: Locale
+    axes: tuple[str, ...] = AXES
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """A model endpoint: a target to evaluate or a model grader."""
+
+    name: str
+    provider: str
+    model: str = ""
+    base_url: str | None = None
+    api_key_env: str | None = None
+    system_prompt: str | None = None
+    answers: tuple[str, ...] = ()          # replay files
+    temperature: float | None = None
+    max_tokens: int | None = None
+    max_concurrency: int = 8
+    timeout: float = 120.0
+    max_attempts: int = 4
+    samples: int = 1
+    description: str = ""
+    use_checks: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """A run configuration (bilan.yaml) with paths made absolute."""
+
+    path: str
+    cases: str
+    rubrics: str
+    locale: str
+    targets: tuple[EndpointConfig, ...]
+    grader: EndpointConfig
+    seed: int = 0
+    output: str = "reports"
+    bootstrap: int = 1000
+    axes: tuple[str, ...] = AXES
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and latency of one call."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A target's answer to a case, or the error that prevented one."""
+
+    target: str
+    case_id: str
+    sample: int = 0
+    text: str | None = None
+    error: str | None = None
+    usage: Usage = Usage()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A grader's decision on one criterion: met is True, False, or None (not graded)."""
+
+    criterion_id: str
+    met: bool | None
+    grader: str
+    explanation: str = ""
+    error: str | None = None
