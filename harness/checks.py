@@ -91,6 +91,8 @@ class _Compiler:
 
     def _mentions(self, value: str, path: tuple) -> Check:
         numbers = self.locale.lists.get(value) or ((self.locale.numbers[value],) if value in self.locale.numbers else None)
+        if numbers is None and not self.locale.code:    # broken locale: reported on its own
+            return lambda view: False
         if numbers is None:
             known = ", ".join(sorted(self.locale.lists) + sorted(self.locale.numbers))
             return self.fail(path, f"'{value}' is not a list or number of locale '{self.locale.code}'; expected one of {known}")

@@ -14,7 +14,7 @@ from typing import Any
 from .checks import compile_check
 from .errors import InputError, Problem
 from .langid import is_known_tag
-from .schemas import schema_problems, value_problems
+from .schemas import schema_errors, value_problems
 from .types import AXES, Case, Config, Criterion, EndpointConfig, Locale, Message, Suite
 from .yamldoc import Document, dotted, parse_yaml, read_text
 
@@ -32,7 +32,15 @@ def _yaml_files(folder: Path, skip: set[Path] = frozenset()) -> list[Path]:
     return sorted(p for p in folder.rglob("*.y*ml") if p.suffix in (".yaml", ".yml") and p.resolve() not in skip)
 
 
-def _parse(path: Path, schema: str, problems: list[Problem]) -> Document | None:
+def _parse(path: Path, schema: str, problems: list[Problem], items: str | None = None) -> Document | None:
+    """Parse and schema-check a file; None if it cannot be used as a whole. With `items`, errors inside
+    items[i] only mark that item invalid, so the other items are still used and cross-checked."""
+    doc = _check(path, schema, problems, items)
+    return doc if doc is not None and doc.valid else None
+
+
+def _check(path: Path, schema: str, problems: list[Problem], items: str | None = None) -> Document | None:
+    """Like _parse, but returns any parsed mapping, with `valid` saying whether it can be used as a whole."""
     doc, found = parse_yaml(path, display(path))
     problems.extend(found)
     if doc is None:
@@ -40,9 +48,14 @@ def _parse(path: Path, schema: str, problems: list[Problem]) -> Document | None:
     if not isinstance(doc.data, dict):
         problems.append(doc.problem((), "expected a YAML mapping at the top of the file"))
         return None
-    found = schema_problems(doc, schema)
-    problems.extend(found)
-    return None if found else doc
+    doc.valid = not doc.broken
+    for where, problem in schema_errors(doc, schema):
+        problems.append(problem)
+        if items and len(where) >= 2 and where[0] == items and isinstance(where[1], int):
+            doc.invalid_items.add(where[1])
+        else:
+            doc.valid = False
+    return doc
 
 
 # --- locale -----------------------------------------------------------------------------------------
@@ -70,15 +83,20 @@ def load_locale(path: Path, problems: list[Problem]) -> Locale:
 
 # --- cases ------------------------------------------------------------------------------------------
 
-def _variant_problems(doc: Document, i: int, variant: dict) -> list[Problem]:
-    out = []
+def _variant_problems(doc: Document, i: int, variant: Any) -> list[Problem]:
+    """Cross-checks of one variant, defensive: they run even where the schema found other problems."""
+    out: list[Problem] = []
+    if not isinstance(variant, dict):
+        return out
     base = ("variants", i)
-    for j, tag in [(None, variant["language"])] + list(enumerate(variant.get("code_switch", []))):
-        if not is_known_tag(tag):
+    switch = variant.get("code_switch") if isinstance(variant.get("code_switch"), list) else []
+    for j, tag in [(None, variant.get("language"))] + list(enumerate(switch)):
+        if isinstance(tag, str) and not is_known_tag(tag):
             where = base + (("language",) if j is None else ("code_switch", j))
             out.append(doc.problem(where, f"'{tag}' is not a known language tag; expected {LANGUAGE_HINT}"))
-    conversation = variant["conversation"]
-    if conversation[-1]["role"] != "user":
+    conversation = variant.get("conversation")
+    if isinstance(conversation, list) and conversation and isinstance(conversation[-1], dict) \
+            and conversation[-1].get("role") == "assistant":
         out.append(doc.problem(base + ("conversation", len(conversation) - 1, "role"),
                                "the conversation ends with an assistant turn; expected it to end with a user turn"))
     return out
@@ -88,6 +106,8 @@ def _cases_of(doc: Document, problems: list[Problem]) -> list[Case]:
     data, cases = doc.data, []
     for i, variant in enumerate(data["variants"]):
         problems.extend(_variant_problems(doc, i, variant))
+        if i in doc.invalid_items:
+            continue
         cases.append(Case(
             id=variant.get("id", f"{data['scenario']}.{variant['language']}"), scenario=data["scenario"],
             language=variant["language"], title=data["title"], theme=data["theme"], use_case=data["use_case"],
@@ -105,8 +125,12 @@ def load_cases(folder: Path, problems: list[Problem]) -> list[Case]:
         problems.append(Problem(display(folder), 0, 0, "cases folder not found; expected a folder of case files"))
         return cases
     for path in _yaml_files(folder):
-        doc = _parse(path, "case", problems)
+        doc = _check(path, "case", problems, items="variants")
         if doc is None:
+            continue
+        if not doc.valid:     # still cross-check its variants, so every problem shows in one pass
+            for i, variant in enumerate(doc.data.get("variants") or [] if isinstance(doc.data.get("variants"), list) else []):
+                problems.extend(_variant_problems(doc, i, variant))
             continue
         scenario = doc.data["scenario"]
         if scenario in scenarios:
@@ -142,6 +166,9 @@ def selects(selector: dict, case: Case) -> bool:
 
 
 def _resolve_text(doc: Document, path: tuple, text: str, locale: Locale, problems: list[Problem]) -> str:
+    if not locale.code:     # the locale itself is broken: its own problems are reported instead
+        return text
+
     def sub(match: re.Match) -> str:
         space, name = match.groups()
         table = {"numbers": locale.numbers, "lists": {k: ", ".join(v) for k, v in locale.lists.items()}}.get(space)
@@ -159,6 +186,8 @@ def _criteria_of(doc: Document, locale: Locale, axes: tuple[str, ...], problems:
     out, seen = [], {}
     for i, raw in enumerate(doc.data["criteria"]):
         path = ("criteria", i)
+        if i in doc.invalid_items:
+            continue
         if raw["id"] in seen:
             problems.append(doc.problem(path + ("id",), f"criterion id '{raw['id']}' is already used at criteria[{seen[raw['id']]}]; expected a unique id"))
         seen[raw["id"]] = i
@@ -181,7 +210,7 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
     rubric_ids: dict[str, str] = {}
     scenarios = {c.scenario for c in cases}
     for path in _yaml_files(folder, skip) if folder.is_dir() else []:
-        doc = _parse(path, "rubric", problems)
+        doc = _parse(path, "rubric", problems, items="criteria")
         if doc is None:
             continue
         data = doc.data
@@ -270,7 +299,7 @@ def load_config(path: Path) -> Config:
     problems: list[Problem] = []
     if not path.is_file():
         raise InputError([Problem(display(path), 0, 0, "configuration file not found; expected a bilan.yaml")])
-    doc = _parse(path, "config", problems)
+    doc = _parse(path, "config", problems, items="targets")
     if doc is None:
         raise InputError(problems)
     data, base = doc.data, path.parent
@@ -280,6 +309,8 @@ def load_config(path: Path) -> Config:
             problems.append(doc.problem(("suite", key), f"{display(base / suite[key])} not found"))
     targets = []
     for i, raw in enumerate(data["targets"]):
+        if i in doc.invalid_items:
+            continue
         if "name" not in raw:
             problems.append(doc.problem(("targets", i), "missing key 'name': every target needs a name for the reports"))
         if raw["provider"] == "rules":

@@ -28,6 +28,9 @@ class Document:
     data: Any
     marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    invalid_items: set[int] = field(default_factory=set)   # items of a list that failed their schema
+    broken: set[JsonPath] = field(default_factory=set)     # values already reported by the parser
+    valid: bool = True                                     # usable as a whole (no problem outside items)
 
     def where(self, path: JsonPath, key: bool = False) -> tuple[int, int]:
         """Line and column of the value at path (or of its key), falling back to the nearest parent."""
@@ -80,11 +83,11 @@ class _Builder:
         if depth > MAX_DEPTH:
             self.problems.append(self.doc.problem(path, f"nesting deeper than {MAX_DEPTH} levels; expected a flat file"))
             return None
-        if not isinstance(node, yaml.ScalarNode):
-            if id(node) in self.seen:
-                self.problems.append(self.doc.problem(path, "anchors and aliases (&name, *name) are not supported; write the value out"))
-                return None
-            self.seen.add(id(node))
+        if id(node) in self.seen:
+            self.problems.append(self.doc.problem(path, "anchors and aliases (&name, *name) are not supported; write the value out", key=True))
+            self.doc.broken.add(path)
+            return None
+        self.seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             return _scalar(node)
         if isinstance(node, yaml.SequenceNode):

@@ -74,10 +74,19 @@ def _messages(err: ValidationError) -> list[tuple[tuple, str, bool]]:
     if kind == "type":
         want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
         return [(path, f"expected {' or '.join(_TYPE_WORDS.get(t, t) for t in want)}, got {_describe_value(value)}", False)]
-    if kind in ("anyOf", "oneOf") and not expected and err.context:
-        return _messages(best_match(err.context))
-    if kind in ("minItems", "minProperties", "minLength") and not expected:
+    if kind in ("anyOf", "oneOf") and err.context:
+        branch = _matching_branch(err)
+        if branch:
+            return [m for e in branch for m in _messages(e)]
+        if not expected:
+            return _messages(best_match(err.context))
+    if kind == "minLength" and not expected:
+        return [(path, "is empty; expected some text", False)]
+    if kind in ("minItems", "minProperties") and not expected:
         return [(path, f"is empty; expected at least {err.validator_value} item(s)", False)]
+    if kind in ("minimum", "maximum") and not expected:
+        word = "small; expected at least" if kind == "minimum" else "large; expected at most"
+        return [(path, f"{_describe_value(value)} is too {word} {err.validator_value}", False)]
     if kind == "uniqueItems":
         return [(path, "has duplicate items; expected each item once", False)]
     if kind == "pattern" and not expected:
@@ -90,13 +99,33 @@ def _messages(err: ValidationError) -> list[tuple[tuple, str, bool]]:
     return [(path, f"{_describe_value(value)} is not valid; expected {expected}" if expected else err.message, False)]
 
 
-def schema_problems(doc: Document, name: str) -> list[Problem]:
-    """Validate a parsed document against a format's schema; every problem, located."""
-    problems = []
+def _matching_branch(err: ValidationError) -> list[ValidationError] | None:
+    """The errors of the one alternative whose type fits the value, if exactly one fits."""
+    branches: dict[int, list[ValidationError]] = {}
+    for e in err.context:
+        branches.setdefault(e.relative_schema_path[0], []).append(e)
+    fitting = [errs for errs in branches.values()
+               if not any(e.validator == "type" and not e.relative_path for e in errs)]
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def schema_errors(doc: Document, name: str) -> list[tuple[tuple, Problem]]:
+    """Validate a parsed document against a format's schema: (path, located problem) for each, no repeats."""
+    seen, out = set(), []
     for err in validator(name).iter_errors(doc.data):
         for path, message, at_key in _messages(err):
-            problems.append(doc.problem(path, message, key=at_key))
-    return problems
+            if any(path[:len(b)] == b for b in doc.broken):
+                continue
+            problem = doc.problem(path, message, key=at_key)
+            if problem not in seen:
+                seen.add(problem)
+                out.append((path, problem))
+    return out
+
+
+def schema_problems(doc: Document, name: str) -> list[Problem]:
+    """Validate a parsed document against a format's schema; every problem, located."""
+    return [problem for _, problem in schema_errors(doc, name)]
 
 
 def value_problems(value: Any, name: str) -> list[tuple[tuple, str]]:
