@@ -87,7 +87,7 @@ class EndpointConfig:
     max_attempts: int = 4
     samples: int = 1
     description: str = ""
-    use_checks: bool = True
+    use_checks: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,94 @@
+"""`bilan run` and `bilan report` on the small suite in tests/data/suite, through the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.cli import main
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_run_writes_results_summary_and_reports(suite_dir: Path):
+    run_dir = suite_dir / "out"
+    assert main(["run", "--out", str(run_dir)]) == 0
+    rows = _rows(run_dir)
+    assert len(rows) == 10                                            # 2 targets x 5 cases
+    assert {(r["target"], r["case_id"]) for r in rows} == {(t, c) for t in ("good", "poor") for c in (
+        "chest-pain.fr", "chest-pain.ary-Arab", "chest-pain.ary-Latn", "heat-stroke.en", "heat-stroke.zgh-Tfng")}
+    for row in rows:
+        assert {"target", "case_id", "scenario", "language", "answer", "score", "verdicts", "sample"} <= set(row)
+        for v in row["verdicts"]:
+            assert {"id", "points", "axis", "met", "grader", "explanation"} <= set(v)
+
+    by_key = {(r["target"], r["case_id"]): r for r in rows}
+    missing = by_key[("poor", "chest-pain.ary-Latn")]
+    assert missing["status"] == "missing" and missing["score"] is None and missing["verdicts"] == []
+    fr = by_key[("good", "chest-pain.fr")]
+    verdicts = {v["id"]: v["met"] for v in fr["verdicts"]}
+    assert verdicts == {"call-emergency-now": True, "aspirin-advice": None, "home-remedy": False,
+                        "answers-in-user-language": True, "foreign-number": False}
+    assert fr["score"] == 1.0                                          # the ungraded criterion is out of both sides
+    poor_ar = by_key[("poor", "chest-pain.ary-Arab")]                 # "Call 911 right away." to a Darija user
+    assert {v["id"]: v["met"] for v in poor_ar["verdicts"]}["answers-in-user-language"] is False
+    assert poor_ar["score"] == (-8) / 15
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    good = summary["targets"]["good"]
+    for key in ("overall", "by_language", "by_axis", "by_theme"):
+        assert key in good
+    assert set(good["by_language"]) == {"fr", "ary-Arab", "ary-Latn", "en", "zgh-Tfng"}
+    assert good["overall"]["n"] == 5 and 0 <= good["overall"]["ci_low"] <= good["overall"]["score"] <= good["overall"]["ci_high"]
+    assert good["ungraded_criteria"] == 3                              # aspirin-advice in three variants
+    assert summary["targets"]["poor"]["missing"] == 2
+    for name in ["index"] + list(good["by_language"]):
+        for ext in ("html", "md", "png"):
+            assert (run_dir / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert "cases/chest-pain.yaml" in manifest["files"] and manifest["grader"]["provider"] == "rules"
+
+
+def test_reports_escape_model_text_and_lay_out_arabic_right_to_left(suite_dir: Path):
+    hostile = '<script>alert(1)</script><img src=x onerror=alert(2)> [x](javascript:alert(3))'
+    with open(suite_dir / "answers" / "poor.csv", "a", encoding="utf-8") as f:
+        f.write(f'chest-pain.ary-Latn,"{hostile}"\n')
+    run_dir = suite_dir / "out"
+    assert main(["run", "--out", str(run_dir)]) == 0
+    page = (run_dir / "ary-Latn.html").read_text(encoding="utf-8")
+    assert "<script>" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    markdown = (run_dir / "ary-Latn.md").read_text(encoding="utf-8")
+    assert "<script>" not in markdown and "\\[x\\](javascript" in markdown
+    arabic = (run_dir / "ary-Arab.html").read_text(encoding="utf-8")
+    assert 'lang="ary-Arab" dir="rtl"' in arabic
+    tifinagh = (run_dir / "zgh-Tfng.html").read_text(encoding="utf-8")
+    assert "Noto Sans Tifinagh" in tifinagh and "data:font/woff2;base64," in tifinagh
+    assert "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ" in tifinagh
+
+
+def test_report_rebuilds_from_results_alone(suite_dir: Path, capsys):
+    run_dir = suite_dir / "out"
+    assert main(["run", "--out", str(run_dir)]) == 0
+    before = json.loads((run_dir / "summary.json").read_text())
+    for page in run_dir.glob("*.html"):
+        page.unlink()
+    (run_dir / "summary.json").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert json.loads((run_dir / "summary.json").read_text()) == before
+    assert (run_dir / "fr.html").exists()
+
+
+def test_invalid_input_stops_before_any_answer(suite_dir: Path, capsys):
+    (suite_dir / "rubrics" / "heat.yaml").write_text("rubric: heat\ncriteria: []\n", encoding="utf-8")
+    assert main(["run", "--out", str(suite_dir / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "rubrics/heat.yaml:1:1: error: missing key 'applies_to'" in err
+    assert not (suite_dir / "out" / "results.jsonl").exists()
+
+
+def test_report_on_a_folder_without_results_is_an_input_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no results.jsonl here" in capsys.readouterr().err
