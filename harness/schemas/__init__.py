@@ -73,7 +73,10 @@ def _messages(err: ValidationError) -> list[tuple[tuple, str, bool]]:
         return [(path, f"{_describe_value(value)} is not allowed; expected one of {', '.join(map(str, err.validator_value))}", False)]
     if kind == "type":
         want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
-        return [(path, f"expected {' or '.join(_TYPE_WORDS.get(t, t) for t in want)}, got {_describe_value(value)}", False)]
+        hint = ""
+        if "string" in want and isinstance(value, dict) and len(value) == 1:
+            hint = " (an unquoted ': ' makes a mapping; put the whole text in quotes)"
+        return [(path, f"expected {' or '.join(_TYPE_WORDS.get(t, t) for t in want)}, got {_describe_value(value)}{hint}", False)]
     if kind in ("anyOf", "oneOf") and err.context:
         branch = _matching_branch(err)
         if branch:
