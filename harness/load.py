@@ -151,15 +151,15 @@ def load_cases(folder: Path, problems: list[Problem]) -> list[Case]:
 
 # --- rubrics ----------------------------------------------------------------------------------------
 
+def _one_of(value: str, wanted: str | list[str]) -> bool:
+    return value in ([wanted] if isinstance(wanted, str) else wanted)
+
+
 def selects(selector: dict, case: Case) -> bool:
     """True if a rubric's applies_to selector matches the case (every given key must match)."""
-    scenario = selector.get("scenario")
-    if scenario is not None and case.scenario not in ([scenario] if isinstance(scenario, str) else scenario):
-        return False
-    if "theme" in selector and case.theme != selector["theme"]:
-        return False
-    if "use_case" in selector and case.use_case != selector["use_case"]:
-        return False
+    for key, value in (("scenario", case.scenario), ("theme", case.theme), ("use_case", case.use_case)):
+        if key in selector and not _one_of(value, selector[key]):
+            return False
     if "tags" in selector and not set(selector["tags"]) <= set(case.tags):
         return False
     return "languages" not in selector or case.language in selector["languages"]
