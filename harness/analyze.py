@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 ANSWER_COLUMNS = ["target", "case_id", "scenario", "language", "theme", "use_case", "persona", "sample", "status",
-                  "score", "graded", "ungraded", "input_tokens", "output_tokens", "latency"]
+                  "score", "graded", "ungraded", "input_tokens", "output_tokens", "latency", "cached",
+                  "grader_input_tokens", "grader_output_tokens"]
 
 
 def answers_frame(rows: Sequence[dict[str, Any]], axes: Sequence[str] = ()) -> pd.DataFrame:
@@ -18,8 +19,11 @@ def answers_frame(rows: Sequence[dict[str, Any]], axes: Sequence[str] = ()) -> p
     for r in rows:
         rec = {k: r.get(k) for k in ANSWER_COLUMNS if k in r}
         usage = r.get("usage") or {}
+        graded = [v.get("usage") or {} for v in r.get("verdicts", [])]
         rec.update(input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0),
-                   latency=usage.get("latency", 0.0))
+                   latency=usage.get("latency", 0.0), cached=bool(usage.get("cached", False)),
+                   grader_input_tokens=sum(u.get("input_tokens", 0) for u in graded),
+                   grader_output_tokens=sum(u.get("output_tokens", 0) for u in graded))
         for axis in axes:
             rec[f"axis:{axis}"] = (r.get("axis_scores") or {}).get(axis)
         records.append(rec)
@@ -85,16 +89,37 @@ def summarize_target(frame: pd.DataFrame, verdicts: pd.DataFrame, axes: Sequence
                graded_criteria=int(verdicts["met"].notna().sum()), ungraded_criteria=int(verdicts["met"].isna().sum()),
                grading_errors=int(verdicts["error"].notna().sum()),
                ungraded_by_language={str(k): int(v) for k, v in verdicts[verdicts["met"].isna()].groupby("language").size().items()},
-               input_tokens=int(frame["input_tokens"].sum()), output_tokens=int(frame["output_tokens"].sum()))
+               input_tokens=int(frame["input_tokens"].sum()), output_tokens=int(frame["output_tokens"].sum()),
+               grader_input_tokens=int(frame["grader_input_tokens"].sum()),
+               grader_output_tokens=int(frame["grader_output_tokens"].sum()))
+    live = frame[(frame["status"] == "ok") & ~frame["cached"] & (frame["latency"] > 0)]["latency"]
+    out["latency"] = {"p50": float(live.quantile(0.5)), "p95": float(live.quantile(0.95)), "n": int(len(live))} if len(live) else None
     return out
 
 
-def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0, resamples: int = 1000) -> dict[str, Any]:
-    """The summary.json content for a run's rows."""
+def _usd(tokens_in: int, tokens_out: int, price: dict | None) -> float | None:
+    return (tokens_in * price["input"] + tokens_out * price["output"]) / 1e6 if price else None
+
+
+def add_costs(target: dict[str, Any], price: dict | None, grader_price: dict | None) -> None:
+    """Cost of a target's answers and of grading them, in US dollars (None without a price)."""
+    answers = _usd(target["input_tokens"], target["output_tokens"], price)
+    grading = _usd(target["grader_input_tokens"], target["grader_output_tokens"], grader_price)
+    known = [c for c in (answers, grading) if c is not None]
+    n = target["overall"]["n"] or 0
+    total = sum(known) if known else None
+    target["cost"] = {"answers_usd": answers, "grading_usd": grading, "total_usd": total,
+                      "per_100_cases_usd": (total / n * 100) if total is not None and n else None}
+
+
+def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0, resamples: int = 1000,
+              prices: dict[str, dict | None] | None = None, grader_price: dict | None = None) -> dict[str, Any]:
+    """The summary.json content for a run's rows; prices are per target name, USD per million tokens."""
     frame, verdicts = answers_frame(rows, axes), verdicts_frame(rows)
     targets = {}
     for name in sorted(frame["target"].unique()):
         targets[str(name)] = summarize_target(frame[frame["target"] == name], verdicts[verdicts["target"] == name],
                                               axes, seed, resamples)
+        add_costs(targets[str(name)], (prices or {}).get(str(name)), grader_price)
     return {"targets": targets, "languages": sorted(frame["language"].unique().tolist()), "axes": list(axes),
             "themes": sorted(frame["theme"].dropna().unique().tolist()), "rows": len(rows)}

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -67,31 +68,124 @@ def _run_dir(config: Config, out: str | None) -> Path:
     return path
 
 
-def _progress(total: int):
-    state = {"done": 0, "errors": 0}
-    every = max(1, total // 10)
+class Progress:
+    """A live bar on a terminal; plain periodic lines otherwise (CI logs)."""
 
-    def on_result(row: dict) -> None:
-        state["done"] += 1
-        state["errors"] += row["status"] == "error"
-        if state["done"] % every == 0 or state["done"] == total:
-            print(f"  {state['done']}/{total} answers graded, {state['errors']} errors", file=sys.stderr)
-    return on_result
+    def __init__(self, monitor, stream=None, every_seconds: float = 30.0):
+        self.monitor, self.stream = monitor, stream or sys.stderr
+        self.start = time.monotonic()
+        self.last_line = self.start
+        self.every = every_seconds
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=monitor.total, file=self.stream, unit="answer", dynamic_ncols=True, smoothing=0.1)
+
+    def __call__(self, row: dict) -> None:
+        m = self.monitor
+        if self.bar is not None:
+            self.bar.total = m.total
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"failed {m.failed}, ${m.cost():.2f}", refresh=False)
+            return
+        now = time.monotonic()
+        if m.done == m.total or now - self.last_line >= self.every or m.done == 1:
+            self.last_line = now
+            rate = m.done / max(now - self.start, 1e-9)
+            eta = (m.total - m.done) / rate if rate else 0
+            print(f"  {m.done}/{m.total} answers ({100 * m.done / max(m.total, 1):.0f}%), {rate:.1f}/s, "
+                  f"ETA {eta:.0f}s, {m.failed} failed, ${m.cost():.2f} spent", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        """Finish the bar."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not i/n, such as 1/4") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"'{text}': expected 1 <= i <= n")
+    return i, n
+
+
+def _cache(args: argparse.Namespace, environ: dict[str, str]):
+    from platformdirs import user_cache_dir
+
+    from .store import ResponseCache
+    if args.no_cache:
+        return None
+    folder = args.cache_dir or environ.get("BILAN_CACHE_DIR") or user_cache_dir("bilan")
+    return ResponseCache(Path(folder) / "responses.sqlite")
+
+
+def _print_estimate(est: dict, total: int) -> float:
+    print(f"estimate for {total} answers (an upper bound: cached calls are free):", file=sys.stderr)
+    known, unknown = 0.0, []
+    for name, e in est.items():
+        price = f"${e['cost']:.2f}" if e["cost"] is not None else "no price in the config"
+        print(f"  {name} ({e['model']}): {e['calls']} calls, ~{e['input_tokens']:,} input and ~{e['output_tokens']:,} "
+              f"output tokens, {price}", file=sys.stderr)
+        if e["cost"] is None:
+            unknown.append(name)
+        else:
+            known += e["cost"]
+    if not est:
+        print("  no model calls (replayed answers and deterministic checks only)", file=sys.stderr)
+    print(f"  total: ${known:.2f}" + (f" plus unpriced calls to {', '.join(unknown)}" if unknown else ""), file=sys.stderr)
+    return known
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, generate, grade, write the run directory and its reports."""
-    from .run import rebuild
-    from .run import run, snapshot_cases
+    from .run import Monitor, RunOptions, RunStopped, count_jobs, estimate, prepare_resume, rebuild, run
     config, suite, answers = load_project(Path(args.config))
-    keys = resolve_keys(config, dict(os.environ))
+    if args.resume and not args.out:
+        raise InputError([Problem("bilan run", 0, 0, "--resume needs --out DIR: the run directory to finish")])
     run_dir = _run_dir(config, args.out)
-    total = sum(t.samples for t in config.targets) * len(suite.cases)
-    print(f"bilan: {total} answers to get and grade ({len(config.targets)} targets x {len(suite.cases)} cases) -> {run_dir}", file=sys.stderr)
-    snapshot_cases(suite, run_dir)
-    run(config, suite, answers, run_dir, keys, on_result=_progress(total), argv=sys.argv)
-    summary = rebuild(run_dir)
-    _print_summary(summary, run_dir)
+    done = prepare_resume(run_dir) if args.resume and (run_dir / "results.jsonl").exists() else set()
+    total = count_jobs(config, suite, args.shard, done)
+    if args.dry_run or args.max_cost is not None:
+        cost = _print_estimate(estimate(config, suite, args.shard, done), total)
+        if args.dry_run:
+            return 0
+        if cost > args.max_cost:
+            print(f"bilan: the estimate (${cost:.2f}) is above --max-cost ${args.max_cost:g}; not starting", file=sys.stderr)
+            return 1
+    keys = resolve_keys(config, dict(os.environ))
+    print(f"bilan: {total} answers to get and grade -> {run_dir}" + (f" ({len(done)} already done)" if done else ""),
+          file=sys.stderr)
+    monitor = Monitor(total=total)
+    progress = Progress(monitor)
+    options = RunOptions(resume=args.resume, shard=args.shard, cache=_cache(args, dict(os.environ)),
+                         max_error_rate=args.max_error_rate, max_cost=args.max_cost, on_result=progress)
+    try:
+        run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
+    except RunStopped as stop:
+        progress.close()
+        print(f"bilan: stopped: {stop}\nbilan: the {monitor.done} results written are kept in {run_dir}; finish with: "
+              f"bilan run --config {args.config} --out {run_dir} --resume", file=sys.stderr)
+        return 1
+    finally:
+        progress.close()
+        if options.cache is not None:
+            options.cache.close()
+    calls = sum(e.meter.calls for e in monitor.endpoints.values())
+    hits = sum(e.meter.cache_hits for e in monitor.endpoints.values())
+    print(f"bilan: {calls} model calls made, {hits} answered from the cache, ${monitor.cost():.4f} spent", file=sys.stderr)
+    _print_summary(rebuild(run_dir), run_dir)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Combine shard run directories into one, then rebuild its reports."""
+    from .run import merge, rebuild
+    merge([Path(d) for d in args.run_dirs], Path(args.out))
+    _print_summary(rebuild(Path(args.out)), Path(args.out))
     return 0
 
 
@@ -126,7 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="generate answers, grade them, write the run directory and reports")
     p.add_argument("--config", default="bilan.yaml", help="run configuration (default: bilan.yaml)")
     p.add_argument("--out", help="run directory (default: <output>/<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="finish the run in --out: keep its results, do the rest")
+    p.add_argument("--shard", type=_shard, help="run only slice i of n (e.g. 2/4); combine with `bilan merge`")
+    p.add_argument("--cache-dir", help="response cache folder (default: $BILAN_CACHE_DIR or the user cache folder)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    p.add_argument("--max-error-rate", type=float, default=0.5, help="stop when more than this share of answers fail (default 0.5)")
+    p.add_argument("--max-cost", type=float, help="refuse to start, or stop cleanly, before spending more than this many US dollars")
+    p.add_argument("--dry-run", action="store_true", help="print the calls, tokens and cost a run would need; call nothing")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("merge", help="combine shard run directories into one run directory")
+    p.add_argument("out", help="the merged run directory to write")
+    p.add_argument("run_dirs", nargs="+", help="shard run directories")
+    p.set_defaults(func=cmd_merge)
     p = sub.add_parser("report", help="rebuild reports from a run directory (no model calls)")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)

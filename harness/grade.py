@@ -27,9 +27,12 @@ def verdict_rows(criteria: Sequence[Criterion], verdicts: Sequence[Verdict]) -> 
     rows = []
     for c in criteria:
         v = by_id.get(c.id) or Verdict(c.id, None, "none", "", error="no verdict returned")
-        rows.append({"id": c.id, "rubric": c.rubric, "text": c.text, "points": c.points, "axis": c.axis, "tags": list(c.tags),
-                     "met": v.met, "grader": v.grader, "explanation": v.explanation, "error": v.error,
-                     "check": c.check is not None})
+        row = {"id": c.id, "rubric": c.rubric, "text": c.text, "points": c.points, "axis": c.axis, "tags": list(c.tags),
+               "met": v.met, "grader": v.grader, "explanation": v.explanation, "error": v.error,
+               "check": c.check is not None}
+        if v.usage is not None:
+            row["usage"] = asdict(v.usage)
+        rows.append(row)
     return rows
 
 

@@ -328,7 +328,8 @@ def load_config(path: Path) -> Config:
     return Config(path=str(path.resolve()), cases=str(base / suite["cases"]), rubrics=str(base / suite["rubrics"]),
                   locale=str(base / suite["locale"]), targets=tuple(targets), grader=grader,
                   seed=data.get("seed", 0), output=str(base / data.get("output", "reports")),
-                  bootstrap=data.get("bootstrap", 1000), axes=tuple(suite.get("axes", AXES)))
+                  bootstrap=data.get("bootstrap", 1000), axes=tuple(suite.get("axes", AXES)),
+                  prices=data.get("prices", {}))
 
 
 # --- replay answers ---------------------------------------------------------------------------------

@@ -2,48 +2,96 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import datetime as dt
+import hashlib
+import json
+import os
 import platform
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .analyze import summarize
+from .errors import InputError, Problem
 from .generate import generate
 from .grade import result_row
-from .graders.llm import PROMPT_VERSION, ModelGrader
+from .graders.llm import PROMPT_VERSION, TEMPLATE, ModelGrader
 from .graders.rules import RulesGrader
 from .providers.anthropic import AnthropicProvider
-from .providers.base import Endpoint, RetryPolicy
+from .providers.base import Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, cost, estimate_tokens
 from .providers.openai import OpenAIProvider
 from .providers.replay import ReplayProvider
-from .analyze import summarize
 from .report import write_reports
-from .store import MANIFEST, RunStore, read_json, read_results, sha256_file, write_json
-from .types import Case, Config, EndpointConfig, Suite
+from .store import MANIFEST, RESULTS, ResponseCache, RunStore, read_json, read_results, sha256_file, write_json
+from .types import Case, Config, EndpointConfig, Suite, Usage
 
 PROVIDERS = {"openai": OpenAIProvider, "anthropic": AnthropicProvider}
+DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 Answers = dict[str, dict[tuple[str, int], str]]
 
 
-def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | None], seed: int) -> Endpoint:
-    """A provider for an endpoint config, under its own concurrency limit and retry policy."""
+class RunStopped(Exception):
+    """The run stopped early on purpose (error budget, cost ceiling); what it wrote is kept for --resume."""
+
+
+@dataclass
+class RunOptions:
+    """How to run: resume, shard, cache, error and cost ceilings, and a callback per result."""
+
+    resume: bool = False
+    shard: tuple[int, int] | None = None          # (i, n): the i-th of n slices, 1-based
+    cache: ResponseCache | None = None
+    max_error_rate: float = 0.5
+    min_answers_for_error_rate: int = 20
+    max_cost: float | None = None
+    on_result: Callable[[dict], None] | None = None
+
+
+@dataclass
+class Monitor:
+    """Live counts for progress displays and the error budget."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)
+
+    def cost(self) -> float:
+        """Dollars spent on calls made so far in this run."""
+        return self.budget.spent
+
+
+def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | None], seed: int,
+                  options: RunOptions | None = None, budget: Budget | None = None,
+                  prices: dict[str, dict[str, float]] | None = None) -> Endpoint:
+    """A provider for an endpoint config, under its own limits, the retry policy, the cache and the budget."""
+    options = options or RunOptions()
     if cfg.provider == "replay":
-        provider = ReplayProvider(cfg, answers.get(cfg.name, {}))
+        provider, scope = ReplayProvider(cfg, answers.get(cfg.name, {})), None
     else:
         provider = PROVIDERS[cfg.provider](cfg, keys.get(cfg.name))
+        scope = {"provider": cfg.provider, "base_url": cfg.base_url or DEFAULT_BASE_URL[cfg.provider], "model": cfg.model}
     policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout)
-    return Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed)
+    return Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache, scope=scope,
+                    limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute), budget=budget,
+                    price=(prices or {}).get(cfg.model))
 
 
-def make_grader(config: Config, suite: Suite, answers: Answers, keys: dict[str, str | None]):
+def make_grader(config: Config, suite: Suite, answers: Answers, keys: dict[str, str | None],
+                options: RunOptions | None = None, budget: Budget | None = None, endpoints: dict | None = None):
     """The configured grader: rules alone, or a model (with checks first when use_checks is on)."""
     rules = RulesGrader(suite.locale)
     if config.grader.provider == "rules":
         return rules
-    return ModelGrader(make_endpoint(config.grader, answers, keys, config.seed), rules, config.grader.use_checks)
+    endpoint = make_endpoint(config.grader, answers, keys, config.seed, options, budget, config.prices)
+    if endpoints is not None:
+        endpoints["grader:" + config.grader.name] = endpoint
+    return ModelGrader(endpoint, rules, config.grader.use_checks)
 
 
 def _versions() -> dict[str, str]:
@@ -74,31 +122,77 @@ def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None =
         "command": argv or sys.argv, "config_file": config.path,
         "targets": [endpoint(t) | {"system_prompt_sha256": _sha(t.system_prompt)} for t in config.targets],
         "grader": endpoint(config.grader) | {"prompt_version": PROMPT_VERSION},
-        "seed": config.seed, "bootstrap": config.bootstrap, "axes": list(config.axes),
+        "seed": config.seed, "bootstrap": config.bootstrap, "axes": list(config.axes), "prices": config.prices,
         "languages": sorted({c.language for c in suite.cases}), "cases": len(suite.cases),
         "files": hashes, "versions": _versions(),
     }
 
 
 def _sha(text: str | None) -> str | None:
-    import hashlib
     return hashlib.sha256(text.encode("utf-8")).hexdigest() if text else None
 
 
-def jobs(config: Config, suite: Suite) -> Iterator[tuple[EndpointConfig, Case, int]]:
-    """Every unit of work, in a stable order: target, then case, then sample."""
+def job_key(target: str, case_id: str, sample: int) -> tuple[str, str, int]:
+    """The identity of one unit of work and of its results row."""
+    return (target, case_id, sample)
+
+
+def in_shard(key: tuple[str, str, int], shard: tuple[int, int] | None) -> bool:
+    """True if the unit belongs to shard i of n: a stable hash, the same on every machine."""
+    if shard is None:
+        return True
+    digest = hashlib.sha256(json.dumps(list(key)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shard[1] == shard[0] - 1
+
+
+def jobs(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
+         done: set | frozenset = frozenset()) -> Iterator[tuple[EndpointConfig, Case, int]]:
+    """Every unit of work still to do, in a stable order: target, then case, then sample."""
     for target in config.targets:
         for case in suite.cases:
             for sample in range(target.samples):
-                yield target, case, sample
+                key = job_key(target.name, case.id, sample)
+                if key not in done and in_shard(key, shard):
+                    yield target, case, sample
 
 
-async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Path,
-                    keys: dict[str, str | None], on_result: Callable[[dict], None] | None = None) -> int:
-    """Generate, grade and append every result; returns the number of rows written."""
-    endpoints = {t.name: make_endpoint(t, answers, keys, config.seed) for t in config.targets}
-    grader = make_grader(config, suite, answers, keys)
-    work = jobs(config, suite)
+def _final(row: dict) -> bool:
+    """A row that a resumed run keeps: an answer (or a definite 'missing') with no failed grading call."""
+    return row.get("status") in ("ok", "missing") and not any(
+        v.get("error") and not str(v["error"]).startswith("unparsable") for v in row.get("verdicts", []))
+
+
+def prepare_resume(run_dir: Path) -> set[tuple[str, str, int]]:
+    """Keep the final rows of an interrupted run (one per unit) and return their keys; failed rows are dropped
+    so that they are done again (their successful calls come back from the cache)."""
+    rows = read_results(run_dir)
+    kept: dict[tuple, dict] = {}
+    for row in rows:
+        if _final(row):
+            kept[job_key(row["target"], row["case_id"], row.get("sample", 0))] = row
+    if len(kept) != len(rows):
+        tmp = run_dir / (RESULTS + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in kept.values():
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, run_dir / RESULTS)
+    return set(kept)
+
+
+def _failed(row: dict) -> bool:
+    return row["status"] == "error" or any(v.get("error") for v in row["verdicts"])
+
+
+async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dict[str, str | None],
+                    options: RunOptions, monitor: Monitor, done: set) -> int:
+    """Generate, grade and append every remaining result; returns the number of rows written."""
+    budget = monitor.budget
+    endpoints = {t.name: make_endpoint(t, answers, keys, config.seed, options, budget, config.prices) for t in config.targets}
+    monitor.endpoints.update(endpoints)
+    grader = make_grader(config, suite, answers, keys, options, budget, monitor.endpoints)
+    work = jobs(config, suite, options.shard, done)
     written = 0
 
     async def worker(store: RunStore) -> None:
@@ -110,23 +204,100 @@ async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Pat
             row = result_row(case, answer, criteria, verdicts, suite.axes)
             store.append(row)
             written += 1
-            if on_result:
-                on_result(row)
+            monitor.done += 1
+            monitor.failed += _failed(row)
+            if options.on_result:
+                options.on_result(row)
+            if monitor.done >= options.min_answers_for_error_rate and monitor.failed / monitor.done > options.max_error_rate:
+                raise RunStopped(f"{monitor.failed} of {monitor.done} answers failed (more than --max-error-rate "
+                                 f"{options.max_error_rate:g}); last error: {row['error'] or _verdict_error(row)}")
 
     width = max(1, sum(t.max_concurrency for t in config.targets))
     with RunStore(run_dir) as store:
-        await asyncio.gather(*(worker(store) for _ in range(width)))
+        tasks = [asyncio.ensure_future(worker(store)) for _ in range(width)]
+        try:
+            await asyncio.gather(*tasks)
+        except BudgetExceeded as exc:
+            raise RunStopped(f"cost ceiling reached: {exc}") from None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     return written
 
 
+def _verdict_error(row: dict) -> str:
+    return next((v["error"] for v in row["verdicts"] if v.get("error")), "")
+
+
+def count_jobs(config: Config, suite: Suite, shard: tuple[int, int] | None = None, done: set | frozenset = frozenset()) -> int:
+    """How many units of work remain."""
+    return sum(1 for _ in jobs(config, suite, shard, done))
+
+
 def run(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dict[str, str | None],
-        on_result: Callable[[dict], None] | None = None, argv: list[str] | None = None) -> Path:
-    """Run the evaluation into run_dir (manifest first, results as they come); returns run_dir."""
+        options: RunOptions | None = None, monitor: Monitor | None = None, argv: list[str] | None = None) -> Monitor:
+    """Run the evaluation into run_dir (manifest first, each result as soon as it exists); returns the monitor.
+    Raises RunStopped when a ceiling stops it; everything written so far stays for --resume."""
+    options, monitor = options or RunOptions(), monitor or Monitor()
+    monitor.budget.max_cost = options.max_cost
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / MANIFEST, manifest(config, suite, run_dir.name, argv))
-    asyncio.run(run_async(config, suite, answers, run_dir, keys, on_result))
-    return run_dir
+    done: set = set()
+    new_manifest = manifest(config, suite, run_dir.name, argv)
+    if options.resume and (run_dir / MANIFEST).exists():
+        old = read_json(run_dir / MANIFEST)
+        changed = sorted(k for k in set(old.get("files", {})) | set(new_manifest["files"])
+                         if old.get("files", {}).get(k) != new_manifest["files"].get(k))
+        if changed:
+            raise InputError([Problem(str(run_dir / MANIFEST), 0, 0, f"cannot resume: the suite changed since this run started "
+                                      f"({', '.join(changed[:5])}); expected the same files, or a new --out folder")])
+        done = prepare_resume(run_dir)
+        new_manifest["run_id"], new_manifest["created"] = old.get("run_id", run_dir.name), old.get("created")
+        new_manifest["resumed"] = old.get("resumed", 0) + 1
+    elif (run_dir / RESULTS).exists() and (run_dir / RESULTS).stat().st_size:
+        raise InputError([Problem(str(run_dir), 0, 0, "this run directory already has results; expected --resume to "
+                                  "finish it, or a new --out folder")])
+    new_manifest["shard"] = list(options.shard) if options.shard else None
+    write_json(run_dir / MANIFEST, new_manifest)
+    snapshot_cases(suite, run_dir)
+    monitor.total = count_jobs(config, suite, options.shard, done)
+    monitor.skipped = len(done)
+    asyncio.run(run_async(config, suite, answers, run_dir, keys, options, monitor, done))
+    return monitor
+
+
+ASSUMED_ANSWER_TOKENS = 600
+ASSUMED_VERDICT_TOKENS = 80
+
+
+def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
+             done: set | frozenset = frozenset()) -> dict[str, dict[str, Any]]:
+    """Calls, tokens and cost a run would need, per endpoint, without calling anything (an upper bound:
+    cache hits are not subtracted). Answers are assumed to be max_tokens long, or 600 tokens."""
+    out: dict[str, dict[str, Any]] = {}
+    grader = config.grader
+
+    def add(name: str, model: str, tokens_in: int, tokens_out: int) -> None:
+        entry = out.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "model": model})
+        entry["calls"] += 1
+        entry["input_tokens"] += tokens_in
+        entry["output_tokens"] += tokens_out
+
+    for target, case, _ in jobs(config, suite, shard, done):
+        answer_tokens = target.max_tokens or ASSUMED_ANSWER_TOKENS
+        if target.provider != "replay":
+            add(target.name, target.model, estimate_tokens(case.conversation, target.system_prompt), answer_tokens)
+        if grader.provider == "rules":
+            continue
+        base = estimate_tokens(case.conversation, None) + len(TEMPLATE) // 4 + answer_tokens
+        for criterion in suite.criteria[case.id]:
+            if not (grader.use_checks and criterion.check is not None):
+                add("grader:" + grader.name, grader.model, base + len(criterion.text) // 4, ASSUMED_VERDICT_TOKENS)
+    for entry in out.values():
+        price = config.prices.get(entry["model"])
+        entry["cost"] = cost(Usage(entry["input_tokens"], entry["output_tokens"]), price) if price else None
+    return out
 
 
 CASES = "cases.jsonl"
@@ -154,7 +325,40 @@ def rebuild(run_dir: Path) -> dict[str, Any]:
             if line.strip():
                 case = json.loads(line)
                 conversations[case["case_id"]] = case
-    summary = summarize(rows, manifest_data.get("axes", []), manifest_data.get("seed", 0), manifest_data.get("bootstrap", 1000))
+    prices = manifest_data.get("prices") or {}
+    target_prices = {t["name"]: prices.get(t.get("model", "")) for t in manifest_data.get("targets", [])}
+    grader_price = prices.get(manifest_data.get("grader", {}).get("model", ""))
+    summary = summarize(rows, manifest_data.get("axes", []), manifest_data.get("seed", 0),
+                        manifest_data.get("bootstrap", 1000), target_prices, grader_price)
     summary["run_id"] = manifest_data.get("run_id")
     write_reports(run_dir, rows, summary, manifest_data, conversations)
     return summary
+
+
+def merge(run_dirs: list[Path], out: Path) -> int:
+    """Combine shard run directories (same suite and config) into `out`; returns the number of rows."""
+    manifests = [read_json(d / MANIFEST) for d in run_dirs]
+    problems = []
+    for d, m in zip(run_dirs[1:], manifests[1:]):
+        if m.get("files") != manifests[0].get("files") or m.get("targets") != manifests[0].get("targets"):
+            problems.append(Problem(str(d / MANIFEST), 0, 0, f"not the same suite or targets as {run_dirs[0]}; "
+                                    "expected shards of one configuration"))
+    rows: dict[tuple, dict] = {}
+    for d in run_dirs:
+        for row in read_results(d):
+            key = job_key(row["target"], row["case_id"], row.get("sample", 0))
+            if key in rows and rows[key] != row:
+                problems.append(Problem(str(d / RESULTS), 0, 0, f"{key} differs from the same row in another shard"))
+            rows[key] = row
+    if problems:
+        raise InputError(problems)
+    out.mkdir(parents=True, exist_ok=True)
+    merged = dict(manifests[0], run_id=out.name, shard=None, merged_from=[str(d) for d in run_dirs])
+    write_json(out / MANIFEST, merged)
+    (out / CASES).write_bytes((run_dirs[0] / CASES).read_bytes())
+    tmp = out / (RESULTS + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for key in sorted(rows):
+            f.write(json.dumps(rows[key], ensure_ascii=False) + "\n")
+    os.replace(tmp, out / RESULTS)
+    return len(rows)

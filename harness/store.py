@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,43 @@ def read_results(run_dir: Path) -> list[dict[str, Any]]:
 def read_json(path: Path) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# --- response cache ---------------------------------------------------------------------------------
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """Content address of a model call: SHA-256 of everything that determines its reply, canonically encoded."""
+    blob = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """Successful model replies by content address, in SQLite (WAL): safe for concurrent runs and shards."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
+                         "input_tokens INTEGER, output_tokens INTEGER, latency REAL, created TEXT DEFAULT CURRENT_TIMESTAMP)")
+
+    def get(self, key: str) -> tuple[str, int, int, float] | None:
+        """The stored reply (text, input tokens, output tokens, latency) or None."""
+        with self._lock:
+            row = self._db.execute("SELECT text, input_tokens, output_tokens, latency FROM replies WHERE key = ?", (key,)).fetchone()
+        return tuple(row) if row else None
+
+    def put(self, key: str, text: str, input_tokens: int, output_tokens: int, latency: float) -> None:
+        """Store a reply; committed before returning, so a crash right after loses nothing."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO replies (key, text, input_tokens, output_tokens, latency) VALUES (?, ?, ?, ?, ?)",
+                             (key, text, input_tokens, output_tokens, latency))
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()

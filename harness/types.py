@@ -88,6 +88,8 @@ class EndpointConfig:
     samples: int = 1
     description: str = ""
     use_checks: bool = False
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Config:
     output: str = "reports"
     bootstrap: int = 1000
     axes: tuple[str, ...] = AXES
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)   # model -> {input, output} USD per million tokens
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     latency: float = 0.0
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,3 +140,4 @@ class Verdict:
     grader: str
     explanation: str = ""
     error: str | None = None
+    usage: Usage | None = None      # model graders: tokens and latency of the call(s) behind this verdict

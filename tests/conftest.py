@@ -39,12 +39,14 @@ def _guarded_connect_ex(self, address):
 
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Refuse every non-loopback connection, so no test reaches the internet by accident."""
+def no_network(monkeypatch, tmp_path_factory):
+    """Refuse every non-loopback connection, so no test reaches the internet by accident; give each test its
+    own response cache, so no test reads or writes the user's."""
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "BILAN_CACHE_DIR"):
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BILAN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture

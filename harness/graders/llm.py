@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from ..errors import ProviderError
 from ..providers.base import Endpoint, GenParams
-from ..types import Case, Criterion, Message, Verdict
+from ..types import Case, Criterion, Message, Usage, Verdict
 from .rules import RulesGrader
 
 PROMPT_VERSION = "bilan-grader-1"
@@ -109,20 +109,23 @@ class ModelGrader:
         if self.use_checks and criterion.check is not None:
             return self.rules.verdict(case, answer, criterion)
         prompt = [Message("user", render_prompt(case, answer, criterion))]
-        last = ""
+        last, usage = "", Usage(cached=True)
         for attempt in range(self.parse_attempts):
             params = GenParams(system=SYSTEM, temperature=self.temperature, max_tokens=self.max_tokens,
-                               json_schema=VERDICT_SCHEMA, case_id=case.id, sample=attempt)
+                               json_schema=VERDICT_SCHEMA, case_id=case.id, sample=attempt, version=PROMPT_VERSION)
             try:
                 reply = await self.endpoint.complete(prompt, params)
             except ProviderError as exc:
-                return Verdict(criterion.id, None, self.name, "", error=f"{exc.kind}: {exc}")
+                return Verdict(criterion.id, None, self.name, "", error=f"{exc.kind}: {exc}", usage=usage)
+            usage = Usage(usage.input_tokens + reply.usage.input_tokens, usage.output_tokens + reply.usage.output_tokens,
+                          usage.latency + reply.usage.latency, usage.cached and reply.usage.cached)
             try:
                 met, explanation = parse_verdict(reply.text)
-                return Verdict(criterion.id, met, self.name, explanation)
+                return Verdict(criterion.id, met, self.name, explanation, usage=usage)
             except AmbiguousVerdict as exc:
                 last = str(exc)
-        return Verdict(criterion.id, None, self.name, "", error=f"unparsable grader reply after {self.parse_attempts} attempts: {last}")
+        return Verdict(criterion.id, None, self.name, "", usage=usage,
+                       error=f"unparsable grader reply after {self.parse_attempts} attempts: {last}")
 
     async def grade(self, case: Case, answer: str, criteria: Sequence[Criterion]) -> list[Verdict]:
         """Verdicts for every criterion, graded concurrently under the endpoint's limit."""

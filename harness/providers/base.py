@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import PermanentError, ProviderError, TransientError
+from ..store import cache_key
 from ..types import Message, Usage
 
 
@@ -22,6 +23,7 @@ class GenParams:
     json_schema: dict | None = None     # ask for structured JSON output where the provider has it
     case_id: str = ""
     sample: int = 0
+    version: str = ""                   # e.g. the grader prompt version: part of the cache key
 
 
 @dataclass(frozen=True)
@@ -126,20 +128,151 @@ def _error_message(exc: Any) -> str:
     return str(getattr(exc, "message", "") or type(exc).__name__)[:300]
 
 
-class Endpoint:
-    """A provider under one concurrency limit and the retry policy; the only way stages call a model."""
+class RateLimiter:
+    """Requests and tokens per minute, as token buckets that refill continuously."""
 
-    def __init__(self, provider: Provider, limit: asyncio.Semaphore, policy: RetryPolicy, seed: int = 0):
+    def __init__(self, requests_per_minute: int | None = None, tokens_per_minute: int | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+        self.rpm, self.tpm, self.clock, self.sleep = requests_per_minute, tokens_per_minute, clock, sleep
+        self.requests, self.tokens = float(requests_per_minute or 0), float(tokens_per_minute or 0)
+        self.last = clock()
+        self.lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        elapsed, self.last = now - self.last, now
+        if self.rpm:
+            self.requests = min(self.rpm, self.requests + elapsed * self.rpm / 60)
+        if self.tpm:
+            self.tokens = min(self.tpm, self.tokens + elapsed * self.tpm / 60)
+
+    async def acquire(self, tokens: int = 0) -> None:
+        """Wait until one request and `tokens` tokens are available, then take them."""
+        if not (self.rpm or self.tpm):
+            return
+        tokens = min(tokens, self.tpm or tokens)
+        async with self.lock:
+            while True:
+                self._refill()
+                wait = 0.0
+                if self.rpm and self.requests < 1:
+                    wait = max(wait, (1 - self.requests) * 60 / self.rpm)
+                if self.tpm and self.tokens < tokens:
+                    wait = max(wait, (tokens - self.tokens) * 60 / self.tpm)
+                if wait <= 0:
+                    self.requests -= 1 if self.rpm else 0
+                    self.tokens -= tokens if self.tpm else 0
+                    return
+                await self.sleep(wait)
+
+    def spend(self, tokens: int) -> None:
+        """Debit tokens known only after the call (the reply's)."""
+        if self.tpm:
+            self.tokens -= tokens
+
+
+class BudgetExceeded(Exception):
+    """The run would spend more than --max-cost."""
+
+
+@dataclass
+class Budget:
+    """Money spent on calls made in this run, against an optional ceiling; shared by all endpoints."""
+
+    max_cost: float | None = None
+    spent: float = 0.0
+    reserved: float = 0.0      # estimated cost of calls in flight
+
+    def reserve(self, estimate: float) -> None:
+        """Reserve a call's estimated cost, or raise BudgetExceeded if it could take the run past its ceiling."""
+        if self.max_cost is not None and self.spent + self.reserved + estimate > self.max_cost:
+            raise BudgetExceeded(f"spent ${self.spent:.4f}; the next call could pass --max-cost ${self.max_cost:g}")
+        self.reserved += estimate
+
+    def settle(self, estimate: float, actual: float) -> None:
+        """Replace a reservation by what the call cost."""
+        self.reserved -= estimate
+        self.spent += actual
+
+
+def cost(usage: Usage, price: dict[str, float] | None) -> float:
+    """US dollars for a call's tokens at a price per million tokens ({input, output}); 0 without a price."""
+    if not price:
+        return 0.0
+    return (usage.input_tokens * price["input"] + usage.output_tokens * price["output"]) / 1e6
+
+
+def estimate_tokens(messages: Sequence[Message], system: str | None) -> int:
+    """Rough input tokens of a request: characters / 4."""
+    return (sum(len(m.content) for m in messages) + len(system or "")) // 4 + 4 * len(messages)
+
+
+@dataclass
+class Meter:
+    """What an endpoint did: calls made (attempts), cache hits, failures, tokens and cost of calls made."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+
+class Endpoint:
+    """A provider under its concurrency limit, rate limits, the retry policy, the response cache and the
+    run's budget: the only way stages call a model."""
+
+    def __init__(self, provider: Provider, limit: asyncio.Semaphore, policy: RetryPolicy, seed: int = 0,
+                 cache: Any = None, scope: dict[str, Any] | None = None, limiter: RateLimiter | None = None,
+                 budget: Budget | None = None, price: dict[str, float] | None = None):
         self.provider, self.limit, self.policy = provider, limit, policy
         self.name = provider.name
         self.rng = random.Random(seed)
-        self.calls = 0
+        self.cache, self.scope = cache, scope          # scope None: never cached (replay)
+        self.limiter, self.budget, self.price = limiter or RateLimiter(), budget or Budget(), price
+        self.meter = Meter()
 
-    async def _attempt(self, messages: Sequence[Message], params: GenParams) -> Reply:
+    async def _attempt(self, messages: Sequence[Message], params: GenParams, tokens: int) -> Reply:
+        await self.limiter.acquire(tokens)
         async with self.limit:
-            self.calls += 1
-            return await self.provider.complete(messages, params)
+            estimate = cost(Usage(tokens, params.max_tokens or 1024), self.price)
+            self.budget.reserve(estimate)
+            self.meter.calls += 1
+            try:
+                reply = await self.provider.complete(messages, params)
+            except BaseException:
+                self.meter.failures += 1
+                self.budget.settle(estimate, 0.0)
+                raise
+        self.limiter.spend(reply.usage.output_tokens)
+        spent = cost(reply.usage, self.price)
+        self.budget.settle(estimate, spent)
+        self.meter.cost += spent
+        self.meter.input_tokens += reply.usage.input_tokens
+        self.meter.output_tokens += reply.usage.output_tokens
+        return reply
+
+    def key(self, messages: Sequence[Message], params: GenParams) -> str | None:
+        """The cache key of a call, or None when this endpoint is not cached."""
+        if self.cache is None or self.scope is None:
+            return None
+        return cache_key({**self.scope, "system": params.system, "temperature": params.temperature,
+                          "max_tokens": params.max_tokens, "json_schema": params.json_schema,
+                          "version": params.version, "sample": params.sample,
+                          "messages": [[m.role, m.content] for m in messages]})
 
     async def complete(self, messages: Sequence[Message], params: GenParams) -> Reply:
-        """Call the provider with bounded retries; raises ProviderError when it fails for good."""
-        return await call_with_retry(lambda: self._attempt(messages, params), self.policy, self.rng)
+        """A reply from the cache, or from the provider under the limits and the retry policy (then cached);
+        raises ProviderError when the call fails for good."""
+        key = self.key(messages, params)
+        if key is not None and (hit := self.cache.get(key)) is not None:
+            self.meter.cache_hits += 1
+            text, tokens_in, tokens_out, latency = hit
+            return Reply(text, Usage(tokens_in or 0, tokens_out or 0, latency or 0.0, cached=True))
+        tokens = estimate_tokens(messages, params.system)
+        reply = await call_with_retry(lambda: self._attempt(messages, params, tokens), self.policy, self.rng)
+        if key is not None:
+            self.cache.put(key, reply.text, reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.latency)
+        return reply
