@@ -199,7 +199,7 @@ def test_rate_limiter_spaces_requests_and_tokens():
     assert now[0] == pytest.approx(0.0)                 # a full bucket: the first minute's six requests at once
     asyncio.run(acquire(1, 10))
     assert now[0] == pytest.approx(10.0)                # then one request every ten seconds
-    asyncio.run(acquire(1, 600))                         # 590 tokens left: 10 more refill in one second
-    assert now[0] == pytest.approx(11.0)
-    asyncio.run(acquire(1, 300))                         # an empty bucket refills at 10 tokens a second
-    assert now[0] == pytest.approx(41.0)
+    asyncio.run(acquire(1, 600))                         # the next request slot, ten seconds on, has 600 tokens
+    assert now[0] == pytest.approx(20.0)
+    asyncio.run(acquire(1, 300))                         # the token bucket is empty: 10 tokens a second
+    assert now[0] == pytest.approx(50.0)
