@@ -5,6 +5,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import sqlite3
 import sys
 import time
 import traceback
@@ -119,8 +120,12 @@ def _cache(args: argparse.Namespace, environ: dict[str, str]):
     from .store import ResponseCache
     if args.no_cache:
         return None
-    folder = args.cache_dir or environ.get("BILAN_CACHE_DIR") or user_cache_dir("bilan")
-    return ResponseCache(Path(folder) / "responses.sqlite")
+    folder = Path(args.cache_dir or environ.get("BILAN_CACHE_DIR") or user_cache_dir("bilan"))
+    try:
+        return ResponseCache(folder / "responses.sqlite")
+    except (OSError, sqlite3.Error) as exc:
+        raise InputError([Problem(str(folder), 0, 0, f"cannot open the response cache here: {exc}; expected a writable "
+                                  "folder (--cache-dir, BILAN_CACHE_DIR), or --no-cache")]) from None
 
 
 def _print_estimate(est: dict, total: int) -> float:
@@ -174,8 +179,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.close()
         if options.cache is not None:
             options.cache.close()
-    calls = sum(e.meter.calls for e in monitor.endpoints.values())
-    hits = sum(e.meter.cache_hits for e in monitor.endpoints.values())
+    models = [e for e in monitor.endpoints.values() if e.scope is not None]     # replayed answers are not calls
+    calls = sum(e.meter.calls for e in models)
+    hits = sum(e.meter.cache_hits for e in models)
     print(f"bilan: {calls} model calls made, {hits} answered from the cache, ${monitor.cost():.4f} spent", file=sys.stderr)
     _print_summary(rebuild(run_dir), run_dir)
     return 0

@@ -217,6 +217,10 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
         if data["rubric"] in rubric_ids:
             problems.append(doc.problem(("rubric",), f"rubric '{data['rubric']}' is already defined in {rubric_ids[data['rubric']]}; expected a unique id"))
         rubric_ids[data["rubric"]] = doc.path
+        review = data["review"]
+        if review["status"] == "clinician_reviewed" and not review.get("reviewers"):
+            problems.append(doc.problem(("review", "reviewers"), "status is clinician_reviewed but no reviewer is named; "
+                                        "expected the real names of the clinicians who reviewed it, or status: draft"))
         selector = data["applies_to"]
         wanted = selector.get("scenario")
         for name in ([wanted] if isinstance(wanted, str) else wanted or []):

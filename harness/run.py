@@ -212,7 +212,9 @@ async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Pat
                 raise RunStopped(f"{monitor.failed} of {monitor.done} answers failed (more than --max-error-rate "
                                  f"{options.max_error_rate:g}); last error: {row['error'] or _verdict_error(row)}")
 
-    width = max(1, sum(t.max_concurrency for t in config.targets))
+    # Enough workers to keep every endpoint busy: the targets' limits, plus the grader's when it is a model.
+    width = max(1, sum(t.max_concurrency for t in config.targets)
+                + (config.grader.max_concurrency if config.grader.provider != "rules" else 0))
     with RunStore(run_dir) as store:
         tasks = [asyncio.ensure_future(worker(store)) for _ in range(width)]
         try:

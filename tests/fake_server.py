@@ -128,6 +128,17 @@ def echo_responder(request: FakeRequest) -> str:
     return f"You said: {request.last_user_message}"
 
 
+def verdict_responder(request: FakeRequest) -> str:
+    """Answer grader prompts (a system prompt mentioning a grader) with one verdict object, others with an echo."""
+    if request.system and "grader" in request.system:
+        met = len(request.last_user_message) % 2 == 0
+        return json.dumps({"explanation": "Decided by the fake grader from the prompt length.", "criteria_met": met})
+    return echo_responder(request)
+
+
+RESPONDERS = {"echo": echo_responder, "verdict": verdict_responder}
+
+
 def approx_tokens(text: str) -> int:
     """Rough token count: a quarter of the characters, at least 1."""
     return max(1, len(text) // 4)
@@ -520,13 +531,15 @@ class FakeModelServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve echo_responder until killed, printing the port on stdout's first line."""
+    """Serve a responder until killed, printing the port on stdout's first line."""
     parser = argparse.ArgumentParser(description="Fake OpenAI/Anthropic model server on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each reply")
+    parser.add_argument("--responder", choices=sorted(RESPONDERS), default="echo",
+                        help="echo: 'You said: ...'; verdict: grader prompts get a verdict JSON object")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM -> KeyboardInterrupt
-    server = FakeModelServer(echo_responder, latency=args.latency, port=args.port).start()
+    server = FakeModelServer(RESPONDERS[args.responder], latency=args.latency, port=args.port).start()
     print(server.port, flush=True)
     try:
         threading.Event().wait()

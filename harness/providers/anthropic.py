@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import anthropic
 
 from ..types import EndpointConfig, Message, Usage
-from .base import GenParams, Reply, classify_sdk_error
+from .base import GenParams, Reply, classify_sdk_error, clients_for
 
 DEFAULT_MAX_TOKENS = 2048
 
@@ -18,8 +18,10 @@ class AnthropicProvider:
     def __init__(self, endpoint: EndpointConfig, api_key: str | None):
         self.name = endpoint.name
         self.endpoint = endpoint
-        self.client = anthropic.AsyncAnthropic(api_key=api_key or "not-needed", base_url=endpoint.base_url,
-                                               max_retries=0, timeout=endpoint.timeout)
+        self.clients = [anthropic.AsyncAnthropic(api_key=api_key or "not-needed", base_url=endpoint.base_url,
+                                                 max_retries=0, timeout=endpoint.timeout)
+                        for _ in range(clients_for(endpoint.max_concurrency))]
+        self.turn = 0
 
     async def complete(self, messages: Sequence[Message], params: GenParams) -> Reply:
         """One message."""
@@ -31,7 +33,8 @@ class AnthropicProvider:
             extra["extra_body"] = {"temperature": params.temperature}
         start = time.perf_counter()
         try:
-            response = await self.client.messages.create(
+            self.turn += 1
+            response = await self.clients[self.turn % len(self.clients)].messages.create(
                 model=self.endpoint.model, max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
                 messages=[{"role": m.role, "content": m.content} for m in messages], **extra)
         except Exception as exc:  # every SDK failure becomes a classified value for the retry policy

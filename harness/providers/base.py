@@ -13,6 +13,14 @@ from ..store import cache_key
 from ..types import Message, Usage
 
 
+CLIENT_SLOTS = 8
+
+
+def clients_for(concurrency: int) -> int:
+    """How many SDK clients an endpoint spreads its calls over: one per CLIENT_SLOTS concurrent calls."""
+    return max(1, -(-concurrency // CLIENT_SLOTS))
+
+
 @dataclass(frozen=True)
 class GenParams:
     """What a call needs besides the messages."""
@@ -65,8 +73,9 @@ async def call_with_retry(call: Callable[[], Awaitable[Any]], policy: RetryPolic
     rng = rng or random.Random()
     for attempt in range(1, policy.max_attempts + 1):
         try:
-            return await asyncio.wait_for(call(), timeout=policy.timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(policy.timeout):
+                return await call()
+        except TimeoutError:
             error: ProviderError = TransientError(f"no reply within {policy.timeout:g} s", kind="timeout")
         except ProviderError as exc:
             error = exc

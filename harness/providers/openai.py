@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import openai
 
 from ..types import EndpointConfig, Message, Usage
-from .base import GenParams, Reply, classify_sdk_error
+from .base import GenParams, Reply, classify_sdk_error, clients_for
 
 
 class OpenAIProvider:
@@ -17,8 +17,12 @@ class OpenAIProvider:
         self.name = endpoint.name
         self.endpoint = endpoint
         # Local servers often need no key; the SDK insists on one, so a placeholder is sent to them only.
-        self.client = openai.AsyncOpenAI(api_key=api_key or "not-needed", base_url=endpoint.base_url,
-                                         max_retries=0, timeout=endpoint.timeout)
+        # Several clients share the calls: the HTTP pool scans all its connections on every request, so one
+        # pool per CLIENT_SLOTS concurrent calls keeps that cost flat at high concurrency.
+        self.clients = [openai.AsyncOpenAI(api_key=api_key or "not-needed", base_url=endpoint.base_url,
+                                           max_retries=0, timeout=endpoint.timeout)
+                        for _ in range(clients_for(endpoint.max_concurrency))]
+        self.turn = 0
 
     async def complete(self, messages: Sequence[Message], params: GenParams) -> Reply:
         """One chat completion."""
@@ -34,7 +38,9 @@ class OpenAIProvider:
                                         "json_schema": {"name": "verdict", "schema": params.json_schema, "strict": True}}
         start = time.perf_counter()
         try:
-            response = await self.client.chat.completions.create(model=self.endpoint.model, messages=wire, **extra)
+            self.turn += 1
+            client = self.clients[self.turn % len(self.clients)]
+            response = await client.chat.completions.create(model=self.endpoint.model, messages=wire, **extra)
         except Exception as exc:  # every SDK failure becomes a classified value for the retry policy
             raise classify_sdk_error(exc, openai) from None
         latency = time.perf_counter() - start
