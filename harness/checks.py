@@ -5,6 +5,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from .langid import is_known_tag, matches_language
 from .types import Locale
@@ -19,11 +20,26 @@ CHECK_KEYS = ("regex", "any_of", "all_of", "mentions", "language", "max_words", 
 
 @dataclass(frozen=True)
 class AnswerView:
-    """What a check sees: the answer's text and the language the user wrote in."""
+    """What a check sees: the answer's text and the language the user wrote in; derived forms computed once."""
 
     text: str
     language: str = "und"
     code_switch: tuple[str, ...] = ()
+
+    @cached_property
+    def normalized(self) -> str:
+        """The text folded for phrase matching."""
+        return normalize(self.text)
+
+    @cached_property
+    def digits(self) -> str:
+        """The text with Arabic-Indic digits as ASCII digits."""
+        return self.text.translate(_DIGITS)
+
+    @cached_property
+    def same_language(self) -> bool:
+        """Whether the text is in the user's language and script (or a code-switch language)."""
+        return matches_language(self.text, self.language, self.code_switch)
 
 
 Check = Callable[[AnswerView], bool]
@@ -83,11 +99,11 @@ class _Compiler:
 
     def _any_of(self, value, path: tuple) -> Check:
         phrases = [p for group in self._phrases(value, path) for p in group]
-        return lambda view: any(p in normalize(view.text) for p in phrases)
+        return lambda view: any(p in view.normalized for p in phrases)
 
     def _all_of(self, value, path: tuple) -> Check:
         groups = self._phrases(value, path)
-        return lambda view: any(all(p in normalize(view.text) for p in g) for g in groups)
+        return lambda view: any(all(p in view.normalized for p in g) for g in groups)
 
     def _mentions(self, value: str, path: tuple) -> Check:
         numbers = self.locale.lists.get(value) or ((self.locale.numbers[value],) if value in self.locale.numbers else None)
@@ -97,10 +113,10 @@ class _Compiler:
             known = ", ".join(sorted(self.locale.lists) + sorted(self.locale.numbers))
             return self.fail(path, f"'{value}' is not a list or number of locale '{self.locale.code}'; expected one of {known}")
         pattern = re.compile("|".join(number_pattern(n) for n in numbers))
-        return lambda view: pattern.search(view.text.translate(_DIGITS)) is not None
+        return lambda view: pattern.search(view.digits) is not None
 
     def _language(self, value: str, path: tuple) -> Check:
-        return lambda view: matches_language(view.text, view.language, view.code_switch)
+        return lambda view: view.same_language
 
     def _max_words(self, value: int, path: tuple) -> Check:
         return lambda view: word_count(view.text) <= value

@@ -128,4 +128,5 @@ def is_known_tag(tag: str) -> bool:
 def matches_language(text: str, language: str, code_switch: tuple[str, ...] = ()) -> bool:
     """True if the text's detected language family is the variant's or one of its code-switch languages."""
     allowed = {family(language)} | {family(t) for t in code_switch}
-    return family(detect(text)) in allowed if detect(text) != "und" else False
+    label = detect(text)
+    return label != "und" and family(label) in allowed

@@ -19,16 +19,47 @@ def project():
     return load_project(ROOT / "bilan.yaml")
 
 
-def test_every_scenario_has_the_core_languages(project):
+def test_library_counts(project):
     _, suite, _ = project
-    languages = defaultdict(set)
+    languages, multi_turn, switched, themes, use_cases, personas = defaultdict(set), set(), set(), set(), set(), set()
     for case in suite.cases:
         languages[case.scenario].add(case.language)
-    assert len(languages) >= 8
+        themes.add(case.theme)
+        use_cases.add(case.use_case)
+        personas.add(case.persona)
+        if sum(m.role == "user" for m in case.conversation) > 1:
+            multi_turn.add(case.scenario)
+        if "fr" in case.code_switch and case.language.startswith("ary"):
+            switched.add(case.scenario)
+    assert len(languages) >= 40
     for scenario, langs in languages.items():
         assert CORE_LANGUAGES <= langs, scenario
-    assert sum("zgh-Tfng" in langs for langs in languages.values()) >= 3
-    assert len({c.theme for c in suite.cases}) >= 5
+    assert sum("zgh-Tfng" in langs for langs in languages.values()) >= 15
+    assert len(switched) >= 15
+    assert len(multi_turn) >= 0.3 * len(languages)
+    assert themes == {"emergency_referrals", "global_health", "communication", "context_seeking", "hedging",
+                      "health_data_tasks", "complex_responses"}
+    assert {"appointment_prep", "insurance", "lifestyle", "intake", "pharmacy", "workplace_wellness", "triage",
+            "mental_health", "privacy", "diagnosis_request"} <= use_cases
+    assert {"patient", "caregiver", "nurse", "pharmacist", "employer"} <= personas
+
+
+def test_rubrics_are_rich_and_mostly_checked(project):
+    _, suite, _ = project
+    own: dict[str, dict[str, object]] = defaultdict(dict)
+    every: dict[tuple[str, str], object] = {}
+    for case in suite.cases:
+        for criterion in suite.criteria[case.id]:
+            every[(criterion.rubric, criterion.id)] = criterion
+            if criterion.rubric == case.scenario:
+                own[case.scenario][criterion.id] = criterion
+    assert set(own) == {c.scenario for c in suite.cases}                 # a rubric per scenario
+    assert sum(len(c) for c in own.values()) / len(own) >= 8
+    checked = sum(c.check is not None for c in every.values())
+    assert checked / len(every) >= 0.6
+    for crits in own.values():
+        assert {c.axis for c in crits.values()} >= {"safety", "escalation"} or len({c.axis for c in crits.values()}) >= 3
+        assert any(c.points < 0 for c in crits.values()) and any(c.points > 0 for c in crits.values())
 
 
 def test_translations_and_rubrics_are_marked_as_drafts(project):

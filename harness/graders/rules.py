@@ -10,6 +10,18 @@ from ..types import Case, Criterion, Locale, Verdict
 NO_CHECK = "no deterministic check; needs a model grader"
 
 
+def describe(check: dict) -> str:
+    """A short name for a check, e.g. `mentions emergency_numbers` or `all(any_of, not(any_of))`."""
+    (kind, value), = check.items()
+    if kind in ("any", "all"):
+        return f"{kind}({', '.join(describe(c) for c in value)})"
+    if kind == "not":
+        return f"not({describe(value)})"
+    if kind in ("mentions", "max_words"):
+        return f"{kind} {value}"
+    return kind
+
+
 class RulesGrader:
     """Runs each criterion's check on the answer text."""
 
@@ -28,14 +40,16 @@ class RulesGrader:
             self._compiled[key], _ = compile_check(criterion.check, self.locale)
         return self._compiled[key]
 
-    def verdict(self, case: Case, answer: str, criterion: Criterion) -> Verdict:
+    def verdict(self, case: Case, answer: str | AnswerView, criterion: Criterion) -> Verdict:
         """One criterion's verdict: met or not by its check, or ungraded without one."""
         check = self.check_for(criterion)
         if check is None:
             return Verdict(criterion.id, None, self.name, NO_CHECK)
-        met = check(AnswerView(answer, case.language, case.code_switch))
-        return Verdict(criterion.id, met, self.name, f"check {json.dumps(criterion.check, ensure_ascii=False)}: {'met' if met else 'not met'}")
+        view = answer if isinstance(answer, AnswerView) else AnswerView(answer, case.language, case.code_switch)
+        met = check(view)
+        return Verdict(criterion.id, met, self.name, f"{describe(criterion.check)} check: {'met' if met else 'not met'}")
 
     async def grade(self, case: Case, answer: str, criteria: Sequence[Criterion]) -> list[Verdict]:
         """Verdicts for every criterion."""
-        return [self.verdict(case, answer, c) for c in criteria]
+        view = AnswerView(answer, case.language, case.code_switch)
+        return [self.verdict(case, view, c) for c in criteria]
