@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -76,6 +77,53 @@ def measure(config: Path, out: Path, cache: str | None) -> dict:
             "calls": calls, "cache_hits": hits, "verdicts": verdicts, "max_rss_mb": after.ru_maxrss / 1024}
 
 
+def write_healthbench(path: Path, cases: int, criteria: int = CRITERIA) -> None:
+    """The same synthetic suite in HealthBench's JSONL format, for the reference implementation."""
+    with open(path, "w") as f:
+        for i in range(cases):
+            rubrics = [{"criterion": f"Synthetic criterion {j} for case {i}.", "points": (j % 9) + 1 if j % 4 else -5,
+                        "tags": ["level:example", "axis:accuracy"]} for j in range(criteria)]
+            f.write(json.dumps({"prompt": [{"role": "user", "content": f"Synthetic question number {i}: I have had a "
+                                            f"headache for {i % 9 + 1} days. What should I do?"}],
+                                "prompt_id": f"synthetic-{i:05d}", "rubrics": rubrics, "example_tags": ["theme:hedging"],
+                                "ideal_completions_data": None}) + "\n")
+
+
+def measure_reference(checkout: Path, examples: Path, threads: int) -> dict:
+    """Run openai/simple-evals' HealthBenchEval (a local checkout) on local examples, in this process."""
+    import importlib
+    import blobfile
+    package = Path(tempfile.mkdtemp(prefix="simple-evals-")) / "simple_evals"
+    shutil.copytree(checkout, package, ignore=shutil.ignore_patterns(".git"))
+    sys.path.insert(0, str(package.parent))
+    healthbench = importlib.import_module("simple_evals.healthbench_eval")
+    sampler = importlib.import_module("simple_evals.sampler.chat_completion_sampler")
+    real_blobfile = blobfile.BlobFile
+    healthbench.bf.BlobFile = lambda path, mode="r": real_blobfile(str(examples), mode)
+    grader = sampler.ChatCompletionSampler(model="fake-grader", system_message=sampler.OPENAI_SYSTEM_MESSAGE_API, max_tokens=2048)
+    candidate = sampler.ChatCompletionSampler(model="fake-candidate", system_message=sampler.OPENAI_SYSTEM_MESSAGE_API, max_tokens=2048)
+    evaluation = healthbench.HealthBenchEval(grader_model=grader, n_threads=threads)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    evaluation(candidate)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    calls = sum(1 + len(json.loads(line)["rubrics"]) for line in examples.open())
+    return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), "calls": calls}
+
+
+def target_config(folder: Path, port: int, concurrency: int) -> Path:
+    """Like write_config, but the target is a model too (as in the reference implementation)."""
+    config = folder / f"bilan-model-{concurrency}.yaml"
+    config.write_text(
+        "suite: {cases: cases, rubrics: rubrics, locale: rubrics/locales/ma.yaml}\n"
+        f"targets:\n  - {{name: candidate, provider: openai, model: fake-candidate, base_url: \"http://127.0.0.1:{port}/v1\", "
+        f"max_concurrency: {concurrency}}}\n"
+        f"grader: {{provider: openai, model: fake-grader, base_url: \"http://127.0.0.1:{port}/v1\", "
+        f"max_concurrency: {concurrency}, timeout: 30}}\n")
+    return config
+
+
 def run_measure(config: Path, out: Path, cache: str | None = None) -> dict:
     command = [sys.executable, __file__, "--measure", str(config), str(out)] + ([cache] if cache else [])
     done = subprocess.run(command, cwd=config.parent, capture_output=True, text=True, check=True)
@@ -97,6 +145,29 @@ def bilan_cli_time(config: Path, out: Path, cache: Path) -> float:
     return time.perf_counter() - start
 
 
+def comparison(args: argparse.Namespace, work: Path, port: int, cases: int) -> list[str]:
+    """Bilan and the reference implementation on the same work: a model target and a model grader, 32-way."""
+    folder = work / "comparison"
+    make_suite(folder, cases)
+    lines = ["", f"Same work ({cases} cases, a model answer plus {CRITERIA} grader calls each), 32-way:", "",
+             "| harness | calls | wall (s) | calls/s | CPU ms per call |", "|---|---:|---:|---:|---:|"]
+    r = run_measure(target_config(folder, port, 32), folder / "run")
+    lines.append(f"| Bilan (32 target + 32 grader slots) | {r['calls']} | {r['wall']:.2f} | {r['calls'] / r['wall']:.0f} | "
+                 f"{1000 * r['cpu'] / r['calls']:.2f} |")
+    if args.reference:
+        examples = folder / "healthbench.jsonl"
+        write_healthbench(examples, cases)
+        env = dict(os.environ, OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="not-a-key")
+        done = subprocess.run([sys.executable, __file__, "--measure-reference", args.reference, str(examples), "32"],
+                              capture_output=True, text=True, env=env, cwd=folder)
+        if done.returncode:
+            raise SystemExit(f"reference run failed:\n{done.stderr[-3000:]}")
+        ref = json.loads(done.stdout.strip().splitlines()[-1])
+        lines.append(f"| simple-evals HealthBenchEval (n_threads=32) | {ref['calls']} | {ref['wall']:.2f} | "
+                     f"{ref['calls'] / ref['wall']:.0f} | {1000 * ref['cpu'] / ref['calls']:.2f} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)
@@ -104,10 +175,17 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=300, help="cases for the throughput runs")
     parser.add_argument("--concurrency", default="4,16,32,64")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reference", help="a local checkout of openai/simple-evals, to run the same work through "
+                        "its HealthBenchEval (needs `pip install blobfile requests`)")
+    parser.add_argument("--measure-reference", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         config, out, *cache = args.measure
         print(json.dumps(measure(Path(config), Path(out), cache[0] if cache else None)))
+        return 0
+    if args.measure_reference:
+        checkout, examples, threads = args.measure_reference
+        print(json.dumps(measure_reference(Path(checkout), Path(examples), int(threads))))
         return 0
     sizes = {"throughput": 60 if args.quick else args.cases, "cached": 100 if args.quick else 1000,
              "memory": (50, 200) if args.quick else (500, 2000)}
@@ -141,6 +219,7 @@ def main() -> int:
             make_suite(folder, n)
             r = run_measure(write_config(folder, port, 64), folder / "run")
             lines.append(f"| {n} | {r['verdicts']} | {r['max_rss_mb']:.0f} |")
+        lines += comparison(args, work, port, sizes["throughput"])
         print("\n".join(lines))
     finally:
         server.terminate()

@@ -32,6 +32,10 @@ def verdict_rows(criteria: Sequence[Criterion], verdicts: Sequence[Verdict]) -> 
                "check": c.check is not None}
         if v.usage is not None:
             row["usage"] = asdict(v.usage)
+        if v.mode:
+            row.update(grader_mode=v.mode, prompt_version=v.version)
+        if v.check_met is not None or v.model_met is not None:
+            row.update(check_met=v.check_met, model_met=v.model_met)
         rows.append(row)
     return rows
 

@@ -91,7 +91,9 @@ def make_grader(config: Config, suite: Suite, answers: Answers, keys: dict[str, 
     endpoint = make_endpoint(config.grader, answers, keys, config.seed, options, budget, config.prices)
     if endpoints is not None:
         endpoints["grader:" + config.grader.name] = endpoint
-    return ModelGrader(endpoint, rules, config.grader.use_checks)
+    return ModelGrader(endpoint, rules, config.grader.use_checks, config.grader.mode, config.grader.compare_checks,
+                       temperature=config.grader.temperature if config.grader.temperature is not None else 0.0,
+                       max_tokens=config.grader.max_tokens)
 
 
 def _versions() -> dict[str, str]:
@@ -159,7 +161,7 @@ def jobs(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
 def _final(row: dict) -> bool:
     """A row that a resumed run keeps: an answer (or a definite 'missing') with no failed grading call."""
     return row.get("status") in ("ok", "missing") and not any(
-        v.get("error") and not str(v["error"]).startswith("unparsable") for v in row.get("verdicts", []))
+        v.get("error") and not str(v["error"]).startswith(("parse:", "refusal:")) for v in row.get("verdicts", []))
 
 
 def prepare_resume(run_dir: Path) -> set[tuple[str, str, int]]:

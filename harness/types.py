@@ -90,6 +90,9 @@ class EndpointConfig:
     use_checks: bool = False
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    mode: str = "per_criterion"            # model graders: per_criterion or batched
+    compare_checks: bool = False           # model graders: also grade checked criteria, keep both verdicts
+    labels: tuple[str, ...] = ()           # labels grader: folders or files of clinician labels
 
 
 @dataclass(frozen=True)
@@ -141,3 +144,7 @@ class Verdict:
     explanation: str = ""
     error: str | None = None
     usage: Usage | None = None      # model graders: tokens and latency of the call(s) behind this verdict
+    mode: str = ""                  # model graders: per_criterion or batched
+    version: str = ""               # model graders: the grader prompt version
+    check_met: bool | None = None   # compare_checks: the deterministic check's verdict
+    model_met: bool | None = None   # compare_checks: the model's verdict

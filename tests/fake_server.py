@@ -129,8 +129,9 @@ def echo_responder(request: FakeRequest) -> str:
 
 
 def verdict_responder(request: FakeRequest) -> str:
-    """Answer grader prompts (a system prompt mentioning a grader) with one verdict object, others with an echo."""
-    if request.system and "grader" in request.system:
+    """Answer grader prompts (HealthBench-style: they ask for "criteria_met") with one verdict object, others
+    with an echo."""
+    if "criteria_met" in request.last_user_message:
         met = len(request.last_user_message) % 2 == 0
         return json.dumps({"explanation": "Decided by the fake grader from the prompt length.", "criteria_met": met})
     return echo_responder(request)
@@ -230,6 +231,8 @@ def _success_body(request: FakeRequest, reply: FakeReply, reply_id: str) -> dict
             "prompt_tokens": tokens_in,
             "completion_tokens": tokens_out,
             "total_tokens": tokens_in + tokens_out,
+            "prompt_tokens_details": {"cached_tokens": 0},          # as the real API sends them
+            "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
 

@@ -87,7 +87,7 @@ def test_transient_errors_are_retried_and_permanent_ones_recorded(suite_dir, fak
     def flaky(req: FakeRequest):
         if req.system and "clinical grader" in req.system:
             if "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ: 15\n" in req.messages[-1]["content"]:
-                return "I cannot decide."                       # never parsable: the verdict stays ungraded
+                return "Verdict: unclear, it depends."          # never parsable: the verdict stays ungraded
             return _grader_reply(req)
         text = req.messages[-1]["content"]
         if "Mon père" in text and req.attempt == 0:
@@ -108,7 +108,7 @@ def test_transient_errors_are_retried_and_permanent_ones_recorded(suite_dir, fak
     assert failed["status"] == "error" and failed["answer"] is None and failed["score"] is None
     assert failed["error"].startswith("bad_request:")
     tfng = rows["heat-stroke.zgh-Tfng"]
-    assert all(v["met"] is None and "unparsable" in v["error"] for v in tfng["verdicts"])
+    assert all(v["met"] is None and v["error"].startswith("parse:") for v in tfng["verdicts"])
     assert tfng["score"] is None                                     # not "not met": not scored at all
     tfng_grader_calls = [r for r in fake_server.requests if r.system and "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ: 15\n" in r.messages[-1]["content"]]
     assert len(tfng_grader_calls) == 3 * len(tfng["verdicts"])      # asked again, within a bounded budget

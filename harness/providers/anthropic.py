@@ -31,6 +31,8 @@ class AnthropicProvider:
         if params.temperature is not None:
             # anthropic 2.x dropped `temperature` from messages.create's signature; the API still takes it.
             extra["extra_body"] = {"temperature": params.temperature}
+        if params.json_schema is not None:
+            extra["output_config"] = {"format": {"type": "json_schema", "schema": params.json_schema}}
         start = time.perf_counter()
         try:
             self.turn += 1
