@@ -77,6 +77,8 @@ def test_model_target_and_model_grader(target, grader, suite_dir, fake_server, m
     grader_requests = [r for r in fake_server.requests if r.system and "clinical grader" in r.system]
     assert {r.api for r in grader_requests} == {grader}
     assert len(grader_requests) == sum(len(r["verdicts"]) for r in rows)
+    structured = {"openai": "response_format", "anthropic": "output_config"}[grader]
+    assert all("criteria_met" in json.dumps(r.params[structured]) for r in grader_requests)   # structured JSON output
     # The key went to the server and nowhere else.
     assert any(SECRET in " ".join(r.headers.values()) for r in fake_server.requests)
     for file in run_dir.rglob("*"):
