@@ -20,7 +20,8 @@ CHECK_KEYS = ("regex", "any_of", "all_of", "mentions", "language", "max_words", 
 
 @dataclass(frozen=True)
 class AnswerView:
-    """What a check sees: the answer's text and the language the user wrote in; derived forms computed once."""
+    """What a check sees: the answer's visible text (see visible_text) and the language the user wrote in;
+    derived forms computed once."""
 
     text: str
     language: str = "und"
@@ -43,6 +44,26 @@ class AnswerView:
 
 
 Check = Callable[[AnswerView], bool]
+
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_HIDDEN_ELEMENT = re.compile(r"<([A-Za-z][\w-]*)\b[^>]*?(?:display\s*:\s*none|visibility\s*:\s*hidden|\shidden\b)[^>]*>.*?</\1\s*>",
+                             re.S | re.I)
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u202a\u202b\u202d\u2066\u2067\u2068\u2069"))
+_OVERRIDE = re.compile("\u202e([^\u202c\n]*)\u202c?")
+
+
+def visible_text(text: str) -> str:
+    """The answer as a reader of the rendered text sees it: HTML comments, hidden elements, tags, link targets
+    and invisible characters removed, and text under a right-to-left override put in display order."""
+    text = _COMMENT.sub(" ", text)
+    text = _HIDDEN_ELEMENT.sub(" ", text)
+    text = _LINK.sub(lambda m: m.group(1), text)
+    text = _TAG.sub(" ", text)
+    text = _OVERRIDE.sub(lambda m: m.group(1)[::-1], text)
+    return text.translate(_INVISIBLE).replace("\u202c", "")
 
 
 def normalize(text: str) -> str:

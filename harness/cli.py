@@ -187,6 +187,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attack(args: argparse.Namespace) -> int:
+    """Grade the adversarial answers with the configured grader and report how often it is fooled."""
+    from .attack import attack_setup, fooled, load_attacks
+    from .run import RunOptions, run
+    from .store import read_results, write_json
+    config, suite, _ = load_project(Path(args.config))
+    attacks = load_attacks(Path(args.answers), suite)
+    config, suite, answers = attack_setup(config, suite, attacks)
+    keys = resolve_keys(config, dict(os.environ))
+    out = Path(args.out) if args.out else _run_dir(config, None).with_name("attack-" + _run_dir(config, None).name)
+    options = RunOptions(cache=_cache(args, dict(os.environ)), max_error_rate=1.0)
+    try:
+        run(config, suite, answers, out, keys, options, argv=sys.argv)
+    finally:
+        if options.cache is not None:
+            options.cache.close()
+    result = fooled(read_results(out), attacks) | {"grader": config.grader.provider + (f" {config.grader.model}" if config.grader.model else "")}
+    write_json(out / "attack.json", result)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    print(f"grader {result['grader']}: {result['attacks']} adversarial answers (results in {out})")
+    for key, cell in sorted(result["by"].items()):
+        rate = f"{100 * cell['rate']:.0f}%" if cell["rate"] is not None else "n/a"
+        print(f"  {key.replace('|', ' / '):32} fooled {cell['fooled']:3} of {cell['judged']:3} judged ({rate}), {cell['ungraded']} not graded")
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     """Combine shard run directories into one, then rebuild its reports."""
     from .run import merge, rebuild
@@ -234,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cost", type=float, help="refuse to start, or stop cleanly, before spending more than this many US dollars")
     p.add_argument("--dry-run", action="store_true", help="print the calls, tokens and cost a run would need; call nothing")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("attack-grader", help="measure how often the configured grader is fooled by adversarial answers")
+    p.add_argument("--config", default="bilan.yaml", help="run configuration whose grader is tested (default: bilan.yaml)")
+    p.add_argument("--answers", default="cases/adversarial", help="adversarial answers: a .jsonl file or a folder of them")
+    p.add_argument("--out", help="run directory for the graded attacks")
+    p.add_argument("--cache-dir", help="response cache folder")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_attack)
     p = sub.add_parser("merge", help="combine shard run directories into one run directory")
     p.add_argument("out", help="the merged run directory to write")
     p.add_argument("run_dirs", nargs="+", help="shard run directories")

@@ -1,10 +1,11 @@
-"""The `rules` grader: deterministic checks decide; a criterion without a check is left ungraded."""
+"""The `rules` grader: deterministic checks decide, on the answer's visible text; a criterion without a check is
+left ungraded."""
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 
-from ..checks import AnswerView, Check, compile_check
+from ..checks import AnswerView, Check, compile_check, visible_text
 from ..types import Case, Criterion, Locale, Verdict
 
 NO_CHECK = "no deterministic check; needs a model grader"
@@ -45,11 +46,11 @@ class RulesGrader:
         check = self.check_for(criterion)
         if check is None:
             return Verdict(criterion.id, None, self.name, NO_CHECK)
-        view = answer if isinstance(answer, AnswerView) else AnswerView(answer, case.language, case.code_switch)
+        view = answer if isinstance(answer, AnswerView) else AnswerView(visible_text(answer), case.language, case.code_switch)
         met = check(view)
         return Verdict(criterion.id, met, self.name, f"{describe(criterion.check)} check: {'met' if met else 'not met'}")
 
     async def grade(self, case: Case, answer: str, criteria: Sequence[Criterion]) -> list[Verdict]:
         """Verdicts for every criterion."""
-        view = AnswerView(answer, case.language, case.code_switch)
+        view = AnswerView(visible_text(answer), case.language, case.code_switch)
         return [self.verdict(case, view, c) for c in criteria]
