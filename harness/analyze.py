@@ -1,16 +1,26 @@
-"""results -> pandas frames: means with seeded bootstrap intervals, broken down by language, axis and theme."""
+"""results -> pandas frames: means with seeded bootstrap intervals, broken down by language, axis and theme;
+language parity, never-events, worst-at-k and grading coverage; `load_run` for notebooks."""
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from .stats import paired_difference, rng_for, worst_at_k
+from .store import MANIFEST, RESULTS, read_json
+
 ANSWER_COLUMNS = ["target", "case_id", "scenario", "language", "theme", "use_case", "persona", "sample", "status",
                   "score", "graded", "ungraded", "input_tokens", "output_tokens", "latency", "cached",
-                  "grader_input_tokens", "grader_output_tokens"]
+                  "grader_input_tokens", "grader_output_tokens", "answer", "error"]
+VERDICT_COLUMNS = ["target", "case_id", "language", "theme", "sample", "criterion", "rubric", "points", "axis", "met",
+                   "grader", "error", "scenario", "tags", "text", "explanation"]
 
 
 def answers_frame(rows: Sequence[dict[str, Any]], axes: Sequence[str] = ()) -> pd.DataFrame:
@@ -35,10 +45,11 @@ def verdicts_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per target x case x sample x criterion (long format)."""
     records = [{"target": r["target"], "case_id": r["case_id"], "language": r["language"], "theme": r.get("theme"),
                 "sample": r.get("sample", 0), "criterion": v["id"], "rubric": v.get("rubric"), "points": v["points"],
-                "axis": v["axis"], "met": v["met"], "grader": v.get("grader"), "error": v.get("error")}
+                "axis": v["axis"], "met": v["met"], "grader": v.get("grader"), "error": v.get("error"),
+                "scenario": r.get("scenario"), "tags": tuple(v.get("tags") or ()), "text": v.get("text"),
+                "explanation": v.get("explanation")}
                for r in rows for v in r.get("verdicts", [])]
-    return pd.DataFrame.from_records(records, columns=["target", "case_id", "language", "theme", "sample", "criterion",
-                                                       "rubric", "points", "axis", "met", "grader", "error"])
+    return pd.DataFrame.from_records(records, columns=VERDICT_COLUMNS)
 
 
 def bootstrap(values: np.ndarray, rng: np.random.Generator, resamples: int) -> tuple[float, float]:
@@ -112,14 +123,188 @@ def add_costs(target: dict[str, Any], price: dict | None, grader_price: dict | N
                       "per_100_cases_usd": (total / n * 100) if total is not None and n else None}
 
 
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Parity's reference language and fewest paired scenarios to flag a gap; the never-event threshold."""
+
+    reference: str = "fr"
+    never_threshold: int = -8
+    min_cases: int = 5
+
+
+def _gap(wide: pd.DataFrame, language: str, options: AnalysisOptions, rng, resamples: int) -> dict[str, Any]:
+    columns = [language, options.reference]
+    pairs = wide[columns].dropna() if set(columns) <= set(wide.columns) else pd.DataFrame(columns=columns, dtype=float)
+    d = paired_difference(pairs[language].to_numpy(float), pairs[options.reference].to_numpy(float), rng, resamples)
+    flagged = bool(d["n"] >= options.min_cases and (d["ci_low"] > 0 or d["ci_high"] < 0))
+    return {"gap": d["diff"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "n": d["n"], "flagged": flagged,
+            "score": d["a"], "reference_score": d["b"]}
+
+
+def _wide(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Scenario x language table of a score column, averaged over samples."""
+    cases = per_case(frame, column)
+    return cases.pivot_table(index="scenario", columns="language", values=column, aggfunc="mean", dropna=False)
+
+
+def parity(frame: pd.DataFrame, axes: Sequence[str], options: AnalysisOptions, seed: int,
+           resamples: int) -> dict[str, dict[str, Any]]:
+    """Each language's clipped mean minus the reference's, paired by scenario, overall and per axis, flagged or not."""
+    # Flagged: the 95% paired bootstrap interval excludes zero and at least min_cases scenarios are paired. A
+    # scenario's score in a language is the mean over that language's variants (and samples).
+    target = str(frame["target"].iloc[0]) if len(frame) else ""
+    overall = _wide(frame, "score")
+    by_axis = {a: _wide(frame, f"axis:{a}") for a in axes}
+    out: dict[str, dict[str, Any]] = {}
+    for language in sorted(set(frame["language"]) - {options.reference}):
+        entry = _gap(overall, language, options, rng_for(seed, "parity", target, language), resamples)
+        entry["by_axis"] = {a: _gap(by_axis[a], language, options, rng_for(seed, "parity", target, language, a), resamples)
+                            for a in axes}
+        out[language] = entry
+    return out
+
+
+def commits_never_event(points: float, met: bool | None, tags: Sequence[str] | None, threshold: int = -8) -> bool:
+    """True for a met harmful criterion (points <= threshold, or negative and critical) or a failed critical one."""
+    # An ungraded criterion (met is None) commits nothing: it is counted under coverage instead.
+    critical = "critical" in (tags or ())
+    if met is True:
+        return points <= threshold or (points < 0 and critical)
+    return met is False and points > 0 and critical
+
+
+def never_event_flags(verdicts: pd.DataFrame, threshold: int = -8) -> pd.Series:
+    """True for each verdict (row of verdicts_frame) that commits a never-event."""
+    flags = [commits_never_event(p, m, t, threshold) for p, m, t in zip(verdicts["points"], verdicts["met"], verdicts["tags"])]
+    return pd.Series(flags, index=verdicts.index, dtype=bool)
+
+
+def never_events(frame: pd.DataFrame, verdicts: pd.DataFrame, threshold: int) -> dict[str, dict[str, Any]]:
+    """Per language: the share of answers that commit at least one never-event, and those answers."""
+    hits = verdicts[never_event_flags(verdicts, threshold)]
+    by_answer = {key: sorted(group["criterion"]) for key, group in hits.groupby(["case_id", "sample"], sort=True)}
+    out = {}
+    for language, group in frame[frame["status"] == "ok"].groupby("language", sort=True):
+        listed = [{"case_id": c, "sample": int(s), "criteria": by_answer[(c, s)]}
+                  for c, s in zip(group["case_id"], group["sample"]) if (c, s) in by_answer]
+        out[str(language)] = {"rate": len(listed) / len(group), "count": len(listed), "n": int(len(group)), "answers": listed}
+    return out
+
+
+def reliability(frame: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Worst-at-k for k = 1..K, overall and per language; empty when no case has two scored samples."""
+    scored = frame.dropna(subset=["score"])
+    by_case = scored.groupby(["language", "case_id"], sort=True)["score"].apply(list)
+    if by_case.empty or by_case.map(len).max() < 2:
+        return {}, {}
+    overall = {str(k): v["score"] for k, v in worst_at_k(by_case.tolist()).items()}
+    by_language = {str(language): {str(k): v["score"] for k, v in worst_at_k(group.tolist()).items()}
+                   for language, group in by_case.groupby(level="language", sort=True)}
+    return overall, by_language
+
+
+_KIND = re.compile(r"^([a-z_]+):")
+
+
+def failure_kind(error: str) -> str:
+    """The kind of a recorded failure: the word before ':' (timeout, rate_limit, server, parse, ...)."""
+    if error.startswith("unparsable grader reply"):
+        return "parse"
+    match = _KIND.match(error)
+    return match.group(1) if match else "other"
+
+
+def _share(verdicts: pd.DataFrame) -> dict[str, Any]:
+    graded, total = int(verdicts["met"].notna().sum()), int(len(verdicts))
+    return {"graded": graded, "total": total, "share": graded / total if total else None}
+
+
+def _kinds(errors: pd.DataFrame, column: str) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for language, group in errors.groupby("language", sort=True):
+        counts = group[column].map(lambda e: failure_kind(str(e))).value_counts()
+        out[str(language)] = {str(k): int(v) for k, v in sorted(counts.items())}
+    return out
+
+
+def coverage(frame: pd.DataFrame, verdicts: pd.DataFrame) -> dict[str, Any]:
+    """Share of criteria graded (overall, by grader, by language) and failures by kind, for grading and answers."""
+    out = _share(verdicts)
+    out["by_grader"] = {str(g): _share(group) for g, group in verdicts.groupby("grader", sort=True)}
+    out["by_language"] = {str(l): _share(group) for l, group in verdicts.groupby("language", sort=True)}
+    out["by_grader_language"] = {str(g): {str(l): _share(sub) for l, sub in group.groupby("language", sort=True)}
+                                 for g, group in verdicts.groupby("grader", sort=True)}
+    out["grading_failures"] = _kinds(verdicts[verdicts["error"].notna()], "error")
+    out["answer_failures"] = _kinds(frame[(frame["status"] == "error") & frame["error"].notna()], "error")
+    return out
+
+
+def _findings(frame: pd.DataFrame, verdicts: pd.DataFrame, axes: Sequence[str], options: AnalysisOptions, seed: int,
+              resamples: int) -> dict[str, Any]:
+    worst, worst_by_language = reliability(frame)
+    return {"parity": parity(frame, axes, options, seed, resamples),
+            "never_events": never_events(frame, verdicts, options.never_threshold),
+            "worst_at_k": worst, "worst_at_k_by_language": worst_by_language, "coverage": coverage(frame, verdicts)}
+
+
 def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0, resamples: int = 1000,
-              prices: dict[str, dict | None] | None = None, grader_price: dict | None = None) -> dict[str, Any]:
+              prices: dict[str, dict | None] | None = None, grader_price: dict | None = None,
+              options: AnalysisOptions | None = None) -> dict[str, Any]:
     """The summary.json content for a run's rows; prices are per target name, USD per million tokens."""
+    options = options or AnalysisOptions()
     frame, verdicts = answers_frame(rows, axes), verdicts_frame(rows)
-    targets = {}
+    targets: dict[str, Any] = {}
+    found: dict[str, dict[str, Any]] = {"parity": {}, "never_events": {}, "worst_at_k": {}, "worst_at_k_by_language": {},
+                                        "coverage": {}}
     for name in sorted(frame["target"].unique()):
-        targets[str(name)] = summarize_target(frame[frame["target"] == name], verdicts[verdicts["target"] == name],
-                                              axes, seed, resamples)
+        sub, sub_verdicts = frame[frame["target"] == name], verdicts[verdicts["target"] == name]
+        targets[str(name)] = summarize_target(sub, sub_verdicts, axes, seed, resamples)
         add_costs(targets[str(name)], (prices or {}).get(str(name)), grader_price)
+        for key, value in _findings(sub, sub_verdicts, axes, options, seed, resamples).items():
+            if value or key not in ("worst_at_k", "worst_at_k_by_language"):
+                found[key][str(name)] = value
+        events = found["never_events"][str(name)].values()
+        count, n = sum(e["count"] for e in events), sum(e["n"] for e in events)
+        targets[str(name)]["never_events"] = {"rate": count / n if n else None, "count": count, "n": n}
     return {"targets": targets, "languages": sorted(frame["language"].unique().tolist()), "axes": list(axes),
-            "themes": sorted(frame["theme"].dropna().unique().tolist()), "rows": len(rows)}
+            "themes": sorted(frame["theme"].dropna().unique().tolist()), "rows": len(rows),
+            "parity_reference": options.reference, "parity_min_cases": options.min_cases,
+            "never_event_threshold": options.never_threshold, **found}
+
+
+class RunFrames(NamedTuple):
+    """A run directory as tidy DataFrames: one row per answer, per verdict, and per answer x score measure."""
+
+    answers: pd.DataFrame
+    verdicts: pd.DataFrame
+    scores: pd.DataFrame
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The complete rows of results.jsonl, read only: a half-written last line (a run in progress) is skipped."""
+    path = Path(run_dir) / RESULTS
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no results here; expected a run directory written by `bilan run`")
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    return [json.loads(line) for line in lines[:-1] if line.strip()]
+
+
+def scores_frame(answers: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """One row per answer and measure ('overall' or an axis) with its unclipped score; unscored answers left out."""
+    keep = ["target", "case_id", "scenario", "language", "theme", "sample"]
+    wide = answers[keep + ["score"] + [f"axis:{a}" for a in axes]].rename(columns={"score": "overall"})
+    wide = wide.rename(columns={f"axis:{a}": a for a in axes})
+    long = wide.melt(id_vars=keep, var_name="measure", value_name="score").dropna(subset=["score"])
+    return long.sort_values(keep + ["measure"], kind="stable").reset_index(drop=True)
+
+
+def load_run(run_dir: str | Path, never_threshold: int = -8) -> RunFrames:
+    """Read a run directory (no model call) into tidy frames: answers, verdicts (with a never_event column), scores."""
+    run_dir = Path(run_dir)
+    rows = read_rows(run_dir)
+    manifest = read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).exists() else {}
+    axes = manifest.get("axes") or sorted({a for r in rows for a in (r.get("axis_scores") or {})})
+    answers, verdicts = answers_frame(rows, axes), verdicts_frame(rows)
+    verdicts["never_event"] = never_event_flags(verdicts, never_threshold)
+    return RunFrames(answers, verdicts, scores_frame(answers, axes))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+
+import regex
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,7 +17,12 @@ _LETTERS = str.maketrans({"ى": "ي", "ة": "ه", "ٱ": "ا", "ـ": "", "ڭ": "�
                           "’": "'", "‘": "'", "`": "'", "ʼ": "'"})
 _SPACES = re.compile(r"\s+")
 _SEP = "[ \u00a0.\\-]?"
+REGEX_SECONDS = 1.0
 CHECK_KEYS = ("regex", "any_of", "all_of", "mentions", "language", "max_words", "any", "all", "not")
+
+
+class CheckTimeout(Exception):
+    """A check took too long on an answer (a regular expression with catastrophic backtracking)."""
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,16 @@ class _Compiler:
 
     def _regex(self, value: str, path: tuple) -> Check:
         try:
-            pattern = re.compile(value)
-        except re.error as exc:
-            return self.fail(path, f"invalid regular expression: {exc}; expected a Python `re` pattern")
-        return lambda view: pattern.search(view.text) is not None
+            pattern = regex.compile(value)
+        except (regex.error, OverflowError, RecursionError) as exc:
+            return self.fail(path, f"invalid regular expression: {exc}; expected a regular expression in Python syntax")
+
+        def search(view: AnswerView) -> bool:
+            try:
+                return pattern.search(view.text, timeout=REGEX_SECONDS) is not None
+            except TimeoutError:
+                raise CheckTimeout(f"the regular expression ran for over {REGEX_SECONDS:g} s on this answer") from None
+        return search
 
     def _phrases(self, value, path: tuple) -> list[list[str]]:
         if isinstance(value, list):

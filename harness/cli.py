@@ -40,14 +40,21 @@ def resolve_keys(config: Config, environ: dict[str, str]) -> dict[str, str | Non
 def _print_problems(err: InputError) -> int:
     for problem in err.problems:
         print(problem, file=sys.stderr)
-    errors = sum(p.severity == "error" for p in err.problems)
-    print(f"{errors} error(s) in {len({p.path for p in err.problems})} file(s)", file=sys.stderr)
+    errors = [p for p in err.problems if p.severity == "error"]
+    warnings = len(err.problems) - len(errors)
+    print(f"{len(errors)} error(s) in {len({p.path for p in errors})} file(s)" + (f", {warnings} warning(s)" if warnings else ""), file=sys.stderr)
     return 2
+
+
+def _print_warnings(suite) -> None:
+    for problem in suite.warnings:
+        print(problem, file=sys.stderr)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check every file against its schema and across files."""
     config, suite, answers = load_project(Path(args.config))
+    _print_warnings(suite)
     rubric_files = {c.rubric for crits in suite.criteria.values() for c in crits}
     checked = sum(c.check is not None for crits in suite.criteria.values() for c in crits)
     total = sum(len(crits) for crits in suite.criteria.values())
@@ -149,6 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate, generate, grade, write the run directory and its reports."""
     from .run import Monitor, RunOptions, RunStopped, count_jobs, estimate, prepare_resume, rebuild, run
     config, suite, answers = load_project(Path(args.config))
+    _print_warnings(suite)
     if args.resume and not args.out:
         raise InputError([Problem("bilan run", 0, 0, "--resume needs --out DIR: the run directory to finish")])
     run_dir = _run_dir(config, args.out)
@@ -215,6 +223,53 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agreement(args: argparse.Namespace) -> int:
+    """Report how far the run's grader agrees with the clinicians' labels stored beside it."""
+    from .agreement_report import agreement_summary, write_agreement
+    run_dir = _existing_run(args.run_dir)
+    if not (run_dir / "labels").is_dir():
+        raise InputError([Problem(display(run_dir / "labels"), 0, 0, "no clinician labels here; expected labels from `bilan review import`")])
+    summary = agreement_summary(run_dir)
+    page = write_agreement(run_dir, summary)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+        return 0
+    g = summary["grader"]
+    show = lambda c: f"{c['value']:.3f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]" if c["value"] is not None and c["ci_low"] is not None else "n/a"
+    print(f"{summary['labelled_items']} labelled answer-criterion pairs, {len(summary['reviewers'])} reviewer(s); "
+          f"grader: macro F1 {show(g['overall']['macro_f1'])}, kappa {show(g['overall']['kappa'])}, "
+          f"balanced accuracy {show(g['overall']['balanced_accuracy'])}")
+    for lang, c in g["by_language"].items():
+        print(f"  {lang}: macro F1 {show(c['macro_f1'])} over {c['pairs']} pairs")
+    print(f"{len(summary['disagreements'])} to adjudicate; report: {page}")
+    return 0
+
+
+def cmd_review_export(args: argparse.Namespace) -> int:
+    """Write a blinded review sheet for clinicians."""
+    from .review import export_review
+    run_dir = _existing_run(args.run_dir)
+    key = export_review(run_dir, Path(args.out), args.seed, args.sample, args.show_grader)
+    print(f"wrote {args.out}: {len(key['rows'])} rows for review (sheet {key['sheet']}; systems blinded as "
+          f"{', '.join(sorted(key['systems'].values()))}; key kept in {run_dir / 'review'})")
+    return 0
+
+
+def cmd_review_import(args: argparse.Namespace) -> int:
+    """Store a filled review sheet's labels beside the run."""
+    from .review import import_review
+    out, count = import_review(Path(args.file), _existing_run(args.run), args.reviewer)
+    print(f"stored {count} labels from {args.reviewer} in {out}")
+    return 0
+
+
+def _existing_run(path: str) -> Path:
+    run_dir = Path(path)
+    if not (run_dir / "results.jsonl").exists():
+        raise InputError([Problem(display(run_dir), 0, 0, "no results.jsonl here; expected a run directory written by `bilan run`")])
+    return run_dir
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     """Combine shard run directories into one, then rebuild its reports."""
     from .run import merge, rebuild
@@ -239,8 +294,90 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.jsonl").exists():
         raise InputError([Problem(display(run_dir), 0, 0, "no results.jsonl here; expected a run directory written by `bilan run`")])
+    if args.redact_answers:
+        if not args.out or Path(args.out).resolve() == run_dir.resolve():
+            raise InputError([Problem("bilan report", 0, 0, "--redact-answers needs --out DIR, a folder other than the run's")])
+        _print_summary(rebuild(run_dir, redacted_to=Path(args.out)), Path(args.out))
+        return 0
     _print_summary(rebuild(run_dir), run_dir)
     return 0
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number from 0 to 1, such as 0.05")
+    return value
+
+
+def _alpha(text: str) -> float:
+    value = _fraction(text)
+    if not 0 < value < 0.5:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a significance level above 0 and below 0.5, such as 0.05")
+    return value
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare targets across runs (or within one run) and write the comparison report."""
+    from .analyze import AnalysisOptions
+    from .decide import CompareOptions, compare, compare_inputs
+    from .report import never_event_answers
+    from .report_compare import headline, write_comparison
+    contenders, reasons = compare_inputs([Path(d) for d in args.run_dirs], args.target or ())
+    if reasons:
+        raise InputError([Problem(display(Path(args.run_dirs[0])), 0, 0, f"cannot compare: {r}") for r in reasons])
+    analysis = AnalysisOptions(reference=args.reference, never_threshold=args.never_threshold)
+    data = compare(contenders, CompareOptions(seed=contenders[0].manifest.get("seed", 0), resamples=args.resamples, analysis=analysis))
+    listed = [dict(a, target=c.label) for c in contenders for a in never_event_answers(c.rows, args.never_threshold)]
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]).resolve().parent / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    write_comparison(out, data, listed)
+    print(" ".join(headline(data)))
+    print(f"comparison: {out / 'compare.html'} (and compare.md, compare.json)")
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Gate a candidate run against a baseline: exit 1 on a significant regression, 2 when they cannot be compared."""
+    from .decide import GateOptions, gate, gate_inputs, incomparable
+    from .report_compare import gate_markdown, write_gate
+    base, cand, reasons = gate_inputs(Path(args.baseline), Path(args.candidate), args.target)
+    if reasons:
+        write_gate(incomparable(reasons), args.markdown, args.junit, args.json)
+        for reason in reasons:
+            print(f"bilan gate: cannot compare: {reason}", file=sys.stderr)
+        return 2
+    options = GateOptions(max_drop=args.max_drop, alpha=args.alpha, seed=base.manifest.get("seed", 0),
+                          never_threshold=args.never_threshold)
+    result = gate(base, cand, options)
+    write_gate(result, args.markdown, args.junit, args.json)
+    print(gate_markdown(result), end="")
+    return result["exit_code"]
+
+
+def _decision_parsers(sub) -> None:
+    """The `compare` and `gate` subcommands."""
+    p = sub.add_parser("compare", help="compare targets across runs, or within one run: an HTML and Markdown report")
+    p.add_argument("run_dirs", nargs="+", help="run directories (one run with several targets is enough)")
+    p.add_argument("--out", help="folder to write (default: compare-<timestamp> beside the first run)")
+    p.add_argument("--target", action="append", help="compare only this target (repeatable)")
+    p.add_argument("--reference", default="fr", help="language that parity gaps are measured against (default fr)")
+    p.add_argument("--never-threshold", type=int, default=-8, help="criteria worth this many points or fewer are never-events (default -8)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("gate", help="CI gate: exit 1 when the candidate run regresses against the baseline run")
+    p.add_argument("--baseline", required=True, help="the baseline run directory (e.g. the main branch's)")
+    p.add_argument("--candidate", required=True, help="the candidate run directory (e.g. the pull request's)")
+    p.add_argument("--max-drop", type=_fraction, default=0.02, help="largest tolerated drop in a score (default 0.02)")
+    p.add_argument("--alpha", type=_alpha, default=0.05, help="significance level, one-sided, Holm-adjusted (default 0.05)")
+    p.add_argument("--target", help="the target to gate when the runs have several")
+    p.add_argument("--never-threshold", type=int, default=-8, help="criteria worth this many points or fewer are never-events (default -8)")
+    p.add_argument("--markdown", help="write a Markdown summary (for a pull-request comment) here")
+    p.add_argument("--junit", help="write JUnit XML here")
+    p.add_argument("--json", help="write the full result as JSON here")
+    p.set_defaults(func=cmd_gate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,13 +407,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_attack)
+    review = sub.add_parser("review", help="clinician review: export a blinded sheet, import the filled one")
+    rsub = review.add_subparsers(dest="review_command", required=True)
+    p = rsub.add_parser("export", help="write a blinded review sheet (.xlsx or .csv) of a run's answers and criteria")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="the sheet to write: .xlsx or .csv")
+    p.add_argument("--sample", type=int, help="only this many rows, spread evenly over languages")
+    p.add_argument("--seed", type=int, default=0, help="seed for blinding, shuffling and sampling (default 0)")
+    p.add_argument("--show-grader", action="store_true", help="show the grader's verdict (hidden by default)")
+    p.set_defaults(func=cmd_review_export)
+    p = rsub.add_parser("import", help="store a filled review sheet's labels beside the run")
+    p.add_argument("file")
+    p.add_argument("--run", required=True, help="the run directory the sheet was exported from")
+    p.add_argument("--reviewer", required=True, help="the reviewer's name, as it should appear in reports")
+    p.set_defaults(func=cmd_review_import)
+    p = sub.add_parser("agreement", help="grader against clinicians' labels: macro F1, kappa, balanced accuracy by language")
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_agreement)
     p = sub.add_parser("merge", help="combine shard run directories into one run directory")
     p.add_argument("out", help="the merged run directory to write")
     p.add_argument("run_dirs", nargs="+", help="shard run directories")
     p.set_defaults(func=cmd_merge)
     p = sub.add_parser("report", help="rebuild reports from a run directory (no model calls)")
     p.add_argument("run_dir")
+    p.add_argument("--redact-answers", action="store_true",
+                   help="write aggregates only (no answer, verdict reason or conversation) to --out, for sharing")
+    p.add_argument("--out", help="with --redact-answers: the folder to write the shareable reports to")
     p.set_defaults(func=cmd_report)
+    from .healthbench import register; register(sub)  # noqa: E702  (bilan import / export healthbench)
+    _decision_parsers(sub)
     return parser
 
 
@@ -290,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; results written so far are kept", file=sys.stderr)
         return 130
+    except (OSError, sqlite3.Error) as exc:     # disk full, read-only folder, permissions: the environment, not a bug
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        reason = getattr(exc, "strerror", None) or str(exc)
+        print(f"bilan: cannot read or write a file{where}: {reason}. Results already written are kept; free space or "
+              f"fix the folder, then finish with --resume.", file=sys.stderr)
+        return 1
     except Exception as exc:  # the last line of defence: a clear message, a traceback only with --debug
         if args.debug:
             traceback.print_exc()

@@ -18,7 +18,13 @@ class Problem:
         where = self.path
         if self.line:
             where += f":{self.line}:{self.col or 1}"
-        return f"{where}: {self.severity}: {self.message}"
+        return _one_line(f"{where}: {self.severity}: {self.message}")
+
+
+def _one_line(text: str) -> str:
+    """Control, bidi and other invisible characters quoted from a file shown as escapes: one line per problem,
+    and no text that reorders or hides the rest of the line on a terminal."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 class InputError(Exception):

@@ -14,7 +14,8 @@ from typing import Any
 from .checks import compile_check
 from .errors import InputError, Problem
 from .langid import is_known_tag
-from .schemas import schema_errors, value_problems
+from .privacy import identifiers
+from .schemas import schema_errors, validator, value_problems
 from .types import AXES, Case, Config, Criterion, EndpointConfig, Locale, Message, Suite
 from .yamldoc import Document, dotted, parse_yaml, read_text
 
@@ -102,10 +103,22 @@ def _variant_problems(doc: Document, i: int, variant: Any) -> list[Problem]:
     return out
 
 
-def _cases_of(doc: Document, problems: list[Problem]) -> list[Case]:
+def _identifier_problems(doc: Document, i: int, variant: dict, public: tuple[str, ...], severity: str) -> list[Problem]:
+    out = []
+    for j, message in enumerate(variant["conversation"]):
+        for what in identifiers(message["content"], public):
+            out.append(doc.problem(("variants", i, "conversation", j, "content"), f"{what} looks like a real person's; "
+                                   "expected synthetic cases only (invent a clearly fictitious value, or remove it)",
+                                   severity=severity))
+    return out
+
+
+def _cases_of(doc: Document, problems: list[Problem], public: tuple[str, ...] = (), identifiers_mode: str = "warn") -> list[Case]:
     data, cases = doc.data, []
     for i, variant in enumerate(data["variants"]):
         problems.extend(_variant_problems(doc, i, variant))
+        if identifiers_mode != "off" and i not in doc.invalid_items:
+            problems.extend(_identifier_problems(doc, i, variant, public, "error" if identifiers_mode == "error" else "warning"))
         if i in doc.invalid_items:
             continue
         cases.append(Case(
@@ -117,7 +130,7 @@ def _cases_of(doc: Document, problems: list[Problem]) -> list[Case]:
     return cases
 
 
-def load_cases(folder: Path, problems: list[Problem]) -> list[Case]:
+def load_cases(folder: Path, problems: list[Problem], public: tuple[str, ...] = (), identifiers_mode: str = "warn") -> list[Case]:
     """Read every case file under a folder; scenario ids and case ids must be unique."""
     cases: list[Case] = []
     scenarios: dict[str, str] = {}
@@ -137,7 +150,7 @@ def load_cases(folder: Path, problems: list[Problem]) -> list[Case]:
             problems.append(doc.problem(("scenario",), f"scenario '{scenario}' is already defined in {scenarios[scenario]}; expected a unique id"))
             continue
         scenarios[scenario] = doc.path
-        cases.extend(_cases_of(doc, problems))
+        cases.extend(_cases_of(doc, problems, public, identifiers_mode))
     seen: dict[str, Case] = {}
     for case in cases:
         if case.id in seen:
@@ -202,6 +215,23 @@ def _criteria_of(doc: Document, locale: Locale, axes: tuple[str, ...], problems:
     return out
 
 
+def _selector_problems(doc: Document, selector: dict, scenarios: set[str]) -> list[Problem]:
+    """Selector values that name nothing: an unknown scenario, theme or language."""
+    out = []
+    themes = validator("case").schema["properties"]["theme"]["enum"]
+    for key in ("scenario", "theme", "languages"):
+        value = selector.get(key)
+        for j, name in ([(None, value)] if isinstance(value, str) else list(enumerate(value or []))):
+            where = ("applies_to", key) + (() if j is None else (j,))
+            if key == "scenario" and name not in scenarios:
+                out.append(doc.problem(where, f"no scenario '{name}' in the suite; expected an existing scenario id"))
+            elif key == "theme" and name not in themes:
+                out.append(doc.problem(where, f"'{name}' is not a theme; expected one of {', '.join(themes)}"))
+            elif key == "languages" and not is_known_tag(name):
+                out.append(doc.problem(where, f"'{name}' is not a known language tag; expected {LANGUAGE_HINT}"))
+    return out
+
+
 def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Locale, axes: tuple[str, ...],
                  problems: list[Problem]) -> dict[str, tuple[Criterion, ...]]:
     """Read every rubric file and merge its criteria into the cases its selector matches."""
@@ -223,21 +253,25 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
                                         "expected the real names of the clinicians who reviewed it, or status: draft"))
         selector = data["applies_to"]
         wanted = selector.get("scenario")
-        for name in ([wanted] if isinstance(wanted, str) else wanted or []):
-            if name not in scenarios:
-                problems.append(doc.problem(("applies_to", "scenario"), f"no scenario '{name}' in the suite; expected an existing scenario id"))
+        found = _selector_problems(doc, selector, scenarios)
+        problems.extend(found)
         criteria = _criteria_of(doc, locale, axes, problems)
         matched = [c for c in cases if selects(selector, c)]
-        if not matched and not wanted:
+        if not matched and not found and (not wanted or any(selects({"scenario": wanted}, c) for c in cases)):
             problems.append(doc.problem(("applies_to",), "this selector matches no case; expected it to select at least one"))
+        clashes: dict[tuple[str, str], list[str]] = {}
         for case in matched:
             for crit in criteria:
                 key = (case.id, crit.id)
                 if key in origin and origin[key] != doc.path:
-                    problems.append(doc.problem(("criteria",), f"criterion id '{crit.id}' also comes from {origin[key]} for case '{case.id}'; expected ids unique per case"))
+                    clashes.setdefault((crit.id, origin[key]), []).append(case.id)
                     continue
                 origin[key] = doc.path
                 merged[case.id].append(crit)
+        index = {raw.get("id"): i for i, raw in reversed(list(enumerate(data["criteria"]))) if isinstance(raw, dict)}
+        for (crit_id, other), case_ids in clashes.items():
+            problems.append(doc.problem(("criteria", index[crit_id], "id"), f"criterion id '{crit_id}' also comes from {other} for "
+                                        f"case(s) {', '.join(sorted(case_ids))}; expected ids unique per case"))
     for case in cases:
         if not any(c.points > 0 for c in merged[case.id]):
             path, line = case.source.rsplit(":", 1)
@@ -247,7 +281,8 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
 
 def _suite(config: Config, problems: list[Problem]) -> Suite:
     locale = load_locale(Path(config.locale), problems)
-    cases = load_cases(Path(config.cases), problems)
+    public = tuple(locale.numbers.values()) + tuple(n for ns in locale.lists.values() for n in ns)
+    cases = load_cases(Path(config.cases), problems, public, config.identifiers)
     criteria = load_rubrics(Path(config.rubrics), {Path(config.locale).resolve()}, cases, locale, config.axes, problems)
     return Suite(cases=tuple(cases), criteria=criteria, locale=locale, axes=config.axes)
 
@@ -256,15 +291,26 @@ def load_suite(config: Config) -> Suite:
     """Load and cross-check the whole suite; raise InputError holding every problem."""
     problems: list[Problem] = []
     suite = _suite(config, problems)
-    if problems:
+    if any(p.severity == "error" for p in problems):
         raise InputError(problems)
-    return suite
+    return replace(suite, warnings=tuple(sorted(problems)))
 
 
 # --- configuration ----------------------------------------------------------------------------------
 
 def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[Problem]) -> EndpointConfig:
-    fields = {k: v for k, v in raw.items() if k not in ("answers", "system_prompt")}
+    fields = {k: v for k, v in raw.items() if k not in ("answers", "system_prompt", "labels")}
+    if raw["provider"] == "labels":
+        entries = [raw["labels"]] if isinstance(raw.get("labels"), str) else raw.get("labels") or []
+        if not entries:
+            problems.append(doc.problem(path, "missing key 'labels': the labels grader needs the clinicians' label files"))
+        for i, entry in enumerate(entries):
+            if not (base / entry).exists():
+                where = path + (("labels",) if isinstance(raw["labels"], str) else ("labels", i))
+                problems.append(doc.problem(where, f"{display(base / entry)} not found; expected label files from `bilan review import`"))
+        fields["labels"] = tuple(str(base / e) for e in entries)
+    elif "labels" in raw:
+        problems.append(doc.problem(path + ("labels",), f"'labels' is only for the labels grader, not {raw['provider']}; expected no labels here, or provider: labels", key=True))
     provider = raw["provider"]
     if provider in ("openai", "anthropic") and "model" not in raw:
         problems.append(doc.problem(path, f"missing key 'model': the {provider} provider needs a model name"))
@@ -293,7 +339,7 @@ def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[
             problems.append(doc.problem(path, "missing key 'answers': a replay target needs its answer files"))
         fields["answers"] = tuple(files)
     elif answers is not None:
-        problems.append(doc.problem(path + ("answers",), f"'answers' is only for the replay provider, not {provider}", key=True))
+        problems.append(doc.problem(path + ("answers",), f"'answers' is only for the replay provider, not {provider}; expected no answers here, or provider: replay", key=True))
     fields.setdefault("name", raw.get("model") or provider)
     return EndpointConfig(**fields)
 
@@ -308,17 +354,17 @@ def load_config(path: Path) -> Config:
         raise InputError(problems)
     data, base = doc.data, path.parent
     suite = data["suite"]
-    for key in ("cases", "rubrics", "locale"):
+    for key, what in (("cases", "a folder of case files"), ("rubrics", "a folder of rubric files"), ("locale", "a locale file")):
         if not (base / suite[key]).exists():
-            problems.append(doc.problem(("suite", key), f"{display(base / suite[key])} not found"))
+            problems.append(doc.problem(("suite", key), f"{display(base / suite[key])} not found; expected {what}"))
     targets = []
     for i, raw in enumerate(data["targets"]):
         if i in doc.invalid_items:
             continue
         if "name" not in raw:
             problems.append(doc.problem(("targets", i), "missing key 'name': every target needs a name for the reports"))
-        if raw["provider"] == "rules":
-            problems.append(doc.problem(("targets", i, "provider"), "'rules' grades answers but cannot give them; expected replay, openai or anthropic"))
+        if raw["provider"] in ("rules", "labels"):
+            problems.append(doc.problem(("targets", i, "provider"), f"'{raw['provider']}' grades answers but cannot give them; expected replay, openai or anthropic"))
         targets.append(_endpoint(doc, ("targets", i), raw, base, problems))
     for name, count in Counter(t.name for t in targets).items():
         if count > 1:
@@ -333,10 +379,63 @@ def load_config(path: Path) -> Config:
                   locale=str(base / suite["locale"]), targets=tuple(targets), grader=grader,
                   seed=data.get("seed", 0), output=str(base / data.get("output", "reports")),
                   bootstrap=data.get("bootstrap", 1000), axes=tuple(suite.get("axes", AXES)),
-                  prices=data.get("prices", {}))
+                  prices=data.get("prices", {}), identifiers=data.get("identifiers", "warn"))
 
 
 # --- replay answers ---------------------------------------------------------------------------------
+
+def _csv_problem(path: str, line: int, exc: csv.Error) -> Problem:
+    text = str(exc)
+    if "unexpected end of data" in text:
+        text = "a quoted text that starts in this row is never closed; expected a closing quote (\")"
+    elif "expected after" in text:
+        text = "text after a closing quote; expected ',' after it (write a quote inside a quoted text as \"\")"
+    elif "field larger than field limit" in text:
+        text = f"a field longer than {csv.field_size_limit():,} characters; expected shorter answers, or a JSONL file"
+    else:
+        text = f"invalid CSV: {text}; expected comma-separated rows"
+    return Problem(path, line, 1, text)
+
+
+def _csv_rows(path: str, text: str, problems: list[Problem]) -> list[tuple[int, Any]]:
+    if not text.strip():
+        problems.append(Problem(path, 1, 1, "file is empty; expected a header line with case_id and answer, then one row per answer"))
+        return []
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = list(reader.fieldnames or [])
+    except csv.Error as exc:
+        problems.append(_csv_problem(path, 1, exc))
+        return []
+    missing = {"case_id", "answer"} - set(header)
+    if missing:
+        hint = " (columns must be separated by commas, not semicolons)" if len(header) == 1 and ";" in header[0] else ""
+        problems.append(Problem(path, 1, 1, f"missing column(s) {', '.join(sorted(missing))}; expected a header with case_id and answer{hint}"))
+        return []
+    rows = []
+    while True:
+        before = reader.line_num
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:        # a syntax error: what follows cannot be trusted
+            problems.append(_csv_problem(path, before + 1, exc))
+            break
+        values = [v for v in row.values() if isinstance(v, str)] + row.get(None, [])
+        line = reader.line_num - sum(v.count("\n") for v in values)
+        if None in row or None in row.values():
+            extra = None in row
+            count = len(header) + len(row[None]) if extra else sum(v is not None for v in row.values())
+            problems.append(Problem(path, line, 1, f"row has {count} field(s); expected {len(header)}, as in the header "
+                                    f"({', '.join(header)})" + ("; a text holding ',' needs quotes" if extra else "")))
+            continue
+        row = {k: v for k, v in row.items() if v != "" or k == "answer"}
+        if "sample" in row and re.fullmatch(r"[-+]?[0-9]{1,9}", row["sample"]):
+            row["sample"] = int(row["sample"])
+        rows.append((line, row))
+    return rows
+
 
 def _rows(path: Path, problems: list[Problem]) -> list[tuple[int, Any]]:
     text, found = read_text(path, display(path), limit=200_000_000)
@@ -344,26 +443,18 @@ def _rows(path: Path, problems: list[Problem]) -> list[tuple[int, Any]]:
     if text is None:
         return []
     if path.suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        missing = {"case_id", "answer"} - set(reader.fieldnames or [])
-        if missing:
-            problems.append(Problem(display(path), 1, 1, f"missing column(s) {', '.join(sorted(missing))}; expected a header with case_id and answer"))
-            return []
-        rows = []
-        for row in reader:
-            row = {k: v for k, v in row.items() if k is not None and v not in (None, "") or k == "answer"}
-            if "sample" in row and str(row["sample"]).isdigit():
-                row["sample"] = int(row["sample"])
-            rows.append((reader.line_num, row))
-        return rows
+        return _csv_rows(display(path), text, problems)
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):    # not splitlines(): JSON text may hold a raw U+2028
         if not line.strip():
             continue
         try:
             rows.append((n, json.loads(line)))
         except json.JSONDecodeError as exc:
             problems.append(Problem(display(path), n, exc.colno, f"invalid JSON: {exc.msg}; expected one JSON object per line"))
+        except (ValueError, RecursionError) as exc:     # a number too long to convert, nesting too deep
+            reason = "nesting too deep" if isinstance(exc, RecursionError) else "a number with too many digits"
+            problems.append(Problem(display(path), n, 1, f"invalid JSON: {reason}; expected one JSON object per line"))
     return rows
 
 
@@ -405,6 +496,6 @@ def load_project(config_path: Path) -> tuple[Config, Suite, dict[str, dict[tuple
     suite = _suite(config, problems)
     case_ids = {c.id for c in suite.cases}
     answers = {t.name: load_answers(t.answers, case_ids, problems) for t in config.targets if t.provider == "replay"}
-    if problems:
+    if any(p.severity == "error" for p in problems):
         raise InputError(problems)
-    return config, suite, answers
+    return config, replace(suite, warnings=tuple(sorted(problems))), answers

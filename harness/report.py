@@ -2,24 +2,26 @@
 from __future__ import annotations
 
 import base64
-import io
+import hashlib
+import re
 from collections import Counter
 from collections.abc import Sequence
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 import langcodes
-import matplotlib
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
-
-from .store import SUMMARY, write_json  # noqa: E402
+from .analyze import commits_never_event
+from .charts import bar_chart, curve_chart, forest_chart
+from .store import SUMMARY, write_json
 
 RTL_FAMILIES = {"ar", "ary", "arb", "fa", "he", "ur"}
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#"})
+VERDICT_FILTER = [("never-event", "a never-event"), ("failed", "a criterion failed"), ("not-graded", "a criterion not graded"),
+                  ("passed", "every graded criterion passed"), ("no-answer", "no answer")]
 
 
 def language_name(tag: str) -> str:
@@ -43,39 +45,21 @@ def md(text: str | None) -> str:
     return "\n".join("> " + line.translate(_MD_SPECIAL) for line in text.splitlines() or [""])
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+def md_inline(text: Any) -> str:
+    """Text made inert inside a Markdown table cell or line: special characters escaped, newlines flattened."""
+    return " ".join(str(text).split()).translate(_MD_SPECIAL)
 
 
-def bar_chart(groups: Sequence[str], series: dict[str, list[dict | None]], title: str) -> bytes:
-    """Grouped bars with 95% interval whiskers: one group per label, one bar per series."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(series)) * 0.55 + 2), 3.6))
-    width = 0.8 / max(1, len(series))
-    for i, (name, cells) in enumerate(series.items()):
-        xs, ys, lo, hi = [], [], [], []
-        for j, cell in enumerate(cells):
-            if cell and cell.get("score") is not None:
-                xs.append(j + i * width)
-                ys.append(cell["score"])
-                lo.append(cell["score"] - cell["ci_low"])
-                hi.append(cell["ci_high"] - cell["score"])
-        bars = ax.bar(xs, ys, width, label=name, yerr=[lo, hi], capsize=3)
-        ax.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=7, padding=2)
-    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(groups))], groups, rotation=0)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("score")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+def filter_script() -> tuple[Markup, Markup]:
+    """The reports' one script (filters) and its CSP source: allowed by its SHA-256 hash, nothing else runs."""
+    text = resources.files("harness").joinpath("templates", "filter.js").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return Markup(text), Markup(f"'sha256-{digest}'")
 
 
-def _env() -> Environment:
-    return Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]),
-                       trim_blocks=True, lstrip_blocks=True)
+def b64(data: bytes) -> str:
+    """Base64 text of PNG bytes, for a data: URL."""
+    return base64.b64encode(data).decode("ascii")
 
 
 def _font() -> str:
@@ -83,7 +67,55 @@ def _font() -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _cases(rows: Sequence[dict], language: str, conversations: dict[str, dict]) -> list[dict[str, Any]]:
+_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff]")
+
+
+def reveal(text: Any) -> Markup:
+    """Untrusted text, escaped, with bidirectional overrides and invisible characters shown as visible marks,
+    so that an answer cannot reorder or hide what a reader sees."""
+    return Markup(_CONTROLS.sub(lambda m: f'<span class="ctl">[U+{ord(m.group()):04X}]</span>', str(escape(text))))
+
+
+def render(template: str, **context: Any) -> str:
+    """Render a template with what every page needs: the font, the filter script and its hash, the version."""
+    env = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(language_name=language_name, direction=direction)
+    env.filters["reveal"] = reveal
+    script, script_hash = filter_script()
+    return env.get_template(template).render(**context, filter_script=script, script_hash=script_hash,
+                                             version=metadata.version("bilan"), tifinagh_font=_font())
+
+
+def fmt(cell: dict | None, key: str = "score", signed: bool = False) -> str:
+    """A cell's value with three decimals, or n/a."""
+    if not cell or cell.get(key) is None:
+        return "n/a"
+    return f"{cell[key]:+.3f}" if signed else f"{cell[key]:.3f}"
+
+
+def ci(cell: dict | None, key: str = "score") -> str:
+    """A cell's interval as [low, high], or nothing."""
+    return f"[{cell['ci_low']:.2f}, {cell['ci_high']:.2f}]" if cell and cell.get(key) is not None else ""
+
+
+def _tokens(row: dict, threshold: int) -> tuple[list[str], set[str]]:
+    """Verdict filter tokens of an answer, and the ids of the criteria it commits as never-events."""
+    if row.get("answer") is None:
+        return ["no-answer"], set()
+    never = {v["id"] for v in row["verdicts"] if commits_never_event(v["points"], v["met"], v.get("tags"), threshold)}
+    lost = any((v["met"] is False and v["points"] > 0) or (v["met"] is True and v["points"] < 0) for v in row["verdicts"])
+    tokens = (["never-event"] if never else []) + (["failed"] if lost else ["passed"])
+    tokens += ["not-graded"] if any(v["met"] is None for v in row["verdicts"]) else []
+    return tokens, never
+
+
+def _view(row: dict, threshold: int) -> dict[str, Any]:
+    tokens, never = _tokens(row, threshold)
+    return dict(row, filter_tokens="|".join(tokens), never=never)
+
+
+def _cases(rows: Sequence[dict], language: str, conversations: dict[str, dict], threshold: int) -> list[dict[str, Any]]:
     by_case: dict[str, dict[str, Any]] = {}
     for r in sorted((r for r in rows if r["language"] == language), key=lambda r: (r["case_id"], r["target"], r.get("sample", 0))):
         info = conversations.get(r["case_id"], {})
@@ -92,8 +124,21 @@ def _cases(rows: Sequence[dict], language: str, conversations: dict[str, dict]) 
                                                   "code_switch": r.get("code_switch", []), "title": info.get("title", ""),
                                                   "review": info.get("review", "draft"),
                                                   "conversation": info.get("conversation", []), "results": []})
-        entry["results"].append(r)
+        entry["results"].append(_view(r, threshold))
     return list(by_case.values())
+
+
+def never_event_answers(rows: Sequence[dict], threshold: int) -> list[dict[str, Any]]:
+    """Every answer that commits a never-event, with the criteria it commits, by target, language and case."""
+    out = []
+    for r in sorted(rows, key=lambda r: (r["target"], r["language"], r["case_id"], r.get("sample", 0))):
+        if r.get("answer") is None:
+            continue
+        hits = [v for v in r["verdicts"] if commits_never_event(v["points"], v["met"], v.get("tags"), threshold)]
+        if hits:
+            out.append({"target": r["target"], "language": r["language"], "case_id": r["case_id"],
+                        "sample": r.get("sample", 0), "answer": r["answer"], "criteria": hits})
+    return out
 
 
 def _language_md(language: str, summary: dict, cases: list[dict]) -> str:
@@ -103,8 +148,8 @@ def _language_md(language: str, summary: dict, cases: list[dict]) -> str:
              "|---|---:|---|---:|" + "---:|" * len(summary["axes"])]
     for name, t in summary["targets"].items():
         cell = t["by_language"].get(language) or {}
-        axes = [_fmt(t["by_language_axis"].get(language, {}).get(a)) for a in summary["axes"]]
-        lines.append(f"| {name} | {_fmt(cell)} | {_ci(cell)} | {cell.get('n', 0)} | " + " | ".join(axes) + " |")
+        axes = [fmt(t["by_language_axis"].get(language, {}).get(a)) for a in summary["axes"]]
+        lines.append(f"| {name} | {fmt(cell)} | {ci(cell)} | {cell.get('n', 0)} | " + " | ".join(axes) + " |")
     lines += ["", "## Answers", ""]
     for case in cases:
         lines += [f"### {case['case_id']}", "", case["title"], ""]
@@ -119,34 +164,62 @@ def _language_md(language: str, summary: dict, cases: list[dict]) -> str:
             lines += [md(r["answer"]), "", "| criterion | points | axis | verdict |", "|---|---:|---|---|"]
             for v in r["verdicts"]:
                 verdict = {True: "met", False: "not met"}.get(v["met"], "not graded")
-                lines.append(f"| {v['id']} | {v['points']} | {v['axis']} | {verdict} |")
+                lines.append(f"| {v['id']} | {v['points']} | {v['axis']} | {verdict}{' (never-event)' if v['id'] in r['never'] else ''} |")
             lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def _fmt(cell: dict | None) -> str:
-    return f"{cell['score']:.3f}" if cell and cell.get("score") is not None else "n/a"
+def _findings_md(summary: dict, never_listed: list[dict]) -> list[str]:
+    ref = summary.get("parity_reference", "fr")
+    lines = ["", f"## Language parity (each language minus {ref}, paired by scenario)", ""]
+    for name, langs in summary.get("parity", {}).items():
+        lines += [f"### {name}", "", "| language | gap | 95% CI | scenarios | flagged |", "|---|---:|---|---:|---|"]
+        lines += [f"| {l} | {fmt(e, 'gap', True)} | {ci(e, 'gap')} | {e['n']} | {'yes' if e['flagged'] else ''} |" for l, e in langs.items()]
+        lines.append("")
+    lines += ["## Never-events", "", f"Answers that commit at least one never-event (a criterion worth "
+              f"{summary.get('never_event_threshold', -8)} points or less that was met, or a critical criterion failed).", "",
+              "| target | " + " | ".join(summary["languages"]) + " |", "|---|" + "---:|" * len(summary["languages"])]
+    for name, langs in summary.get("never_events", {}).items():
+        cells = [f"{langs[l]['count']} of {langs[l]['n']}" if l in langs else "n/a" for l in summary["languages"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"- {a['target']} · {a['case_id']}" + (f" · sample {a['sample']}" if a["sample"] else "") + ": "
+                     + ", ".join(v["id"] for v in a["criteria"]) for a in never_listed]
+    if summary.get("worst_at_k"):
+        ks = sorted({int(k) for w in summary["worst_at_k"].values() for k in w})
+        lines += ["", "## Reliability: worst-at-k", "", "| target | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+        lines += [f"| {n} | " + " | ".join(f"{w[str(k)]:.3f}" if str(k) in w else "" for k in ks) + " |" for n, w in summary["worst_at_k"].items()]
+    lines += ["", "## Grading coverage", "", "| target | grader | criteria graded |", "|---|---|---:|"]
+    for name, cov in summary.get("coverage", {}).items():
+        lines += [f"| {name} | {g} | {c['graded']} of {c['total']} |" for g, c in cov["by_grader"].items()]
+    return lines
 
 
-def _ci(cell: dict | None) -> str:
-    return f"[{cell['ci_low']:.2f}, {cell['ci_high']:.2f}]" if cell and cell.get("score") is not None else ""
-
-
-def _index_md(summary: dict, manifest: dict) -> str:
+def _index_md(summary: dict, manifest: dict, never_listed: list[dict]) -> str:
     targets = list(summary["targets"])
     lines = [f"# Bilan report {manifest['run_id']}", "", f"{summary['rows']} answers · grader {manifest['grader']['provider']}", "",
              "![Overall score by language](index.png)", "", "## Overall", "",
              "| target | score | 95% CI | n | missing | errors | criteria not graded |", "|---|---:|---|---:|---:|---:|---:|"]
     for name, t in summary["targets"].items():
-        lines.append(f"| {name} | {_fmt(t['overall'])} | {_ci(t['overall'])} | {t['overall']['n']} | {t['missing']} | {t['errors']} | {t['ungraded_criteria']} |")
+        lines.append(f"| {name} | {fmt(t['overall'])} | {ci(t['overall'])} | {t['overall']['n']} | {t['missing']} | {t['errors']} | {t['ungraded_criteria']} |")
     for title, key, labels in (("By language", "by_language", summary["languages"]), ("By axis", "by_axis", summary["axes"]),
                                ("By theme", "by_theme", summary["themes"])):
         lines += ["", f"## {title}", "", "| | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
         for label in labels:
             link = f"[{label}]({label}.md)" if key == "by_language" else label
-            cells = [f"{_fmt(summary['targets'][t][key].get(label))} {_ci(summary['targets'][t][key].get(label))}" for t in targets]
+            cells = [f"{fmt(summary['targets'][t][key].get(label))} {ci(summary['targets'][t][key].get(label))}" for t in targets]
             lines.append(f"| {link} | " + " | ".join(cells) + " |")
+    lines += _findings_md(summary, never_listed)
     return "\n".join(lines) + "\n"
+
+
+def _findings_charts(summary: dict) -> dict[str, Any]:
+    """The parity chart of each target and the worst-at-k curve, as base64 PNG."""
+    ref = summary.get("parity_reference", "fr")
+    parity = {name: b64(forest_chart([(l, e) for l, e in langs.items()], f"{name}: each language minus {ref}",
+                                     "score gap (95% interval)", key="gap"))
+              for name, langs in summary.get("parity", {}).items() if langs}
+    worst = b64(curve_chart(summary["worst_at_k"], "Worst score at k answers per case")) if summary.get("worst_at_k") else None
+    return {"parity": parity, "worst": worst}
 
 
 def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: dict,
@@ -154,30 +227,35 @@ def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: 
     """Write summary.json, index.html/.md/.png and <language>.html/.md/.png; returns the files written."""
     run_dir = Path(run_dir)
     write_json(run_dir / SUMMARY, summary)
-    env, font = _env(), _font()
-    common = {"manifest": manifest, "summary": summary, "version": metadata.version("bilan"), "tifinagh_font": font}
+    threshold = summary.get("never_event_threshold", -8)
+    common = {"manifest": manifest, "summary": summary}
     written = [run_dir / SUMMARY]
     languages = summary["languages"]
     index_png = bar_chart(languages, {n: [t["by_language"].get(l) for l in languages] for n, t in summary["targets"].items()},
                           "Overall score by language")
     (run_dir / "index.png").write_bytes(index_png)
     descriptions = {t["name"]: t.get("description", "") for t in manifest.get("targets", [])}
-    html = env.get_template("index.html.j2").render(**common, targets=list(summary["targets"]), descriptions=descriptions,
-                                                    language_names={l: language_name(l) for l in languages},
-                                                    any_ungraded=any(t["ungraded_criteria"] for t in summary["targets"].values()),
-                                                    charts={"index": base64.b64encode(index_png).decode()})
+    never_listed = never_event_answers(rows, threshold)
+    html = render("index.html.j2", **common, targets=list(summary["targets"]), descriptions=descriptions,
+                  language_names={l: language_name(l) for l in languages}, never_listed=never_listed,
+                  worst_ks=sorted({int(k) for w in summary.get("worst_at_k", {}).values() for k in w}),
+                  target_options=[(t, t) for t in summary["targets"]],
+                  language_options=[(l, f"{l} ({language_name(l)})") for l in languages],
+                  any_ungraded=any(t["ungraded_criteria"] for t in summary["targets"].values()),
+                  charts={"index": b64(index_png), **_findings_charts(summary)})
     (run_dir / "index.html").write_text(html, encoding="utf-8")
-    (run_dir / "index.md").write_text(_index_md(summary, manifest), encoding="utf-8")
+    (run_dir / "index.md").write_text(_index_md(summary, manifest, never_listed), encoding="utf-8")
     written += [run_dir / "index.html", run_dir / "index.md", run_dir / "index.png"]
     for language in languages:
-        cases = _cases(rows, language, conversations)
+        cases = _cases(rows, language, conversations, threshold)
         axes = summary["axes"] + ["overall"]
         png = bar_chart(axes, {n: [t["by_language_axis"].get(language, {}).get(a) for a in summary["axes"]] + [t["by_language"].get(language)]
                                for n, t in summary["targets"].items()}, f"{language}: score by axis")
         (run_dir / f"{language}.png").write_bytes(png)
-        html = env.get_template("language.html.j2").render(
-            **common, language=language, language_name=language_name(language), direction=direction(language),
-            cases=cases, review_counts=dict(Counter(c["review"] for c in cases)), chart=base64.b64encode(png).decode())
+        html = render("language.html.j2", **common, language=language, language_name=language_name(language),
+                      direction=direction(language), cases=cases, verdict_filter=VERDICT_FILTER,
+                      target_options=[(t, t) for t in summary["targets"]],
+                      review_counts=dict(Counter(c["review"] for c in cases)), chart=b64(png))
         (run_dir / f"{language}.html").write_text(html, encoding="utf-8")
         (run_dir / f"{language}.md").write_text(_language_md(language, summary, cases), encoding="utf-8")
         written += [run_dir / f"{language}.{ext}" for ext in ("html", "md", "png")]

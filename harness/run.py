@@ -14,11 +14,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .analyze import summarize
+from .analyze import AnalysisOptions, summarize
 from .errors import InputError, Problem
 from .generate import generate
 from .grade import result_row
 from .graders.llm import PROMPT_VERSION, TEMPLATE, ModelGrader
+from .graders.labels import LabelsGrader, load_labels
 from .graders.rules import RulesGrader
 from .providers.anthropic import AnthropicProvider
 from .providers.base import Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, cost, estimate_tokens
@@ -76,7 +77,9 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
     else:
         provider = PROVIDERS[cfg.provider](cfg, keys.get(cfg.name))
         scope = {"provider": cfg.provider, "base_url": cfg.base_url or DEFAULT_BASE_URL[cfg.provider], "model": cfg.model}
-    policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout)
+    # The SDK enforces `timeout` itself and closes the connection cleanly; the policy's own limit is a backstop
+    # (cancelling a request from outside can leave a pooled connection unusable).
+    policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout * 2 + 1, base_delay=cfg.backoff)
     return Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache, scope=scope,
                     limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute), budget=budget,
                     price=(prices or {}).get(cfg.model))
@@ -88,6 +91,8 @@ def make_grader(config: Config, suite: Suite, answers: Answers, keys: dict[str, 
     rules = RulesGrader(suite.locale)
     if config.grader.provider == "rules":
         return rules
+    if config.grader.provider == "labels":
+        return LabelsGrader(load_labels([Path(p) for p in config.grader.labels]))
     endpoint = make_endpoint(config.grader, answers, keys, config.seed, options, budget, config.prices)
     if endpoints is not None:
         endpoints["grader:" + config.grader.name] = endpoint
@@ -216,7 +221,7 @@ async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Pat
 
     # Enough workers to keep every endpoint busy: the targets' limits, plus the grader's when it is a model.
     width = max(1, sum(t.max_concurrency for t in config.targets)
-                + (config.grader.max_concurrency if config.grader.provider != "rules" else 0))
+                + (config.grader.max_concurrency if config.grader.provider in ("openai", "anthropic") else 0))
     with RunStore(run_dir) as store:
         tasks = [asyncio.ensure_future(worker(store)) for _ in range(width)]
         try:
@@ -292,7 +297,7 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
         answer_tokens = target.max_tokens or ASSUMED_ANSWER_TOKENS
         if target.provider != "replay":
             add(target.name, target.model, estimate_tokens(case.conversation, target.system_prompt), answer_tokens)
-        if grader.provider == "rules":
+        if grader.provider not in ("openai", "anthropic"):
             continue
         base = estimate_tokens(case.conversation, None) + len(TEMPLATE) // 4 + answer_tokens
         for criterion in suite.criteria[case.id]:
@@ -318,8 +323,10 @@ def snapshot_cases(suite: Suite, run_dir: Path) -> None:
                                ensure_ascii=False) + "\n")
 
 
-def rebuild(run_dir: Path) -> dict[str, Any]:
-    """Summarise a run directory's results and write its reports; no model call. Returns the summary."""
+def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: Path | None = None) -> dict[str, Any]:
+    """Summarise a run directory's results and write its reports (no model call); returns the summary.
+    With `redacted_to`, write aggregates only to that folder: no answer, verdict reason or conversation."""
+    # options: parity's reference language and the never-event threshold (default fr, -8).
     run_dir = Path(run_dir)
     manifest_data = read_json(run_dir / MANIFEST)
     rows = read_results(run_dir)
@@ -333,9 +340,14 @@ def rebuild(run_dir: Path) -> dict[str, Any]:
     target_prices = {t["name"]: prices.get(t.get("model", "")) for t in manifest_data.get("targets", [])}
     grader_price = prices.get(manifest_data.get("grader", {}).get("model", ""))
     summary = summarize(rows, manifest_data.get("axes", []), manifest_data.get("seed", 0),
-                        manifest_data.get("bootstrap", 1000), target_prices, grader_price)
+                        manifest_data.get("bootstrap", 1000), target_prices, grader_price, options)
     summary["run_id"] = manifest_data.get("run_id")
-    write_reports(run_dir, rows, summary, manifest_data, conversations)
+    if redacted_to is None:
+        write_reports(run_dir, rows, summary, manifest_data, conversations)
+    else:
+        redacted_to.mkdir(parents=True, exist_ok=True)
+        write_json(redacted_to / MANIFEST, manifest_data | {"redacted": True})
+        write_reports(redacted_to, [], summary, manifest_data | {"redacted": True}, {})
     return summary
 
 

@@ -67,6 +67,7 @@ class Suite:
     locale: Locale
     axes: tuple[str, ...] = AXES
     files: tuple[str, ...] = ()
+    warnings: tuple = ()                       # Problems of severity "warning" found while loading
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class EndpointConfig:
     max_concurrency: int = 8
     timeout: float = 120.0
     max_attempts: int = 4
+    backoff: float = 1.0                   # first retry waits up to this many seconds (doubling, with jitter)
     samples: int = 1
     description: str = ""
     use_checks: bool = False
@@ -110,6 +112,7 @@ class Config:
     bootstrap: int = 1000
     axes: tuple[str, ...] = AXES
     prices: dict[str, dict[str, float]] = field(default_factory=dict)   # model -> {input, output} USD per million tokens
+    identifiers: str = "warn"                 # realistic identifiers in cases: warn, error or off
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Read YAML with the line and column of every value, YAML 1.2 scalars, and every problem located."""
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,26 +69,54 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     if value in _BOOL:
         return _BOOL[value]
     if _INT.match(value):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:           # more digits than Python converts: no count or id is that long
+            return value
     if _FLOAT.match(value) and any(c.isdigit() for c in value):
         return float(value)
     return value
 
 
+ALIASES = "anchors and aliases (&name, *name) are not supported; expected the value written out"
+
+
+class _AliasNode(yaml.Node):
+    """An alias left unresolved, at its own position: aliases are refused, so none is ever expanded."""
+
+    id = "alias"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that never resolves an alias (no "billion laughs"): it becomes an _AliasNode, reported once."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()
+            return _AliasNode("alias", event.anchor, event.start_mark, event.end_mark)
+        return super().compose_node(parent, index)
+
+
+DEEP = f"nesting deeper than {MAX_DEPTH} levels; expected at most {MAX_DEPTH} levels of lists and mappings"
+
+
 class _Builder:
     def __init__(self, doc: Document, problems: list[Problem]):
-        self.doc, self.problems, self.seen = doc, problems, set()
+        self.doc, self.problems, self.aliases, self.first_alias = doc, problems, 0, 0
 
     def build(self, node: yaml.Node, path: JsonPath, depth: int = 0) -> Any:
         self.doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if depth > MAX_DEPTH:
-            self.problems.append(self.doc.problem(path, f"nesting deeper than {MAX_DEPTH} levels; expected a flat file"))
-            return None
-        if id(node) in self.seen:
-            self.problems.append(self.doc.problem(path, "anchors and aliases (&name, *name) are not supported; write the value out", key=True))
+            self.problems.append(Problem(self.doc.path, *self.doc.marks[path], DEEP))
             self.doc.broken.add(path)
             return None
-        self.seen.add(id(node))
+        if isinstance(node, _AliasNode):
+            self.aliases += 1
+            if self.aliases == 1:       # the first only: an alias bomb would otherwise give thousands of lines
+                self.first_alias = len(self.problems)
+                self.problems.append(self.doc.problem(path, ALIASES))
+            self.doc.broken.add(path)
+            return None
         if isinstance(node, yaml.ScalarNode):
             return _scalar(node)
         if isinstance(node, yaml.SequenceNode):
@@ -99,17 +128,20 @@ class _Builder:
         first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             key_mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            prefix = f"{dotted(path)}: " if path else ""
             if not isinstance(key_node, yaml.ScalarNode):
-                self.problems.append(Problem(self.doc.path, *key_mark, f"{dotted(path) + ': ' if path else ''}a key must be a plain word"))
+                what = "an alias" if isinstance(key_node, _AliasNode) else "a list or mapping"
+                self.problems.append(Problem(self.doc.path, *key_mark, f"{prefix}{what} used as a key; expected a plain word such as 'title'"))
                 continue
             key = str(key_node.value)
             if key == "<<":
-                self.problems.append(Problem(self.doc.path, *key_mark, "merge keys (<<) are not supported; write the keys out"))
+                self.problems.append(Problem(self.doc.path, *key_mark, f"{prefix}merge keys (<<) are not supported; expected the keys written out"))
+                self.doc.broken.add(path)
                 continue
             child = path + (key,)
             if key in out:
                 self.problems.append(Problem(self.doc.path, *key_mark,
-                                             f"{dotted(child)}: duplicate key '{key}' (first given on line {first_line[key]})"))
+                                             f"{dotted(child)}: duplicate key '{key}' (first given on line {first_line[key]}); expected each key once"))
                 continue
             first_line[key] = key_mark[0]
             self.doc.key_marks[child] = key_mark
@@ -117,15 +149,70 @@ class _Builder:
         return out
 
 
+_FOUND = {"'-'": "list item '-'", "'<block mapping start>'": "key", "'<block sequence start>'": "list", "'?'": "key",
+          "'<scalar>'": "text", "'<block end>'": "end of a block"}
+
+
 def _yaml_error(path: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """A PyYAML error in a clinician's words: where it is, what was wrong, what was expected."""
+    problem, context = exc.problem or str(exc), exc.context or ""
     mark = exc.problem_mark or exc.context_mark
+    opened = exc.context_mark
+    at = f"line {opened.line + 1}, column {opened.column + 1}" if opened else ""
+    if "'\\t'" in problem or "\\t" in problem:
+        text = "a tab character; expected spaces (YAML indentation must use spaces)"
+    elif "quoted scalar" in context and "end of stream" in problem and opened:
+        mark, text = opened, "this quoted text is never closed; expected a closing quote before the end of the file"
+    elif context in ("while parsing a flow sequence", "while parsing a flow mapping") and opened:
+        bracket, close = ("[", "]") if "sequence" in context else ("{", "}")
+        text = f"the '{bracket}' opened at {at} is not closed; expected ',' or '{close}' (a text holding ': ', ',' or '{close}' needs quotes)"
+    elif "simple key" in context and opened:
+        mark, text = opened, "this line has no ':'; expected 'key: value', or quotes around a text that continues the line above"
+    elif problem == "mapping values are not allowed here":
+        text = "a ':' where no key can start; expected quotes around a text holding ': ', or this key lined up with the keys above it"
+    elif "expected <block end>" in problem and opened:
+        found = problem.rsplit("but found ", 1)[-1]
+        text = (f"unexpected {_FOUND.get(found, found)}: its indentation does not fit the block that starts at {at}; "
+                "expected it lined up with the lines above it, or indented under a key")
+    elif "cannot start any token" in problem:
+        text = f"{problem.split('found character ', 1)[-1].split(' that')[0]} cannot start a value; expected the text in quotes"
+    elif "unknown escape character" in problem:
+        char = problem.rsplit(" ", 1)[-1].strip("'")
+        text = f"unknown escape '\\{char}' in a double-quoted text; expected '\\\\' for a backslash, or single quotes around the text"
+    elif "flow node" in context and problem.endswith("but found ','"):
+        text = "a ',' with no value before it; expected a value between commas (or remove the extra comma)"
+    elif problem.startswith("expected '<document start>'"):
+        text = "text after the end of the document ('...'); expected one document per file, with nothing after '...'"
+    elif "alias" in problem or "alias" in context or "anchor" in context:
+        text = ALIASES
+    else:
+        text = f"{context}, {problem}" if context else problem
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    text = exc.problem or str(exc)
-    if "'\\t'" in text or "\\t" in text:
-        text = "a tab character; YAML indentation must use spaces"
-    elif exc.context:
-        text = f"{exc.context}, {text}"
     return Problem(path, line, col, f"invalid YAML: {text}")
+
+
+def _reader_error(path: str, text: str, exc: yaml.reader.ReaderError) -> Problem:
+    """A character YAML refuses (a control character), located."""
+    before = text[: exc.position] if isinstance(exc.position, int) else ""
+    line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+    return Problem(path, line, col, f"invalid YAML: the non-printable character U+{exc.character:04X} is not allowed; "
+                   "expected printable text (delete the character)")
+
+
+def _too_deep(path: str, text: str) -> Problem:
+    """Where a file nests lists and mappings deeper than MAX_DEPTH (the parser is not recursive; the composer is)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH + 1:
+                    return Problem(path, event.start_mark.line + 1, event.start_mark.column + 1, DEEP)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        return _yaml_error(path, exc)
+    return Problem(path, 1, 1, DEEP)
 
 
 def read_text(path: Path, display: str, limit: int = MAX_BYTES) -> tuple[str | None, list[Problem]]:
@@ -135,13 +222,17 @@ def read_text(path: Path, display: str, limit: int = MAX_BYTES) -> tuple[str | N
     except OSError as exc:
         return None, [Problem(display, 0, 0, f"cannot read file: {exc.strerror or exc}")]
     if len(raw) > limit:
-        return None, [Problem(display, 1, 1, f"file is {len(raw):,} bytes; expected at most {limit:,}")]
+        return None, [Problem(display, 1, 1, f"file is {len(raw):,} bytes; expected at most {limit:,} bytes (split it into several files)")]
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw[:4096]:
+        return None, [Problem(display, 1, 1, "the file is UTF-16 or binary; expected UTF-8 text (save the file as UTF-8)")]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        start = raw.rfind(b"\n", 0, exc.start) + 1
         line = raw[: exc.start].count(b"\n") + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        return None, [Problem(display, line, col, f"byte 0x{raw[exc.start]:02x} is not UTF-8; save the file as UTF-8")]
+        col = len(raw[start: exc.start].decode("utf-8", "replace")) + 1
+        return None, [Problem(display, line, col, f"byte 0x{raw[exc.start]:02x} is not UTF-8 (the file looks saved as Latin-1 or "
+                              "Windows-1252); expected UTF-8 text (save the file as UTF-8)")]
     return text, []
 
 
@@ -153,17 +244,30 @@ def parse_yaml(path: Path, display: str) -> tuple[Document | None, list[Problem]
     if not text.strip() or all(not l.strip() or l.lstrip().startswith("#") for l in text.splitlines()):
         return None, [Problem(display, 1, 1, "file is empty; expected a YAML mapping")]
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         return None, [_yaml_error(display, exc)]
-    except (yaml.YAMLError, RecursionError) as exc:
-        return None, [Problem(display, 1, 1, f"invalid YAML: {type(exc).__name__}; expected a plain YAML mapping")]
-    nodes = [n for n in nodes if n is not None]
-    if len(nodes) != 1:
-        return None, [Problem(display, 1, 1, f"found {len(nodes)} YAML documents; expected exactly one")]
-    doc = Document(display, None)
-    try:
-        doc.data = _Builder(doc, problems).build(nodes[0], ())
+    except yaml.reader.ReaderError as exc:
+        return None, [_reader_error(display, text, exc)]
     except RecursionError:
-        return None, [Problem(display, 1, 1, "nesting too deep; expected a flat file")]
+        return None, [_too_deep(display, text)]
+    except yaml.YAMLError as exc:
+        return None, [Problem(display, 1, 1, f"invalid YAML: {exc}; expected a plain YAML mapping")]
+    nodes = [n for n in nodes if n is not None]
+    if not nodes:
+        return None, [Problem(display, 1, 1, "file holds no value; expected a YAML mapping")]
+    if len(nodes) > 1:
+        mark = nodes[1].start_mark
+        return None, [Problem(display, mark.line + 1, mark.column + 1,
+                              "a second YAML document starts here (after '---'); expected one document per file")]
+    doc = Document(display, None)
+    builder = _Builder(doc, problems)
+    try:
+        doc.data = builder.build(nodes[0], ())
+    except RecursionError:
+        return None, [_too_deep(display, text)]
+    if builder.aliases > 1:
+        first = problems[builder.first_alias]
+        problems[builder.first_alias] = Problem(first.path, first.line, first.col,
+                                                f"{first.message} ({builder.aliases} aliases in this file)")
     return doc, problems

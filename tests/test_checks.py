@@ -133,3 +133,13 @@ def test_compile_reports_located_problems():
     assert paths == [("all", 0, "regex"), ("all", 1, "mentions"), ("all", 2, "any_of", "xx-bad-1")]
     assert "invalid regular expression" in problems[0][1]
     assert "expected one of" in problems[1][1]
+
+
+def test_a_catastrophic_regex_times_out_as_not_graded():
+    import asyncio
+    from harness.graders.rules import RulesGrader
+    from harness.types import Case, Criterion, Message
+    case = Case("c.fr", "c", "fr", (Message("user", "?"),))
+    criterion = Criterion("slow", "Backtracks forever.", 2, "safety", check={"regex": "(a|aa)+$"})
+    verdict, = asyncio.run(RulesGrader(LOCALE).grade(case, "a" * 60 + "b", [criterion]))
+    assert verdict.met is None and verdict.error.startswith("timeout:")

@@ -57,7 +57,7 @@ def test_reports_escape_model_text_and_lay_out_arabic_right_to_left(suite_dir: P
     run_dir = suite_dir / "out"
     assert main(["run", "--out", str(run_dir)]) == 0
     page = (run_dir / "ary-Latn.html").read_text(encoding="utf-8")
-    assert "<script>" not in page and "<img src=x" not in page
+    assert "<script>alert(1)" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     markdown = (run_dir / "ary-Latn.md").read_text(encoding="utf-8")
@@ -92,3 +92,27 @@ def test_invalid_input_stops_before_any_answer(suite_dir: Path, capsys):
 def test_report_on_a_folder_without_results_is_an_input_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no results.jsonl here" in capsys.readouterr().err
+
+
+def test_redacted_reports_hold_no_answer(suite_dir: Path):
+    run_dir = suite_dir / "out"
+    assert main(["run", "--out", str(run_dir)]) == 0
+    assert main(["report", str(run_dir), "--redact-answers", "--out", str(suite_dir / "share")]) == 0
+    share = suite_dir / "share"
+    answers = [json.loads(l)["answer"] for l in (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert (share / "index.html").exists() and (share / "fr.html").exists() and (share / "summary.json").exists()
+    assert not (share / "results.jsonl").exists()
+    for file in share.iterdir():
+        text = file.read_bytes().decode("utf-8", "replace")
+        assert not any(a and a in text for a in answers), file
+    assert json.loads((share / "summary.json").read_text()) == json.loads((run_dir / "summary.json").read_text())
+    assert main(["report", str(run_dir), "--redact-answers"]) == 2
+
+
+def test_bidi_overrides_in_answers_are_shown_not_obeyed(suite_dir: Path):
+    spoof = "Call 15 now.\u202e tem ton :tcidrev\u202c"
+    with open(suite_dir / "answers" / "poor.csv", "a", encoding="utf-8") as f:
+        f.write(f'chest-pain.ary-Latn,"{spoof}"\n')
+    assert main(["run", "--out", "out"]) == 0
+    page = (suite_dir / "out" / "ary-Latn.html").read_text(encoding="utf-8")
+    assert "\u202e" not in page and '<span class="ctl">[U+202E]</span>' in page

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ..checks import AnswerView, Check, compile_check, visible_text
+from ..checks import AnswerView, Check, CheckTimeout, compile_check, visible_text
 from ..types import Case, Criterion, Locale, Verdict
 
 NO_CHECK = "no deterministic check; needs a model grader"
@@ -47,7 +47,10 @@ class RulesGrader:
         if check is None:
             return Verdict(criterion.id, None, self.name, NO_CHECK)
         view = answer if isinstance(answer, AnswerView) else AnswerView(visible_text(answer), case.language, case.code_switch)
-        met = check(view)
+        try:
+            met = check(view)
+        except CheckTimeout as exc:
+            return Verdict(criterion.id, None, self.name, "", error=f"timeout: {exc}")
         return Verdict(criterion.id, met, self.name, f"{describe(criterion.check)} check: {'met' if met else 'not met'}")
 
     async def grade(self, case: Case, answer: str, criteria: Sequence[Criterion]) -> list[Verdict]:

@@ -40,7 +40,7 @@ def _describe_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
-        return "nothing"
+        return "an empty value"
     if isinstance(value, str):
         return f"the text '{value[:60]}'"
     if isinstance(value, (list, dict)):
@@ -57,6 +57,8 @@ def _messages(err: ValidationError) -> list[tuple[tuple, str, bool]]:
     """(path, message, at_key) for one schema error, in words a clinician can act on."""
     path, kind, value = tuple(err.absolute_path), err.validator, err.instance
     expected = _expected(err)
+    if "propertyNames" in err.absolute_schema_path and isinstance(value, str):   # a bad key: point at the key
+        return [(path + (value,), f"{_describe_value(value)} is not valid; expected {expected or err.message}", True)]
     if kind == "additionalProperties":
         allowed = list(err.schema.get("properties", {}))
         out = []
@@ -133,4 +135,5 @@ def schema_problems(doc: Document, name: str) -> list[Problem]:
 
 def value_problems(value: Any, name: str) -> list[tuple[tuple, str]]:
     """Validate a plain value (e.g. a JSON line) against a format's schema; (path, message) pairs."""
-    return [(path, message) for err in validator(name).iter_errors(value) for path, message, _ in _messages(err)]
+    found = [(path, message) for err in validator(name).iter_errors(value) for path, message, _ in _messages(err)]
+    return list(dict.fromkeys(found))     # one line per problem (a `required` error lists every missing key)

@@ -1,0 +1,237 @@
+"""Clinician review round-trip: a blinded review sheet out (XLSX or CSV), labels back in, beside the run.
+
+Labels are stored in RUN_DIR/labels/<reviewer>.jsonl, one row per (answer, criterion):
+{"target", "case_id", "sample", "criterion", "answer_sha256", "met", "reviewer", "comment", "sheet"}. The answer's
+hash ties a label to the exact text it judged, so the `labels` grader can grade any run that replays it.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, Problem
+from .graders.labels import answer_sha256, load_labels
+from .load import _csv_problem, display
+from .store import read_json, read_results, write_json
+from .yamldoc import read_text
+
+COLUMNS = ["sheet", "row_id", "system", "case_id", "language", "conversation", "answer", "criterion_id", "criterion",
+           "points", "axis", "grader_verdict", "met", "comment"]
+RTL_LANGUAGES = ("ar", "ary-Arab", "arb")
+TRUE = {"yes", "y", "true", "1", "oui", "o", "نعم", "ah", "iyeh"}
+FALSE = {"no", "n", "false", "0", "non", "لا", "la"}
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_SHEET_ID = re.compile(r"[0-9a-f]{8}")
+
+
+def neutralise(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula gets a leading apostrophe; other values pass."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA) else value
+
+
+def _conversation(run_dir: Path) -> dict[str, str]:
+    out = {}
+    path = run_dir / "cases.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        case = json.loads(line)
+        out[case["case_id"]] = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in case["conversation"])
+    return out
+
+
+def _sample(rows: list[dict], size: int | None, rng: random.Random) -> list[dict]:
+    """All rows, or `size` of them spread evenly over languages (the remainder going to the largest strata)."""
+    if size is None or size >= len(rows):
+        return rows
+    strata = defaultdict(list)
+    for row in rows:
+        strata[row["language"]].append(row)
+    chosen, left = [], size
+    for i, (_, group) in enumerate(sorted(strata.items(), key=lambda kv: len(kv[1]))):
+        take = min(len(group), left // (len(strata) - i))
+        chosen += rng.sample(group, take)
+        left -= take
+    return chosen
+
+
+def sheet_rows(run_dir: Path, seed: int = 0, size: int | None = None, show_grader: bool = False) -> tuple[list[dict], dict]:
+    """The review rows (blinded, shuffled, optionally sampled) and the key that maps them back to the run."""
+    results = [r for r in read_results(run_dir) if r.get("answer") is not None]
+    run_id = read_json(run_dir / "manifest.json").get("run_id", run_dir.name)
+    rng = random.Random(f"{seed}:{run_id}")
+    targets = sorted({r["target"] for r in results})
+    rng.shuffle(targets)
+    codes = {t: f"S{i + 1}" for i, t in enumerate(targets)}
+    sheet = hashlib.sha256(f"{run_id}:{seed}:{size}".encode()).hexdigest()[:8]
+    conversations = _conversation(run_dir)
+    rows = [{"target": r["target"], "case_id": r["case_id"], "sample": r.get("sample", 0), "language": r["language"],
+             "answer": r["answer"], "criterion": v, "conversation": conversations.get(r["case_id"], "")}
+            for r in results for v in r["verdicts"]]
+    rows = _sample(rows, size, rng)
+    rng.shuffle(rows)
+    out, key = [], {"sheet": sheet, "run_id": run_id, "seed": seed, "systems": codes, "rows": {}}
+    for n, row in enumerate(rows, 1):
+        v, row_id = row["criterion"], f"R{n:05d}"
+        key["rows"][row_id] = {"target": row["target"], "case_id": row["case_id"], "sample": row["sample"],
+                               "criterion": v["id"], "answer_sha256": answer_sha256(row["answer"])}
+        out.append({"sheet": sheet, "row_id": row_id, "system": codes[row["target"]], "case_id": row["case_id"],
+                    "language": row["language"], "conversation": row["conversation"], "answer": row["answer"],
+                    "criterion_id": v["id"], "criterion": v.get("text", ""), "points": v["points"], "axis": v["axis"],
+                    "grader_verdict": ({True: "yes", False: "no"}.get(v["met"], "not graded") if show_grader else ""),
+                    "met": "", "comment": ""})
+    return out, key
+
+
+def _write_xlsx(path: Path, rows: list[dict]) -> None:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font
+    from openpyxl.worksheet.datavalidation import DataValidation
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "review"
+    sheet.append(COLUMNS)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    widths = {"conversation": 60, "answer": 70, "criterion": 50, "comment": 30}
+    for i, name in enumerate(COLUMNS, 1):
+        sheet.column_dimensions[sheet.cell(1, i).column_letter].width = widths.get(name, 12)
+    for row in rows:
+        sheet.append([row[c] for c in COLUMNS])
+        rtl = row["language"] in RTL_LANGUAGES
+        for cell in sheet[sheet.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"           # never a formula, whatever the text starts with
+                cell.alignment = Alignment(wrap_text=True, vertical="top", readingOrder=2 if rtl else 1,
+                                           horizontal="right" if rtl and COLUMNS[cell.column - 1] in ("conversation", "answer") else None)
+    check = DataValidation(type="list", formula1='"yes,no"', allow_blank=True)
+    sheet.add_data_validation(check)
+    check.add(f"{sheet.cell(2, COLUMNS.index('met') + 1).coordinate}:{sheet.cell(max(2, len(rows) + 1), COLUMNS.index('met') + 1).coordinate}")
+    sheet.freeze_panes = "C2"
+    book.save(path)
+
+
+def export_review(run_dir: Path, out: Path, seed: int = 0, size: int | None = None, show_grader: bool = False) -> dict:
+    """Write the review sheet (.xlsx or .csv by extension) and its key beside the run; returns the key."""
+    rows, key = sheet_rows(run_dir, seed, size, show_grader)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".xlsx":
+        _write_xlsx(out, rows)
+    else:
+        with open(out, "w", encoding="utf-8-sig", newline="") as f:      # the BOM makes Excel read UTF-8
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows({k: neutralise(v) for k, v in row.items()} for row in rows)
+    (run_dir / "review").mkdir(exist_ok=True)
+    write_json(run_dir / "review" / f"{key['sheet']}.key.json", key)
+    return key
+
+
+def _read_sheet(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The header and the (row number, cells by column) of a filled sheet; a file that is not one is an InputError."""
+    shown = display(path)
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import load_workbook
+        try:
+            values = list(load_workbook(path, read_only=True, data_only=True).worksheets[0].iter_rows(values_only=True))
+        except Exception as exc:  # openpyxl raises many kinds on a file that is not a workbook
+            raise InputError([Problem(shown, 1, 1, f"not a readable Excel workbook ({type(exc).__name__}); expected the .xlsx "
+                                      "or .csv that `bilan review export` wrote")]) from None
+        header = [str(h or "").strip() for h in values[0]] if values else []
+        return header, [(n, dict(zip(header, ["" if v is None else str(v) for v in row]))) for n, row in enumerate(values[1:], 2)]
+    text, problems = read_text(path, shown)
+    if text is None:
+        raise InputError(problems)
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    rows = []
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]
+        for row in reader:
+            cells = {k.strip(): v or "" for k, v in row.items() if isinstance(k, str)}
+            rows.append((reader.line_num - sum(v.count("\n") for v in cells.values()), cells))
+    except csv.Error as exc:
+        raise InputError([_csv_problem(shown, reader.line_num + 1, exc)]) from None
+    return header, rows
+
+
+def parse_met(value: str) -> bool | None:
+    """A reviewer's verdict: yes/no, true/false, 1/0, oui/non (and Arabic نعم/لا); empty is not reviewed."""
+    word = value.strip().strip("'").casefold()
+    if not word:
+        return None
+    if word in TRUE:
+        return True
+    if word in FALSE:
+        return False
+    raise ValueError(value)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", name.strip(), flags=re.UNICODE).strip("-") or "reviewer"
+
+
+def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
+    """Check a filled sheet against the run and store its labels under the reviewer's name; (file, labels)."""
+    problems, labels, shown = [], {}, display(path)
+    header, rows = _read_sheet(path)
+    if not header:
+        raise InputError([Problem(shown, 1, 1, "file is empty; expected the .xlsx or .csv that `bilan review export` wrote")])
+    missing = [c for c in ("sheet", "row_id", "met") if c not in header]
+    if missing:
+        hint = "; columns must be separated by commas, not semicolons" if len(header) == 1 and ";" in header[0] else ""
+        raise InputError([Problem(shown, 1, 1, f"missing column(s) {', '.join(missing)}; expected the header that `bilan review "
+                                  f"export` wrote ({', '.join(COLUMNS)}){hint}")])
+    keys, seen, unknown_sheets = {}, {}, {}
+    results = {(r["target"], r["case_id"], r.get("sample", 0)): r for r in read_results(run_dir)}
+    for n, row in rows:
+        sheet, row_id = row.get("sheet", "").strip(), row.get("row_id", "").strip()
+        if sheet not in keys:
+            key_file = run_dir / "review" / f"{sheet}.key.json"
+            keys[sheet] = read_json(key_file) if _SHEET_ID.fullmatch(sheet) and key_file.exists() else None
+        if keys[sheet] is None:
+            unknown_sheets.setdefault(sheet, []).append(n)
+            continue
+        entry = keys[sheet].get("rows", {}).get(row_id)
+        if entry is None:
+            what = "row_id is empty" if not row_id else f"row {row_id!r} is not in sheet {sheet!r}"
+            problems.append(Problem(shown, n, 1, f"{what}; expected a row id that `bilan review export` wrote, such as R00001"))
+            continue
+        if (sheet, row_id) in seen:
+            problems.append(Problem(shown, n, 1, f"row {row_id!r} is given again (first at {shown}:{seen[sheet, row_id]}); expected each row once"))
+            continue
+        seen[sheet, row_id] = n
+        result = results.get((entry["target"], entry["case_id"], entry["sample"]))
+        if result is None or answer_sha256(result.get("answer") or "") != entry["answer_sha256"]:
+            problems.append(Problem(shown, n, 1, f"row {row_id!r}: its answer is no longer in the run; expected the run the sheet was exported from"))
+            continue
+        try:
+            met = parse_met(row.get("met", ""))
+        except ValueError:
+            problems.append(Problem(shown, n, 1, f"met: {row['met']!r} is not a verdict (row {row_id}); expected yes or no "
+                                    "(also true/false, 1/0, oui/non), or empty"))
+            continue
+        if met is not None:
+            labels[(entry["target"], entry["case_id"], entry["sample"], entry["criterion"])] = dict(
+                entry, met=met, reviewer=reviewer, comment=row.get("comment", "").strip(), sheet=sheet)
+    exported = ", ".join(sorted(p.name.split(".")[0] for p in (run_dir / "review").glob("*.key.json"))) or "none yet"
+    for sheet, lines in unknown_sheets.items():
+        what = "the sheet column is empty" if not sheet else f"sheet {sheet!r} was not exported from {display(run_dir)}"
+        more = f" ({len(lines)} rows)" if len(lines) > 1 else ""
+        problems.append(Problem(shown, lines[0], 1, f"{what}{more}; expected a sheet id exported from it ({exported})"))
+    if problems:
+        raise InputError(problems)
+    out = run_dir / "labels" / f"{_slug(reviewer)}.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    existing = load_labels([out]) if out.exists() else []
+    if any(l["reviewer"] != reviewer for l in existing):
+        raise InputError([Problem(display(out), 0, 0, "this label file belongs to another reviewer; expected a distinct reviewer name")])
+    merged = {(l["target"], l["case_id"], l["sample"], l["criterion"]): l for l in existing} | labels
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("".join(json.dumps(l, ensure_ascii=False) + "\n" for l in merged.values()), encoding="utf-8")
+    tmp.replace(out)
+    return out, len(labels)
