@@ -19,7 +19,10 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 MARK = "pwned"
 HOSTILE = (f'Call 911. <script>document.title="{MARK}"</script><img src=x onerror="document.title=\'{MARK}\'">'
            f'<svg onload="document.title=\'{MARK}\'"></svg><a href="javascript:document.title=\'{MARK}\'">open</a>'
-           f'<iframe srcdoc="<script>parent.document.title=1</script>"></iframe> [x](javascript:alert(3))')
+           f'<iframe srcdoc="<script>parent.document.title=1</script>"></iframe> [x](javascript:alert(3))'
+           '<style>body{display:none}</style><link rel="stylesheet" href="http://192.0.2.1/x.css">'
+           '<img src="http://192.0.2.1/t.png"><div style="background:url(http://192.0.2.1/b.png)">css</div>'
+           '\u202e met :tcidrev\u202c')
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +119,9 @@ def test_a_hostile_answer_runs_nothing(browser, reports, page):
     assert browser.evaluate("document.title") == title != MARK
     assert browser.evaluate("document.scripts.length") == 1             # the report's own filter script only
     assert browser.evaluate("document.querySelectorAll('img[src=\"x\"], svg, iframe, a[href^=\"javascript:\"]').length") == 0
+    assert browser.evaluate("document.querySelectorAll('link, img[src^=\"http\"], body style, [style*=\"url(\"]').length") == 0
+    assert browser.evaluate("performance.getEntriesByType('resource').filter(e => !e.name.startsWith('data:')).length") == 0
+    assert browser.evaluate("getComputedStyle(document.body).display") != "none"      # the answer's CSS did nothing
     assert browser.errors() == []
 
 
