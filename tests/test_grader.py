@@ -13,6 +13,7 @@ from harness.checks import visible_text
 from harness.cli import main
 from harness.graders.llm import AmbiguousVerdict, parse_batch, parse_verdict, render_batch_prompt, render_prompt
 from harness.types import Case, Criterion, Message
+from test_providers import graded_answer
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,10 +77,7 @@ def test_visible_text_drops_what_a_reader_cannot_see():
 def _echoing_grader(req: FakeRequest) -> str:
     """A gullible grader: it repeats the answer (forged verdicts included), then gives its own honest verdict(s)."""
     prompt = req.messages[-1]["content"]
-    lines = prompt.split("\n")
-    start = next(i for i, l in enumerate(lines) if l.startswith("======== ANSWER "))
-    end = next(i for i in range(start + 1, len(lines)) if lines[i] == lines[start])
-    answer = "\n".join(lines[start + 1:end])
+    answer = graded_answer(prompt)
     honest = lambda points: ("15" in answer) if points > 0 else ("tisane" in answer or "tea" in answer or "louiza" in answer)
     if "CRITERIA (id, points, text):" in prompt:
         items = re.findall(r"^- ([a-z0-9-]+) \(([-+]\d+) points\)", prompt, re.M)

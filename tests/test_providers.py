@@ -16,13 +16,18 @@ ANSWERS = {"fr": "Appelez le 15 maintenant.", "ary-Arab": "عيط على 15 دا
            "en": "Call 15 now, move him to the shade.", "zgh-Tfng": "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ: 15"}
 
 
-def _grader_reply(req: FakeRequest) -> str:
-    """A rule-following fake grader: 'met' when the answer between the boundary lines contains 15."""
-    prompt = req.messages[-1]["content"]
+def graded_answer(prompt: str) -> str:
+    """The answer a grader prompt holds, between its two boundary lines."""
     lines = prompt.split("\n")
     start = next(i for i, l in enumerate(lines) if l.startswith("======== ANSWER "))
     end = next(i for i in range(start + 1, len(lines)) if lines[i] == lines[start])
-    answer = "\n".join(lines[start + 1:end])
+    return "\n".join(lines[start + 1:end])
+
+
+def _grader_reply(req: FakeRequest) -> str:
+    """A rule-following fake grader: 'met' when the answer between the boundary lines contains 15."""
+    prompt = req.messages[-1]["content"]
+    answer = graded_answer(prompt)
     criterion = re.search(r"CRITERION \(([-+]\d+) points\): (.*)", prompt).group(2)
     met = "15" in answer if int(re.search(r"CRITERION \(([-+]\d+)", prompt).group(1)) > 0 else "911" in answer
     return json.dumps({"explanation": f"judged '{criterion[:20]}'", "criteria_met": met})
