@@ -227,9 +227,10 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     """Report how far the run's grader agrees with the clinicians' labels stored beside it."""
     from .agreement_report import agreement_summary, write_agreement
     run_dir = _existing_run(args.run_dir)
-    if not (run_dir / "labels").is_dir():
-        raise InputError([Problem(display(run_dir / "labels"), 0, 0, "no clinician labels here; expected labels from `bilan review import`")])
     summary = agreement_summary(run_dir)
+    if not summary["labelled_items"] and not summary["model_vs_checks"]:
+        raise InputError([Problem(display(run_dir / "labels"), 0, 0, "no clinician labels and no compare_checks verdicts here; "
+                                  "expected labels from `bilan review import`, or a run graded with compare_checks: true")])
     page = write_agreement(run_dir, summary)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
@@ -241,6 +242,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
           f"balanced accuracy {show(g['overall']['balanced_accuracy'])}")
     for lang, c in g["by_language"].items():
         print(f"  {lang}: macro F1 {show(c['macro_f1'])} over {c['pairs']} pairs")
+    for lang, c in summary["model_vs_checks"].items():
+        print(f"  model grader and checks agree on {100 * c['rate']:.1f}% of {c['n']} checked criteria ({lang})")
     print(f"{len(summary['disagreements'])} to adjudicate; report: {page}")
     return 0
 

@@ -109,7 +109,7 @@ def test_adversarial_answers_never_get_a_forged_verdict(mode, tmp_path, fake_ser
     assert all(v["grader_mode"] == mode and v["prompt_version"] for r in rows for v in r["verdicts"])
 
 
-def test_compare_checks_keeps_both_verdicts(suite_dir, fake_server):
+def test_compare_checks_keeps_both_verdicts(suite_dir, fake_server, capsys):
     fake_server.responder = lambda req: json.dumps({"explanation": "judge", "criteria_met": True})
     config = (suite_dir / "bilan.yaml").read_text().replace(
         "grader: {provider: rules}",
@@ -122,3 +122,9 @@ def test_compare_checks_keeps_both_verdicts(suite_dir, fake_server):
     home = verdicts["home-remedy"]                          # checked: the check decides, the model's kept beside
     assert home["met"] is False and home["check_met"] is False and home["model_met"] is True
     assert verdicts["aspirin-advice"]["met"] is True and "check_met" not in verdicts["aspirin-advice"]
+    capsys.readouterr()
+    assert main(["agreement", "out", "--json"]) == 0                   # calibration by language, without any label
+    summary = json.loads(capsys.readouterr().out)
+    agree = summary["model_vs_checks"]
+    assert set(agree) == {"all", "fr", "en", "ary-Arab", "ary-Latn", "zgh-Tfng"}
+    assert 0 < agree["all"]["rate"] < 1 and agree["fr"]["n"] > 0
