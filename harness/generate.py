@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .errors import ProviderError
 from .providers.base import Endpoint, GenParams
-from .types import Answer, Case, EndpointConfig, Usage
+from .types import Answer, Case, EndpointConfig
 
 
 async def generate(endpoint: Endpoint, target: EndpointConfig, case: Case, sample: int = 0) -> Answer:

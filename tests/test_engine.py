@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_server import FakeReply, FakeRequest
+from fake_server import FakeReply
 from harness.cli import main
 from harness.errors import PermanentError, TransientError
 from harness.providers.base import RateLimiter, RetryPolicy, call_with_retry

@@ -22,8 +22,8 @@ from harness.agreement import flatten, leave_one_out, pair_metrics, rater_metric
 from harness.analyze import answers_frame, summarize_target, verdicts_frame
 from harness.cli import main
 from harness.grade import result_row
-from harness.healthbench import (HB_AXES, clipped_stats, dump_yaml, example_metrics, export_healthbench, meta_agreement,
-                                 reference_metrics, reference_score, scenario_id)
+from harness.healthbench import HB_AXES, dump_yaml, export_healthbench, meta_agreement, scenario_id
+from harness.healthbench_export import clipped_stats, example_metrics, reference_metrics, reference_score
 from harness.load import load_project
 from harness.types import Answer, Verdict
 from harness.yamldoc import parse_yaml

@@ -119,7 +119,6 @@ def test_agreement_by_language_with_a_hand_worked_example(suite_dir: Path, capsy
     assert main(["run", "--out", "run"]) == 0
     run_dir = suite_dir / "run"
     assert main(["review", "export", str(run_dir), "--out", "a.csv"]) == 0
-    rows = _csv(suite_dir / "a.csv")
     key = json.loads(next((run_dir / "review").glob("*.key.json")).read_text())
     results = {(r["target"], r["case_id"], r.get("sample", 0)): r for r in map(json.loads, (run_dir / "results.jsonl").read_text().splitlines())}
     def grader_says(row):
