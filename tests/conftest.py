@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -63,3 +64,15 @@ def suite_dir(tmp_path, monkeypatch) -> Path:
     shutil.copytree(DATA / "suite", target, ignore=shutil.ignore_patterns("runs"))
     monkeypatch.chdir(target)
     return target
+
+
+def run_and_export(root: Path) -> None:
+    """In a copy of the small suite: `bilan run --out run`, then export its review sheet to exported.csv."""
+    from harness.cli import main
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["run", "--out", "run", "--no-cache"]) == 0
+        assert main(["review", "export", "run", "--out", "exported.csv"]) == 0
+    finally:
+        os.chdir(cwd)

@@ -26,6 +26,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from conftest import run_and_export
 from harness import checks
 from harness.checks import AnswerView, CheckTimeout, compile_check, visible_text
 from harness.errors import InputError, Problem
@@ -248,16 +249,9 @@ def test_answer_loader_never_crashes_and_locates_every_problem(suffix: str, raw:
 @pytest.fixture(scope="module")
 def review_run() -> Path:
     """The small suite run once, with a review sheet exported: the target of fuzzed review sheets."""
-    from harness.cli import main
     root = Path(tempfile.mkdtemp()) / "suite"
     shutil.copytree(SUITE, root, ignore=shutil.ignore_patterns("runs"))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["run", "--out", "run", "--no-cache"]) == 0
-        assert main(["review", "export", "run", "--out", "exported.csv"]) == 0
-    finally:
-        os.chdir(cwd)
+    run_and_export(root)
     yield root
     shutil.rmtree(root.parent)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_and_export
 from harness.cli import main
 from harness.yamldoc import MAX_BYTES, parse_yaml
 
@@ -74,13 +75,7 @@ def review_run(tmp_path_factory) -> Path:
     """The small suite run once into `run`, with a review sheet exported from it."""
     root = tmp_path_factory.mktemp("review") / "suite"
     shutil.copytree(DATA / "suite", root, ignore=shutil.ignore_patterns("runs"))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["run", "--out", "run", "--no-cache"]) == 0
-        assert main(["review", "export", "run", "--out", "exported.csv"]) == 0
-    finally:
-        os.chdir(cwd)
+    run_and_export(root)
     assert [p.name for p in (root / "run" / "review").iterdir()] == [f"{SHEET_ID}.key.json"]
     return root
 
