@@ -239,6 +239,9 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
     origin: dict[tuple[str, str], str] = {}
     rubric_ids: dict[str, str] = {}
     scenarios = {c.scenario for c in cases}
+    by_scenario: dict[str, list[Case]] = {}
+    for case in cases:
+        by_scenario.setdefault(case.scenario, []).append(case)
     for path in _yaml_files(folder, skip) if folder.is_dir() else []:
         doc = _parse(path, "rubric", problems, items="criteria")
         if doc is None:
@@ -256,7 +259,9 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
         found = _selector_problems(doc, selector, scenarios)
         problems.extend(found)
         criteria = _criteria_of(doc, locale, axes, problems)
-        matched = [c for c in cases if selects(selector, c)]
+        pool = [c for name in ([wanted] if isinstance(wanted, str) else wanted) for c in by_scenario.get(name, [])] \
+            if wanted else cases
+        matched = [c for c in pool if selects(selector, c)]
         if not matched and not found and (not wanted or any(selects({"scenario": wanted}, c) for c in cases)):
             problems.append(doc.problem(("applies_to",), "this selector matches no case; expected it to select at least one"))
         clashes: dict[tuple[str, str], list[str]] = {}

@@ -21,15 +21,23 @@ from .grade import result_row
 from .graders.llm import PROMPT_VERSION, TEMPLATE, ModelGrader
 from .graders.labels import LabelsGrader, load_labels
 from .graders.rules import RulesGrader
-from .providers.anthropic import AnthropicProvider
 from .providers.base import Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, cost, estimate_tokens
-from .providers.openai import OpenAIProvider
 from .providers.replay import ReplayProvider
 from .report import write_reports
 from .store import MANIFEST, RESULTS, ResponseCache, RunStore, read_json, read_results, sha256_file, write_json
 from .types import Case, Config, EndpointConfig, Suite, Usage
 
-PROVIDERS = {"openai": OpenAIProvider, "anthropic": AnthropicProvider}
+def _openai(cfg: EndpointConfig, key: str | None):
+    from .providers.openai import OpenAIProvider      # the SDKs take a second or more to import: only when used
+    return OpenAIProvider(cfg, key)
+
+
+def _anthropic(cfg: EndpointConfig, key: str | None):
+    from .providers.anthropic import AnthropicProvider
+    return AnthropicProvider(cfg, key)
+
+
+PROVIDERS = {"openai": _openai, "anthropic": _anthropic}
 DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 Answers = dict[str, dict[tuple[str, int], str]]
 
