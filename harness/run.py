@@ -66,7 +66,6 @@ class Monitor:
     total: int = 0
     done: int = 0
     failed: int = 0
-    skipped: int = 0
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
 
@@ -279,7 +278,6 @@ def run(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dic
     write_json(run_dir / MANIFEST, new_manifest)
     snapshot_cases(suite, run_dir)
     monitor.total = count_jobs(config, suite, options.shard, done)
-    monitor.skipped = len(done)
     asyncio.run(run_async(config, suite, answers, run_dir, keys, options, monitor, done))
     return monitor
 

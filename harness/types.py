@@ -66,7 +66,6 @@ class Suite:
     criteria: dict[str, tuple[Criterion, ...]]   # case id -> criteria
     locale: Locale
     axes: tuple[str, ...] = AXES
-    files: tuple[str, ...] = ()
     warnings: tuple = ()                       # Problems of severity "warning" found while loading
 
 
