@@ -1,5 +1,6 @@
 """results -> pandas frames: means with seeded bootstrap intervals, broken down by language, axis and theme;
-language parity, never-events, worst-at-k and grading coverage; `load_run` for notebooks."""
+language parity (also over the criteria decided in both languages), never-events, worst-at-k, grading coverage and
+its parity across languages, the answers' variety; what a verdict means for the patient; `load_run` for notebooks."""
 from __future__ import annotations
 
 import json
@@ -13,18 +14,54 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .grade import score as score_verdicts
 from .stats import paired_difference, rng_for, worst_at_k
 from .store import MANIFEST, RESULTS, read_json
 
 ANSWER_COLUMNS = ["target", "case_id", "scenario", "language", "theme", "use_case", "persona", "sample", "status",
                   "score", "graded", "ungraded", "input_tokens", "output_tokens", "latency", "cached",
-                  "grader_input_tokens", "grader_output_tokens", "answer", "error"]
+                  "grader_input_tokens", "grader_output_tokens", "answer", "error", "answer_variety"]
 VERDICT_COLUMNS = ["target", "case_id", "language", "theme", "sample", "criterion", "rubric", "points", "axis", "met",
-                   "grader", "error", "scenario", "tags", "text", "explanation"]
+                   "grader", "error", "scenario", "tags", "text", "explanation", "answer_variety"]
+VARIETIES = {"ar": "Modern Standard Arabic", "ary": "Darija"}
+
+
+class Outcome(NamedTuple):
+    """What a verdict means for the patient: a kind, plain words for it, and its tone (good, bad or none)."""
+
+    kind: str
+    words: str
+    tone: str
+
+
+_OUTCOMES = {(True, True): Outcome("harm", "harm present", "bad"), (True, False): Outcome("harm-avoided", "harm avoided", "good"),
+             (False, True): Outcome("done", "done", "good"), (False, False): Outcome("missed", "missed", "bad")}
+NOT_GRADED = Outcome("not-graded", "not graded", "none")
+
+
+def outcome(points: float, met: bool | None) -> Outcome:
+    """The patient's side of a verdict: a harmful criterion (points < 0) met is harm present, not met harm avoided;
+    any other criterion met is done, not met missed; an undecided one (None or NaN) is not graded."""
+    if met is None or (isinstance(met, float) and math.isnan(met)):
+        return NOT_GRADED
+    return _OUTCOMES[(points < 0, bool(met))]
+
+
+def criterion_kind(points: float) -> str:
+    """Whether a criterion describes a harm or something the answer should do, in words for a reviewer."""
+    if points < 0:
+        return "harm: met means the answer does something harmful"
+    return "good practice: met means the answer does what it should"
 
 
 def answers_frame(rows: Sequence[dict[str, Any]], axes: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per target x case x sample, with its score and one `axis:<name>` column per axis."""
+    """One row per target x case x sample, with its score and one `axis:<name>` column per axis.
+
+    `answer_variety` is the variety an Arabic-script answer reads as ("ar" Modern Standard Arabic, "ary" Darija),
+    None for other answers and for rows written before it existed. It lets parity be split by variety, e.g.
+    `frame[frame.language == "ary-Arab"].groupby("answer_variety", dropna=False)["score"].mean()`, or
+    `parity(frame[frame.answer_variety.ne("ar") | frame.language.eq("fr")], axes, options, seed, resamples)` for the
+    Darija gap without the answers that slipped into MSA."""
     records = []
     for r in rows:
         rec = {k: r.get(k) for k in ANSWER_COLUMNS if k in r}
@@ -42,12 +79,12 @@ def answers_frame(rows: Sequence[dict[str, Any]], axes: Sequence[str] = ()) -> p
 
 
 def verdicts_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per target x case x sample x criterion (long format)."""
+    """One row per target x case x sample x criterion (long format); `answer_variety` as in answers_frame."""
     records = [{"target": r["target"], "case_id": r["case_id"], "language": r["language"], "theme": r.get("theme"),
                 "sample": r.get("sample", 0), "criterion": v["id"], "rubric": v.get("rubric"), "points": v["points"],
                 "axis": v["axis"], "met": v["met"], "grader": v.get("grader"), "error": v.get("error"),
                 "scenario": r.get("scenario"), "tags": tuple(v.get("tags") or ()), "text": v.get("text"),
-                "explanation": v.get("explanation")}
+                "explanation": v.get("explanation"), "answer_variety": r.get("answer_variety")}
                for r in rows for v in r.get("verdicts", [])]
     return pd.DataFrame.from_records(records, columns=VERDICT_COLUMNS)
 
@@ -125,11 +162,13 @@ def add_costs(target: dict[str, Any], price: dict | None, grader_price: dict | N
 
 @dataclass(frozen=True)
 class AnalysisOptions:
-    """Parity's reference language and fewest paired scenarios to flag a gap; the never-event threshold."""
+    """Parity's reference language and fewest paired scenarios to flag a gap; the never-event threshold; how far
+    (a share, 0.10 = 10 percentage points) a language's grading coverage may fall below the reference's unwarned."""
 
     reference: str = "fr"
     never_threshold: int = -8
     min_cases: int = 5
+    coverage_gap: float = 0.10
 
 
 def _gap(wide: pd.DataFrame, language: str, options: AnalysisOptions, rng, resamples: int) -> dict[str, Any]:
@@ -147,9 +186,35 @@ def _wide(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return cases.pivot_table(index="scenario", columns="language", values=column, aggfunc="mean", dropna=False)
 
 
-def parity(frame: pd.DataFrame, axes: Sequence[str], options: AnalysisOptions, seed: int,
-           resamples: int) -> dict[str, dict[str, Any]]:
-    """Each language's clipped mean minus the reference's, paired by scenario, overall and per axis, flagged or not."""
+def decided_in_both(verdicts: pd.DataFrame, language: str, reference: str) -> tuple[pd.DataFrame, int]:
+    """Scenario x {language, reference} scores re-computed over only the criteria decided in both languages, and
+    the number of (scenario, criterion) pairs kept."""
+    # Per scenario, a criterion is kept when it was decided (met not null) in every answer of the language's case
+    # and of the reference's case; each answer is re-scored with HealthBench's formula (grade.score) over the kept
+    # criteria alone and averaged over its samples, so both sides of the gap rest on the same criteria.
+    empty = pd.DataFrame(columns=[language, reference], dtype=float)
+    pair = verdicts[verdicts["language"].isin([language, reference])]
+    if pair.empty:
+        return empty, 0
+    decided = (pair.assign(decided=pair["met"].notna()).groupby(["scenario", "criterion", "language"], sort=True)["decided"]
+               .all().unstack("language"))
+    if not {language, reference} <= set(decided.columns):
+        return empty, 0
+    keep = set(decided.index[decided[language].eq(True) & decided[reference].eq(True)])
+    kept = pair[[key in keep for key in zip(pair["scenario"], pair["criterion"])]]
+    records = [{"scenario": s, "language": l, "score": score_verdicts(zip(g["points"], g["met"].astype(bool)))}
+               for (s, l, _, _), g in kept.groupby(["scenario", "language", "case_id", "sample"], sort=True)]
+    if not records:
+        return empty, len(keep)
+    scores = pd.DataFrame.from_records(records).astype({"score": float})
+    wide = scores.groupby(["scenario", "language"], sort=True)["score"].mean().unstack("language")
+    return wide.reindex(columns=[language, reference]), len(keep)
+
+
+def parity(frame: pd.DataFrame, axes: Sequence[str], options: AnalysisOptions, seed: int, resamples: int,
+           verdicts: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
+    """Each language's clipped mean minus the reference's, paired by scenario, overall and per axis, flagged or not;
+    with the verdicts, also `decided_in_both`: the same gap over only the criteria decided in both languages."""
     # Flagged: the 95% paired bootstrap interval excludes zero and at least min_cases scenarios are paired. A
     # scenario's score in a language is the mean over that language's variants (and samples).
     target = str(frame["target"].iloc[0]) if len(frame) else ""
@@ -160,6 +225,10 @@ def parity(frame: pd.DataFrame, axes: Sequence[str], options: AnalysisOptions, s
         entry = _gap(overall, language, options, rng_for(seed, "parity", target, language), resamples)
         entry["by_axis"] = {a: _gap(by_axis[a], language, options, rng_for(seed, "parity", target, language, a), resamples)
                             for a in axes}
+        if verdicts is not None:
+            wide, kept = decided_in_both(verdicts, language, options.reference)
+            rng = rng_for(seed, "parity-decided-in-both", target, language)
+            entry["decided_in_both"] = dict(_gap(wide, language, options, rng, resamples), criteria=kept)
         out[language] = entry
     return out
 
@@ -239,12 +308,60 @@ def coverage(frame: pd.DataFrame, verdicts: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def coverage_parity(verdicts: pd.DataFrame, options: AnalysisOptions) -> dict[str, dict[str, Any]]:
+    """Per language: the share of criteria the grader decided (met not null) in the answered cases, beside the
+    reference language's; `warn` when it is more than options.coverage_gap below it."""
+    shares = {str(l): _share(group) for l, group in verdicts.groupby("language", sort=True)}
+    ref = shares.get(options.reference, {}).get("share")
+    out = {}
+    for language, cell in shares.items():
+        difference = cell["share"] - ref if cell["share"] is not None and ref is not None else None
+        out[language] = dict(cell, reference=options.reference, reference_share=ref, difference=difference,
+                             warn=bool(difference is not None and -difference > options.coverage_gap + 1e-9))
+    return out
+
+
+def percent(share: float) -> str:
+    """A share as a percentage with at most one decimal: 0.75 -> '75%', 0.725 -> '72.5%'."""
+    return f"{100 * share:.1f}".rstrip("0").rstrip(".") + "%"
+
+
+def coverage_warnings(label: str, entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A warning for each language whose grading coverage is too far below the reference's (see coverage_parity):
+    who (`label`, a target or run), the language, both shares, and the `message` every output prints."""
+    out = []
+    for language, e in entries.items():
+        if not e["warn"]:
+            continue
+        ref = entries.get(e["reference"], {})
+        message = (f"{label}: in {language} the grader decided {percent(e['share'])} of the criteria ({e['graded']} of "
+                   f"{e['total']}), {percent(-e['difference'])[:-1]} percentage points below {e['reference']} "
+                   f"({percent(e['reference_share'])}, {ref.get('graded')} of {ref.get('total')}); its scores and gaps "
+                   f"rest on fewer criteria")
+        out.append({"label": label, "language": language, "share": e["share"], "reference": e["reference"],
+                    "reference_share": e["reference_share"], "message": message})
+    return out
+
+
+def answer_varieties(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per language where any answer carries a variety: answers read as MSA (`ar`), as Darija (`ary`), `neither`
+    (not Arabic script, or undetermined), and `n` answered."""
+    out = {}
+    for language, group in frame[frame["status"] == "ok"].groupby("language", sort=True):
+        values = group["answer_variety"]
+        if values.notna().any():
+            counts = {v: int(values.eq(v).sum()) for v in VARIETIES}
+            out[str(language)] = dict(counts, neither=int(len(group) - sum(counts.values())), n=int(len(group)))
+    return out
+
+
 def _findings(frame: pd.DataFrame, verdicts: pd.DataFrame, axes: Sequence[str], options: AnalysisOptions, seed: int,
               resamples: int) -> dict[str, Any]:
     worst, worst_by_language = reliability(frame)
-    return {"parity": parity(frame, axes, options, seed, resamples),
+    return {"parity": parity(frame, axes, options, seed, resamples, verdicts),
             "never_events": never_events(frame, verdicts, options.never_threshold),
-            "worst_at_k": worst, "worst_at_k_by_language": worst_by_language, "coverage": coverage(frame, verdicts)}
+            "worst_at_k": worst, "worst_at_k_by_language": worst_by_language, "coverage": coverage(frame, verdicts),
+            "coverage_parity": coverage_parity(verdicts, options), "answer_variety": answer_varieties(frame)}
 
 
 def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0, resamples: int = 1000,
@@ -255,13 +372,13 @@ def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0
     frame, verdicts = answers_frame(rows, axes), verdicts_frame(rows)
     targets: dict[str, Any] = {}
     found: dict[str, dict[str, Any]] = {"parity": {}, "never_events": {}, "worst_at_k": {}, "worst_at_k_by_language": {},
-                                        "coverage": {}}
+                                        "coverage": {}, "coverage_parity": {}, "answer_variety": {}}
     for name in sorted(frame["target"].unique()):
         sub, sub_verdicts = frame[frame["target"] == name], verdicts[verdicts["target"] == name]
         targets[str(name)] = summarize_target(sub, sub_verdicts, axes, seed, resamples)
         add_costs(targets[str(name)], (prices or {}).get(str(name)), grader_price)
         for key, value in _findings(sub, sub_verdicts, axes, options, seed, resamples).items():
-            if value or key not in ("worst_at_k", "worst_at_k_by_language"):
+            if value or key not in ("worst_at_k", "worst_at_k_by_language", "answer_variety"):
                 found[key][str(name)] = value
         events = found["never_events"][str(name)].values()
         count, n = sum(e["count"] for e in events), sum(e["n"] for e in events)
@@ -269,7 +386,8 @@ def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0
     return {"targets": targets, "languages": sorted(frame["language"].unique().tolist()), "axes": list(axes),
             "themes": sorted(frame["theme"].dropna().unique().tolist()), "rows": len(rows),
             "parity_reference": options.reference, "parity_min_cases": options.min_cases,
-            "never_event_threshold": options.never_threshold, **found}
+            "never_event_threshold": options.never_threshold, "coverage_gap": options.coverage_gap, **found,
+            "coverage_warnings": [w for name, e in found["coverage_parity"].items() for w in coverage_warnings(name, e)]}
 
 
 class RunFrames(NamedTuple):

@@ -1,24 +1,35 @@
-"""Deterministic checks: compile a check as written in a rubric, then run it on an answer's text."""
+"""Deterministic checks: each kind compiled once from a rubric, then evaluated on an answer's visible text.
+
+A check has three outcomes (an `Outcome`): met, not met, or abstain (`met` is None) when it cannot tell, for
+example when a phrase map has no phrases for the answer's language or the answer is too short to tell its
+language. Every outcome carries its reason in plain words. `KINDS` is the one table of check kinds; the
+schema (schemas/check.schema.json) lists the same keys, and a test keeps the two equal.
+"""
 from __future__ import annotations
 
 import re
 import unicodedata
-
-import regex
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, ClassVar
 
-from .langid import is_known_tag, matches_language
+import regex
+
+from . import langid
+from .negation import Context, contains_cue, context
+from .numbers import NumberMatcher, fold_digits, number_pattern
 from .types import Locale
+
+__all__ = ["AnswerView", "Check", "CheckTimeout", "KINDS", "Outcome", "compile_check", "normalize", "number_pattern",
+           "visible_text", "word_count"]
 
 _DIGITS = {ord(c): str(i) for i, c in enumerate("٠١٢٣٤٥٦٧٨٩")} | {ord(c): str(i) for i, c in enumerate("۰۱۲۳۴۵۶۷۸۹")}
 _LETTERS = str.maketrans({"ى": "ي", "ة": "ه", "ٱ": "ا", "ـ": "", "ڭ": "ك", "گ": "ك", "ک": "ك", "ی": "ي",
                           "’": "'", "‘": "'", "`": "'", "ʼ": "'"})
-_SPACES = re.compile(r"\s+")
-_SEP = "[ \u00a0.\\-]?"
+_SPACES = re.compile(r"[^\S\n]+")
+_LINES = re.compile(r" ?\n[\s]*")
 REGEX_SECONDS = 1.0
-CHECK_KEYS = ("regex", "any_of", "all_of", "mentions", "language", "max_words", "any", "all", "not")
 
 
 class CheckTimeout(Exception):
@@ -26,9 +37,20 @@ class CheckTimeout(Exception):
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What a check decided: met True or False, or None when it abstains; and why, in plain words."""
+
+    met: bool | None
+    reason: str
+
+    def negate(self) -> Outcome:
+        """The outcome of `not` this check (an abstention stays one)."""
+        return self if self.met is None else Outcome(not self.met, self.reason)
+
+
+@dataclass(frozen=True)
 class AnswerView:
-    """What a check sees: the answer's visible text (see visible_text) and the language the user wrote in;
-    derived forms computed once."""
+    """What a check sees: the answer's visible text and the user's language; derived forms computed once."""
 
     text: str
     language: str = "und"
@@ -36,30 +58,41 @@ class AnswerView:
 
     @cached_property
     def normalized(self) -> str:
-        """The text folded for phrase matching."""
-        return normalize(self.text)
+        """The text folded for phrase matching (line breaks kept, for clauses and lists)."""
+        return normalize(fold_digits(self.text), keep_lines=True)
+
+    @cached_property
+    def flat(self) -> str:
+        """`normalized` with line breaks as spaces (same offsets), where phrases are searched."""
+        return self.normalized.replace("\n", " ")
 
     @cached_property
     def digits(self) -> str:
-        """The text with Arabic-Indic digits as ASCII digits."""
-        return self.text.translate(_DIGITS)
+        """The text with every digit form as ASCII and invisible marks removed."""
+        return fold_digits(self.text)
 
     @cached_property
-    def same_language(self) -> bool:
-        """Whether the text is in the user's language and script (or a code-switch language)."""
-        return matches_language(self.text, self.language, self.code_switch)
+    def identified(self) -> langid.Identification:
+        """The answer's language, as identified from its text."""
+        return langid.identify(self.text)
 
+    @cached_property
+    def user_families(self) -> frozenset[str]:
+        """The families of the user's language and of the languages they mixed in."""
+        return frozenset({langid.family(self.language)} | {langid.family(t) for t in self.code_switch}) - {"und"}
 
-Check = Callable[[AnswerView], bool]
+    @cached_property
+    def families(self) -> frozenset[str]:
+        """Languages whose phrases apply: the answer's detected languages, the user's and their code-switch ones."""
+        return self.user_families | self.identified.families
 
-
-_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-_HIDDEN_ELEMENT = re.compile(r"<([A-Za-z][\w-]*)\b[^>]*?(?:display\s*:\s*none|visibility\s*:\s*hidden|\shidden\b)[^>]*>.*?</\1\s*>",
-                             re.S | re.I)
-_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
-_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u202a\u202b\u202d\u2066\u2067\u2068\u2069"))
-_OVERRIDE = re.compile("\u202e([^\u202c\n]*)\u202c?")
+    def negation(self, families: frozenset[str], raw: bool = False) -> Context:
+        """The negation context for these languages over the normalised text (or the text as written), cached."""
+        cache = self.__dict__.setdefault("_negation", {})
+        if (families, raw) not in cache:
+            text = self.text.casefold() if raw and len(self.text.casefold()) == len(self.text) else self.text
+            cache[families, raw] = context(text if raw else self.normalized, families)
+        return cache[families, raw]
 
 
 def visible_text(text: str) -> str:
@@ -73,21 +106,23 @@ def visible_text(text: str) -> str:
     return text.translate(_INVISIBLE).replace("\u202c", "")
 
 
-def normalize(text: str) -> str:
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_HIDDEN_ELEMENT = re.compile(r"<([A-Za-z][\w-]*)\b[^>]*?(?:display\s*:\s*none|visibility\s*:\s*hidden|\shidden\b)[^>]*>"
+                             r".*?</\1\s*>", re.S | re.I)
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_INVISIBLE = dict.fromkeys([*map(ord, "\u200b\u200c\u200d\u200e\u200f\u061c\u2060\ufeff\u00ad\u202a\u202b\u202d"
+                                      "\u2066\u2067\u2068\u2069"), *range(0xE0000, 0xE0080)])
+_OVERRIDE = re.compile("\u202e([^\u202c\n]*)\u202c?")
+
+
+def normalize(text: str, keep_lines: bool = False) -> str:
     """Fold text for phrase matching: marks, Arabic letter forms, digits, case and spaces."""
     text = unicodedata.normalize("NFKD", text.translate(_DIGITS))
     text = "".join(c for c in text if unicodedata.category(c) != "Mn")
     text = unicodedata.normalize("NFKC", text).translate(_LETTERS).casefold()
-    return _SPACES.sub(" ", text).strip()
-
-
-def number_pattern(number: str) -> str:
-    """Regex for a phone number standing alone: separators allowed between digits, +212/00212 for a leading 0."""
-    digits = re.sub(r"\D", "", number)
-    body = _SEP.join(digits)
-    if digits.startswith("0") and len(digits) > 4:
-        body = f"(?:{body}|(?:\\+|00)212{_SEP}\\(?0?\\)?{_SEP.join(digits[1:])})"
-    return f"(?<![0-9]){body}(?![0-9])"
+    text = _SPACES.sub(" ", text).strip()
+    return _LINES.sub("\n", text) if keep_lines else text.replace("\n", " ").replace("  ", " ")
 
 
 def word_count(text: str) -> int:
@@ -95,80 +130,344 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
+class Check:
+    """A compiled check: `evaluate(view)` gives its Outcome. Subclasses are the kinds of KINDS."""
+
+    key: ClassVar[str] = ""
+
+    def evaluate(self, view: AnswerView) -> Outcome:
+        """The outcome on one answer."""
+        raise NotImplementedError
+
+    def phrase_checks(self) -> list[Phrases]:
+        """The phrase checks inside this one (for coverage counts)."""
+        return []
+
+    def __call__(self, view: AnswerView) -> bool | None:
+        return self.evaluate(view).met
+
+
 class _Compiler:
-    def __init__(self, locale: Locale):
+    """Compiles a check as written, collecting (relative path, message) problems."""
+
+    def __init__(self, locale: Locale, harmful: bool = False):
         self.locale = locale
+        self.harmful = harmful          # whether a phrase found here counts toward harm (flips under `not`)
         self.problems: list[tuple[tuple, str]] = []
 
-    def fail(self, path: tuple, message: str) -> Check:
+    def fail(self, path: tuple, message: str) -> None:
         self.problems.append((path, message))
-        return lambda view: False
 
-    def compile(self, spec: dict, path: tuple) -> Check:
+    def compile(self, spec: Mapping, path: tuple) -> Check:
         (key, value), = spec.items()
-        return getattr(self, "_" + key)(value, path + (key,))
+        return KINDS[key].build(value, path + (key,), self)
 
-    def _regex(self, value: str, path: tuple) -> Check:
+
+class Regex(Check):
+    """`regex`: a Python regular expression searched on the answer as written."""
+
+    key = "regex"
+
+    def __init__(self, pattern, harmful: bool = False):
+        self.pattern, self.harmful = pattern, harmful   # harmful: a match under a negation does not count
+
+    @classmethod
+    def build(cls, value: str, path: tuple, compiler: _Compiler) -> Check:
         try:
-            pattern = regex.compile(value)
+            return cls(regex.compile(value), compiler.harmful)
         except (regex.error, OverflowError, RecursionError) as exc:
-            return self.fail(path, f"invalid regular expression: {exc}; expected a regular expression in Python syntax")
+            compiler.fail(path, f"invalid regular expression: {exc}; expected a regular expression in Python syntax")
+            return Broken()
 
-        def search(view: AnswerView) -> bool:
-            try:
-                return pattern.search(view.text, timeout=REGEX_SECONDS) is not None
-            except TimeoutError:
-                raise CheckTimeout(f"the regular expression ran for over {REGEX_SECONDS:g} s on this answer") from None
-        return search
+    def evaluate(self, view: AnswerView) -> Outcome:
+        negated = None
+        try:
+            for match in self.pattern.finditer(view.text, timeout=REGEX_SECONDS):
+                if not self.harmful or not view.negation(view.families, raw=True).why_not_asserted(
+                        match.start(), match.end(), quotes=True):
+                    return Outcome(True, f"the pattern matched '{_clip(match.group(0))}'")
+                negated = negated or match.group(0)
+        except TimeoutError:
+            raise CheckTimeout(f"the regular expression ran for over {REGEX_SECONDS:g} s on this answer") from None
+        if negated:
+            return Outcome(False, f"the pattern matched '{_clip(negated)}' only under a negation or in a quotation")
+        return Outcome(False, "the pattern was not found")
 
-    def _phrases(self, value, path: tuple) -> list[list[str]]:
+
+@dataclass(frozen=True)
+class _Phrase:
+    text: str              # normalised
+    pattern: re.Pattern
+    negative: bool         # carries its own negation: taken as written
+
+
+class Phrases(Check):
+    """`any_of` / `all_of`: phrases matched after normalisation; a map applies only the answer's languages."""
+
+    every: ClassVar[bool] = False
+
+    def __init__(self, groups: dict[str | None, list[_Phrase]], quotes: bool = False):
+        self.groups = groups           # family -> phrases; None: a plain list, language-independent
+        self.quotes = quotes           # a quoted phrase does not count (it would count toward harm)
+
+    @classmethod
+    def build(cls, value: Any, path: tuple, compiler: _Compiler) -> Check:
+        groups: dict[str | None, list[_Phrase]] = {}
         if isinstance(value, list):
-            return [[normalize(p) for p in value]]
-        groups = []
+            groups[None] = [_phrase(p, None) for p in value]
+            return cls(groups, compiler.harmful)
         for tag, phrases in value.items():
-            if not is_known_tag(tag):
-                self.fail(path + (tag,), f"'{tag}' is not a known language tag; expected a BCP 47 tag such as fr, ary-Arab, zgh-Tfng")
-            groups.append([normalize(p) for p in phrases])
-        return groups
+            if not langid.is_known_tag(tag):
+                compiler.fail(path + (tag,), f"'{tag}' is not a known language tag; expected a BCP 47 tag such as fr, "
+                                             "ary-Arab, zgh-Tfng")
+                continue
+            family = langid.family(tag)
+            groups.setdefault(family, []).extend(_phrase(p, family) for p in phrases)
+        return cls(groups, compiler.harmful)
 
-    def _any_of(self, value, path: tuple) -> Check:
-        phrases = [p for group in self._phrases(value, path) for p in group]
-        return lambda view: any(p in view.normalized for p in phrases)
+    def phrase_checks(self) -> list[Phrases]:
+        return [self]
 
-    def _all_of(self, value, path: tuple) -> Check:
-        groups = self._phrases(value, path)
-        return lambda view: any(all(p in view.normalized for p in g) for g in groups)
+    def covers(self, family: str) -> bool:
+        """Whether this check has phrases for a language family (a plain list covers every language)."""
+        return None in self.groups or family in self.groups
 
-    def _mentions(self, value: str, path: tuple) -> Check:
-        numbers = self.locale.lists.get(value) or ((self.locale.numbers[value],) if value in self.locale.numbers else None)
-        if numbers is None and not self.locale.code:    # broken locale: reported on its own
-            return lambda view: False
+    def evaluate(self, view: AnswerView) -> Outcome:
+        applicable = [f for f in self.groups if f is None or f in view.families]
+        if not applicable:
+            missing = sorted(view.user_families) or sorted(view.families) or ["und"]
+            names = " or ".join(langid.display_name(f) for f in missing)
+            return Outcome(None, f"no {names} phrase in this check: left to a clinician or a model")
+        first_negated, first_absent = None, None
+        for family in applicable:
+            families = view.families | ({family} if family else frozenset())
+            statuses = [(phrase.text, self.status(_find(phrase, view, families, self.quotes)))
+                        for phrase in self.groups[family]]
+            hits = [p for p, status in statuses if status == "found"]
+            if hits and (not self.every or len(hits) == len(statuses)):
+                return Outcome(True, ("found every phrase: " + ", ".join(f"'{p}'" for p in hits)) if self.every
+                               else f"found '{hits[0]}'")
+            first_negated = first_negated or next(((p, s) for p, s in statuses if s not in (None, "found")), None)
+            first_absent = first_absent or next((p for p, s in statuses if s is None), None)
+        if first_negated:
+            phrase, status = first_negated
+            where = {"negation": "under a negation", "quotation": "only in a quotation",
+                     "asserted": "but not under a negation"}[status]
+            return Outcome(False, f"'{phrase}' found {where}, so not counted")
+        if self.every:
+            return Outcome(False, f"'{first_absent}' not found")
+        return Outcome(False, "none of the listed phrases found")
+
+    @staticmethod
+    def status(found: str | None) -> str | None:
+        """How an occurrence counts: 'found' (counts), another word (seen, does not count), None (absent)."""
+        return found
+
+
+class AnyOf(Phrases):
+    """`any_of`: met if any phrase of an applicable language is asserted in the answer."""
+
+    key = "any_of"
+
+
+class AllOf(Phrases):
+    """`all_of`: met if every phrase of one applicable language's list is asserted in the answer."""
+
+    key = "all_of"
+    every = True
+
+
+class WarnsAgainst(Phrases):
+    """`warns_against`: met if the answer tells the reader NOT to do one of the phrases (found under a negation:
+    "don't give another medicine containing paracetamol"); a phrase found but not negated does not count."""
+
+    key = "warns_against"
+
+    @staticmethod
+    def status(found: str | None) -> str | None:
+        return {"negation": "found", "found": "asserted"}.get(found or "", found)
+
+
+_LATIN_EDGE = re.compile(r"[A-Za-z0-9\u00C0-\u024F]")
+_NOT_LATIN_BEFORE = r"(?<![A-Za-z0-9\u00C0-\u024F])"
+_NOT_LATIN_AFTER = r"(?![A-Za-z0-9\u00C0-\u024F])"
+_ARABIZI_PROCLITICS = r"(?:l|f|b|w|d|ll|fl|bl|wl|o)?"
+_INFLECTION = {"ary-Latn": r"(?:s|es|x|a|i|o|h|ha|k|hom|na|kom|ch)?"}
+
+
+def _phrase(raw: str, family: str | None) -> _Phrase:
+    """A phrase's matcher. Latin-script phrases match whole words (a plural s/es/x allowed; in Darija, the
+    article or a preposition glued before and a pronoun suffix after); `*` at either end matches the rest of the
+    word ("infect*" finds "infection"). Arabic and Tifinagh phrases match anywhere, as their words take prefixes."""
+    stem_left, stem_right = raw.startswith("*"), raw.endswith("*")
+    text = normalize(raw.strip("*"))
+    body = re.escape(text).replace(r"\ ", " ")
+    if text and _LATIN_EDGE.match(text[0]) and not stem_left:
+        body = _NOT_LATIN_BEFORE + (_ARABIZI_PROCLITICS if family == "ary-Latn" else "") + body
+    if text and _LATIN_EDGE.match(text[-1]) and not stem_right:
+        body += _INFLECTION.get(family or "", r"(?:s|es|x)?") + _NOT_LATIN_AFTER
+    families = frozenset({family}) if family else frozenset(langid.CUE_FAMILIES)
+    return _Phrase(text, re.compile(body), contains_cue(text, families))
+
+
+def _find(phrase: _Phrase, view: AnswerView, families: frozenset[str], quotes: bool) -> str | None:
+    """'found' for an asserted occurrence, 'negation' or 'quotation' when every occurrence is not, None if absent."""
+    why = None
+    for match in phrase.pattern.finditer(view.flat):
+        if phrase.negative:
+            return "found"
+        why = view.negation(families).why_not_asserted(match.start(), match.end(), quotes)
+        if why is None:
+            return "found"
+    return why
+
+
+class Mentions(Check):
+    """`mentions`: met if a number of a locale list (or one named number) stands in the answer as a phone number."""
+
+    key = "mentions"
+
+    def __init__(self, matcher: NumberMatcher, harmful: bool = False):
+        self.matcher, self.harmful = matcher, harmful     # harmful: "do not call 911" does not give 911
+
+    @classmethod
+    def build(cls, value: str, path: tuple, compiler: _Compiler) -> Check:
+        locale = compiler.locale
+        numbers = locale.lists.get(value) or ((locale.numbers[value],) if value in locale.numbers else None)
+        if numbers is None and not locale.code:    # broken locale: reported on its own
+            return Broken()
         if numbers is None:
-            known = ", ".join(sorted(self.locale.lists) + sorted(self.locale.numbers))
-            return self.fail(path, f"'{value}' is not a list or number of locale '{self.locale.code}'; expected one of {known}")
-        pattern = re.compile("|".join(number_pattern(n) for n in numbers))
-        return lambda view: pattern.search(view.digits) is not None
+            known = ", ".join(sorted(locale.lists) + sorted(locale.numbers))
+            compiler.fail(path, f"'{value}' is not a list or number of locale '{locale.code}'; expected one of {known}")
+            return Broken()
+        return cls(NumberMatcher(tuple(numbers)), compiler.harmful)
 
-    def _language(self, value: str, path: tuple) -> Check:
-        return lambda view: view.same_language
-
-    def _max_words(self, value: int, path: tuple) -> Check:
-        return lambda view: word_count(view.text) <= value
-
-    def _any(self, value: list, path: tuple) -> Check:
-        checks = [self.compile(c, path + (i,)) for i, c in enumerate(value)]
-        return lambda view: any(c(view) for c in checks)
-
-    def _all(self, value: list, path: tuple) -> Check:
-        checks = [self.compile(c, path + (i,)) for i, c in enumerate(value)]
-        return lambda view: all(c(view) for c in checks)
-
-    def _not(self, value: dict, path: tuple) -> Check:
-        check = self.compile(value, path)
-        return lambda view: not check(view)
+    def evaluate(self, view: AnswerView) -> Outcome:
+        negation = view.negation(view.families) if self.harmful else None
+        number, excluded = self.matcher.find(view.flat, negation)
+        if number:
+            return Outcome(True, f"gives the number {number}")
+        listed = ", ".join(self.matcher.numbers)
+        return Outcome(False, f"does not give {listed} as a phone number" + (f" ({excluded})" if excluded else ""))
 
 
-def compile_check(spec: dict, locale: Locale) -> tuple[Check, list[tuple[tuple, str]]]:
-    """Compile a schema-valid check; return it with (relative path, message) problems found."""
-    compiler = _Compiler(locale)
+class Language(Check):
+    """`language: same_as_user`: met if the answer is in the user's language and script (or a mixed-in one)."""
+
+    key = "language"
+
+    @classmethod
+    def build(cls, value: str, path: tuple, compiler: _Compiler) -> Check:
+        return cls()
+
+    def evaluate(self, view: AnswerView) -> Outcome:
+        found = view.identified
+        user = " or ".join(langid.display_name(t) for t in (view.language, *view.code_switch))
+        if found.label == "und":
+            if found.script == "Latn" and not view.user_families & langid.LATIN_FAMILIES:
+                return Outcome(False, f"the answer is in Latin script; the user wrote in {user}")
+            return Outcome(None, f"{found.reason}: cannot tell whether it is in {user}")
+        name = langid.display_name(found.label)
+        if langid.family(found.label) in view.user_families:
+            return Outcome(True, f"the answer is in {name}, as the user wrote")
+        return Outcome(False, f"the answer is in {name}; the user wrote in {user}")
+
+
+class MaxWords(Check):
+    """`max_words: N`: met if the answer has at most N words."""
+
+    key = "max_words"
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    @classmethod
+    def build(cls, value: int, path: tuple, compiler: _Compiler) -> Check:
+        return cls(value)
+
+    def evaluate(self, view: AnswerView) -> Outcome:
+        count = word_count(view.text)
+        if count <= self.limit:
+            return Outcome(True, f"{count} words, within {self.limit}")
+        return Outcome(False, f"{count} words, over {self.limit}")
+
+
+class _Combination(Check):
+    def __init__(self, parts: list[Check]):
+        self.parts = parts
+
+    @classmethod
+    def build(cls, value: Any, path: tuple, compiler: _Compiler) -> Check:
+        if cls is Not:
+            compiler.harmful = not compiler.harmful
+            inner = compiler.compile(value, path)
+            compiler.harmful = not compiler.harmful
+            return cls([inner])
+        return cls([compiler.compile(c, path + (i,)) for i, c in enumerate(value)])
+
+    def phrase_checks(self) -> list[Phrases]:
+        return [p for part in self.parts for p in part.phrase_checks()]
+
+
+class Any_(_Combination):
+    """`any`: met if a sub-check is met; abstains if none is met and one abstains."""
+
+    key = "any"
+
+    def evaluate(self, view: AnswerView) -> Outcome:
+        outcomes = [part.evaluate(view) for part in self.parts]
+        return next((o for o in outcomes if o.met), None) or next((o for o in outcomes if o.met is None), None) \
+            or Outcome(False, "; ".join(o.reason for o in outcomes))
+
+
+class All(_Combination):
+    """`all`: not met if a sub-check is not met; abstains if none fails and one abstains."""
+
+    key = "all"
+
+    def evaluate(self, view: AnswerView) -> Outcome:
+        outcomes = [part.evaluate(view) for part in self.parts]
+        return next((o for o in outcomes if o.met is False), None) or next((o for o in outcomes if o.met is None), None) \
+            or Outcome(True, "; ".join(o.reason for o in outcomes))
+
+
+class Not(_Combination):
+    """`not`: met if the sub-check is not met; abstains when it abstains."""
+
+    key = "not"
+
+    def evaluate(self, view: AnswerView) -> Outcome:
+        return self.parts[0].evaluate(view).negate()
+
+
+class Broken(Check):
+    """A check that failed to compile (its problem is reported at load); never evaluated in a valid suite."""
+
+    def evaluate(self, view: AnswerView) -> Outcome:
+        return Outcome(None, "this check is invalid")
+
+
+class Names(Phrases):
+    """`names`: met if the answer names one of the phrases as a topic, whether it recommends it or warns against
+    it ("avoid strong tea in the evening" names tea). A quoted phrase counts only on positive criteria."""
+
+    key = "names"
+
+    @staticmethod
+    def status(found: str | None) -> str | None:
+        return "found" if found == "negation" else found
+
+
+KINDS: dict[str, type] = {k.key: k for k in (Regex, AnyOf, AllOf, WarnsAgainst, Names, Mentions, Language, MaxWords,
+                                              Any_, All, Not)}
+
+
+def compile_check(spec: Mapping, locale: Locale, harmful: bool = False) -> tuple[Check, list[tuple[tuple, str]]]:
+    """Compile a schema-valid check (of a harmful criterion when `harmful`: points below 0); return it with the
+    (relative path, message) problems found."""
+    compiler = _Compiler(locale, harmful)
     return compiler.compile(spec, ()), compiler.problems
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"

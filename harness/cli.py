@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from .errors import InputError, Problem
-from .load import display, load_project
+from .load import phrase_gaps, display, load_project
 from .types import Config, EndpointConfig
 
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -62,6 +62,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"{len({c.language for c in suite.cases})} languages, {len(rubric_files)} rubrics, "
           f"{total} case criteria ({checked} with a check), {len(config.targets)} targets, "
           f"{sum(len(a) for a in answers.values())} recorded answers")
+    gaps = phrase_gaps(suite)
+    print("phrase checks without phrases for the language (the rules grader abstains on them): " +
+          ", ".join(f"{language} {missing} of {total}" for language, (missing, total) in gaps.items()))
     return 0
 
 
@@ -288,6 +291,8 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
         langs = ", ".join(f"{l} {c['score']:.2f}" for l, c in t["by_language"].items() if c["score"] is not None)
         print(f"{name}: {score} over {o['n']} cases; {t['missing']} missing, {t['errors']} errors, "
               f"{t['ungraded_criteria']} criteria not graded. By language: {langs}")
+    for warning in summary.get("coverage_warnings", []):
+        print(f"warning: {warning['message']}")
     print(f"reports: {run_dir / 'index.html'} (and one page per language)")
 
 
@@ -338,6 +343,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run_dirs[0]).resolve().parent / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
     write_comparison(out, data, listed)
     print(" ".join(headline(data)))
+    for warning in data["coverage_warnings"]:
+        print(f"warning: {warning['message']}")
     print(f"comparison: {out / 'compare.html'} (and compare.md, compare.json)")
     return 0
 
@@ -353,7 +360,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             print(f"bilan gate: cannot compare: {reason}", file=sys.stderr)
         return 2
     options = GateOptions(max_drop=args.max_drop, alpha=args.alpha, seed=base.manifest.get("seed", 0),
-                          never_threshold=args.never_threshold)
+                          never_threshold=args.never_threshold, reference=args.reference)
     result = gate(base, cand, options)
     write_gate(result, args.markdown, args.junit, args.json)
     print(gate_markdown(result), end="")
@@ -376,6 +383,7 @@ def _decision_parsers(sub) -> None:
     p.add_argument("--max-drop", type=_fraction, default=0.02, help="largest tolerated drop in a score (default 0.02)")
     p.add_argument("--alpha", type=_alpha, default=0.05, help="significance level, one-sided, Holm-adjusted (default 0.05)")
     p.add_argument("--target", help="the target to gate when the runs have several")
+    p.add_argument("--reference", default="fr", help="language whose grading coverage the others are held against (default fr)")
     p.add_argument("--never-threshold", type=int, default=-8, help="criteria worth this many points or fewer are never-events (default -8)")
     p.add_argument("--markdown", help="write a Markdown summary (for a pull-request comment) here")
     p.add_argument("--junit", help="write JUnit XML here")

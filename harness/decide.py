@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from .analyze import AnalysisOptions, answers_frame, never_event_flags, read_rows, summarize, verdicts_frame
+from .analyze import (AnalysisOptions, answers_frame, coverage_parity, coverage_warnings, never_event_flags, read_rows,
+                      summarize, verdicts_frame)
 from .errors import InputError, Problem
 from .stats import holm, paired_difference, rng_for, win_counts
 from .store import MANIFEST, read_json
@@ -166,7 +167,8 @@ def _contender_summary(c: Contender, options: CompareOptions) -> dict[str, Any]:
     model = next((t.get("model", "") for t in c.manifest.get("targets", []) if t.get("name") == c.target), "")
     summary = summarize(list(c.rows), c.manifest.get("axes", []), options.seed, options.resamples, {c.target: prices.get(model)},
                         prices.get(c.manifest.get("grader", {}).get("model", "")), options.analysis)
-    found = {k: summary[k].get(c.target, {}) for k in ("parity", "worst_at_k", "worst_at_k_by_language", "coverage")}
+    found = {k: summary[k].get(c.target, {}) for k in ("parity", "worst_at_k", "worst_at_k_by_language", "coverage",
+                                                       "coverage_parity", "answer_variety")}
     found["never_events_by_language"] = summary["never_events"].get(c.target, {})
     described = next((t.get("description", "") for t in c.manifest.get("targets", []) if t.get("name") == c.target), "")
     return {"label": c.label, "target": c.target, "run_id": c.manifest.get("run_id"), "run_dir": str(c.run_dir),
@@ -178,8 +180,11 @@ def compare(contenders: Sequence[Contender], options: CompareOptions | None = No
     options = options or CompareOptions()
     languages = sorted({str(l) for c in contenders for l in c.answers["language"].unique()})
     axes = list(contenders[0].manifest.get("axes", []))
-    return {"contenders": [_contender_summary(c, options) for c in contenders],
+    summaries = [_contender_summary(c, options) for c in contenders]
+    return {"contenders": summaries,
             "pairs": [_pair(a, b, languages, options) for a, b in combinations(contenders, 2)],
+            "coverage_warnings": [w for c in summaries for w in coverage_warnings(c["label"], c["coverage_parity"])],
+            "coverage_gap": options.analysis.coverage_gap,
             "languages": languages, "axes": axes, "reference": options.analysis.reference,
             "never_threshold": options.analysis.never_threshold, "seed": options.seed, "resamples": options.resamples,
             "grader": contenders[0].manifest.get("grader", {}), "cases": int(max(c.answers["case_id"].nunique() for c in contenders))}
@@ -187,7 +192,8 @@ def compare(contenders: Sequence[Contender], options: CompareOptions | None = No
 
 @dataclass(frozen=True)
 class GateOptions:
-    """The gate's tolerance and test: drops above max_drop and significant at alpha (one-sided, Holm) fail."""
+    """The gate's tolerance and test: drops above max_drop and significant at alpha (one-sided, Holm) fail. A
+    language whose grading coverage is more than coverage_gap below the reference's is warned about, never failed."""
 
     max_drop: float = 0.02
     alpha: float = 0.05
@@ -195,6 +201,8 @@ class GateOptions:
     seed: int = 0
     min_cases: int = 5
     never_threshold: int = -8
+    reference: str = "fr"
+    coverage_gap: float = 0.10
 
 
 def _outcome(d: dict[str, Any], p_holm: float | None, options: GateOptions) -> tuple[bool, str]:
@@ -266,15 +274,20 @@ def gate(base: Contender, cand: Contender, options: GateOptions | None = None) -
     if _failures(cand) > _failures(base):
         warnings.append(f"the candidate has {_failures(cand)} unscored answers (errors, missing, nothing graded), the "
                         f"baseline {_failures(base)}: unscored answers are left out of the paired comparison")
+    analysis = AnalysisOptions(reference=options.reference, coverage_gap=options.coverage_gap)
+    coverage = {role: coverage_parity(c.verdicts, analysis) for role, c in (("candidate", cand), ("baseline", base))}
+    covered = [w for role, entries in coverage.items() for w in coverage_warnings(f"the {role} run", entries)]
     regressions = sum(c["regression"] for c in checks)
     describe = lambda c: {"run_id": c.manifest.get("run_id"), "run_dir": str(c.run_dir), "target": c.target,
                           "answers": int(len(c.answers))}
     return {"status": "fail" if regressions else "pass", "exit_code": 1 if regressions else 0, "regressions": regressions,
             "baseline": describe(base), "candidate": describe(cand), "options": asdict(options),
             "paired_cases": checks[0]["n"], "tested": sum(c.get("p_value") is not None for c in checks),
-            "checks": checks, "warnings": warnings}
+            "checks": checks, "warnings": warnings + [w["message"] for w in covered], "coverage_parity": coverage,
+            "coverage_warnings": covered}
 
 
 def incomparable(reasons: Sequence[str]) -> dict[str, Any]:
     """The gate's result when the runs cannot be compared: exit code 2 and the reasons."""
-    return {"status": "incomparable", "exit_code": 2, "reasons": list(reasons), "regressions": 0, "checks": [], "warnings": []}
+    return {"status": "incomparable", "exit_code": 2, "reasons": list(reasons), "regressions": 0, "checks": [], "warnings": [],
+            "coverage_warnings": []}

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from .checks import visible_text
+from .langid import identify
 from .types import Answer, Case, Criterion, Verdict
 
 
@@ -53,5 +55,12 @@ def result_row(case: Case, answer: Answer, criteria: Sequence[Criterion], verdic
         "score": score((r["points"], r["met"]) for r in rows),
         "axis_scores": {axis: score((r["points"], r["met"]) for r in rows if r["axis"] == axis) for axis in axes},
         "graded": sum(r["met"] is not None for r in rows), "ungraded": sum(r["met"] is None for r in rows),
+        "answer_variety": answer_variety(answer.text),
         "verdicts": rows,
     }
+
+
+def answer_variety(text: str | None) -> str | None:
+    """For an answer in Arabic script: "ar" when it reads as Modern Standard Arabic, "ary" as Darija; else None.
+    A reported signal, never a verdict."""
+    return identify(visible_text(text)).variety if text else None

@@ -1,15 +1,26 @@
 """Offline language and script identification for the languages of Morocco.
 
 Script first (Tifinagh, Arabic, Latin), as ../shared/context/morocco.md section 4.4 recommends: no packaged
-identifier separates Darija from MSA, and all of them mislabel Arabizi and Tifinagh. Latin text is then told
-apart as Arabizi (digits used as letters, Darija function words), Latin Tamazight (its extra letters), or a
-language that py3langid identifies among common Latin-script languages.
+identifier handles Darija, Arabizi or Tamazight. Then, per script, a small character n-gram model
+(`assets/langid.json.gz`, trained by `scripts/train_langid.py` from the public corpora named in
+`fairness/corpus/README.md`) tells apart:
+- Latin script: Darija (Arabizi, with or without digit-letters), Tamazight, French, English; text the model
+  gives to French or English but that py3langid reads confidently as another Latin-script language is labelled
+  with that language;
+- Arabic script: Modern Standard Arabic from Darija, reported as the answer's *variety*; both count as the same
+  language for the same-language check (a Darija user may be answered in MSA).
+Text too short to tell (fewer than 3 words or 12 letters in Latin script) is `und`: checks abstain on it.
 """
 from __future__ import annotations
 
+import gzip
+import json
+import math
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 
 import langcodes
 
@@ -17,20 +28,28 @@ ARABIC_RANGES = ((0x0600, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08FF), (0xFB50, 
 TIFINAGH_RANGE = (0x2D30, 0x2D7F)
 ARABIC_LANGS = {"ar", "ary", "arb", "arq", "aeb", "apc", "arz", "acm", "ajp", "ayl", "afb"}
 TAMAZIGHT_LANGS = {"zgh", "tzm", "shi", "rif", "kab", "ber"}
-LATIN_CANDIDATES = ["en", "fr", "es", "pt", "it", "de", "nl", "ro", "pl", "tr", "id", "sw", "ca", "sv"]
+OTHER_LATIN = ["es", "pt", "it", "de", "nl", "ro", "pl", "tr", "id", "sw", "ca", "sv"]
+CUE_FAMILIES = ("fr", "en", "ar", "ary-Latn", "zgh-Tfng", "zgh-Latn")
+LATIN_FAMILIES = {"ary-Latn", "zgh-Latn", "fr", "en", *OTHER_LATIN}
+NAMES = {"ar": "Arabic", "ary-Arab": "Darija (Arabic script)", "ary-Latn": "Darija (Latin script)", "fr": "French",
+         "en": "English", "zgh-Tfng": "Tamazight (Tifinagh)", "zgh-Latn": "Tamazight (Latin script)",
+         "und": "an undetermined language"}
+MIN_WORDS, MIN_LETTERS, MIXED_SHARE = 3, 12, 0.3
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*|[^\W_]*[0-9][^\W_]*", re.UNICODE)
+_DIGIT_LETTER = re.compile(r"[a-z]*[235679][a-z]+|[a-z]+[235679][a-z]*")
 
-# Common Darija function words as typed in Latin script (several spellings each).
-ARABIZI_WORDS = frozenset("""
-wach wech chno chnou chnu achno ach dyal dial dyali dialek dyalek bzaf bzzaf bezaf daba dba mzyan mzian
-kayn kayen kain 3afak afak bghit bghina fink fayn kifach kifash 3lach alach walakin walakine wlakin hadchi
-hadshi ghadi ghad khass khassek khassk khassak khask machi mashi rah raha rani rak ila ghir nta nti
-ntoma howa hiya homa dik dok hadi hada hadak wakha wakhha safi llah inchallah insha2allah
-fl fel l3ez b7al bhal chwiya chwia chi shi walou walo ma3ndich 3ndi 3ndo 3ndha 3andi m3a ma3a
-sbitar tbib tbiba dwa ddwa skhana s5ana rasi rassi kant kanu kayna kaynin bach 3la 3ala
-""".split())
-_UNIT_OR_ORDINAL = re.compile(r"^\d+(e|er|ere|ème|eme|ère|nd|rd|st|th|h|min|mn|mg|ml|g|kg|l|cm|mm|km|x|j|ans?|mois|dh|mad)$")
-_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-_TAMAZIGHT_LATIN = set("ḍṭṛṣẓɣɛḥčǧ")
+
+@dataclass(frozen=True)
+class Identification:
+    """What a text is written in: the main label, every language family substantially present, whether it mixes
+    languages, its Arabic variety (MSA `ar` or Darija `ary`) when in Arabic script, and the reason in words."""
+
+    label: str
+    families: frozenset[str]
+    mixed: bool = False
+    variety: str | None = None
+    reason: str = ""
+    script: str = ""
 
 
 def _in(ch: str, ranges) -> bool:
@@ -38,76 +57,198 @@ def _in(ch: str, ranges) -> bool:
     return any(lo <= code <= hi for lo, hi in ranges)
 
 
+def script_of(ch: str) -> str | None:
+    """Tfng, Arab, Latn, Cyrl, Other for a letter; None for anything else."""
+    if _in(ch, (TIFINAGH_RANGE,)):
+        return "Tfng"
+    if not ch.isalpha():
+        return None
+    if _in(ch, ARABIC_RANGES):
+        return "Arab"
+    if ord(ch) < 0x250 or 0x1E00 <= ord(ch) <= 0x1EFF or ch in "ɣɛƐƔ":
+        return "Latn"
+    if 0x0400 <= ord(ch) <= 0x04FF:
+        return "Cyrl"
+    return "Other"
+
+
 def script_counts(text: str) -> dict[str, int]:
     """Count letters by script: Tfng, Arab, Latn, Cyrl, Other."""
     counts = {"Tfng": 0, "Arab": 0, "Latn": 0, "Cyrl": 0, "Other": 0}
     for ch in text:
-        if _in(ch, (TIFINAGH_RANGE,)):
-            counts["Tfng"] += 1
-        elif not ch.isalpha():
-            continue
-        elif _in(ch, ARABIC_RANGES):
-            counts["Arab"] += 1
-        elif ord(ch) < 0x250 or 0x1E00 <= ord(ch) <= 0x1EFF or ch in "ɣɛ":
-            counts["Latn"] += 1
-        elif 0x0400 <= ord(ch) <= 0x04FF:
-            counts["Cyrl"] += 1
-        else:
-            counts["Other"] += 1
+        script = script_of(ch)
+        if script:
+            counts[script] += 1
     return counts
 
 
-def _is_arabizi(token: str) -> bool:
-    if token in ARABIZI_WORDS:
-        return True
-    letters = sum(c.isalpha() for c in token)
-    return letters >= 2 and any(c in "235679" for c in token) and not _UNIT_OR_ORDINAL.match(token)
+@lru_cache(maxsize=1)
+def model() -> dict:
+    """The shipped n-gram model: {script: {"labels": [...], "orders": [...], "logprob": {label: {gram: lp}},
+    "unseen": {label: lp}, "prior": {label: lp}}}."""
+    data = resources.files("harness").joinpath("assets/langid.json.gz").read_bytes()
+    return json.loads(gzip.decompress(data))
+
+
+def _grams(text: str, orders) -> list[str]:
+    out = []
+    for word in _WORD.findall(text):
+        padded = f" {word} "
+        for n in orders:
+            out.extend(padded[i:i + n] for i in range(max(1, len(padded) - n + 1)))
+    return out
+
+
+def prepare(text: str) -> str:
+    """The form the model reads: NFC, case-folded, Arabic-Indic digits as ASCII, Arabic marks removed."""
+    text = unicodedata.normalize("NFC", text).casefold()
+    return "".join(c for c in text if not (0x064B <= ord(c) <= 0x065F or ord(c) == 0x0640))
+
+
+def scores(text: str, script: str) -> dict[str, float]:
+    """Posterior probability of each label of a script's model for the text."""
+    table = model().get(script)
+    if not table:
+        return {}
+    grams = _grams(prepare(text), table["orders"])
+    if not grams:
+        return {}
+    totals = {}
+    for label in table["labels"]:
+        lp, unseen = table["logprob"][label], table["unseen"][label]
+        totals[label] = table["prior"][label] + sum(lp.get(g, unseen) for g in grams)
+    # Tempered by the number of grams: n-gram log-likelihoods are not independent evidence.
+    scale = 1.0 / max(1.0, len(grams) / 8)
+    top = max(totals.values())
+    weights = {k: math.exp((v - top) * scale) for k, v in totals.items()}
+    total = sum(weights.values())
+    return {k: w / total for k, w in weights.items()}
 
 
 @lru_cache(maxsize=1)
-def _latin_identifier():
+def _other_latin():
     from py3langid.langid import LanguageIdentifier, MODEL_FILE
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
-    identifier.set_languages(LATIN_CANDIDATES)
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(["en", "fr", *OTHER_LATIN])
     return identifier
 
 
-def detect_latin(text: str) -> str:
-    """Label Latin-script text: ary-Latn (Arabizi), zgh-Latn, or a language code such as fr or en."""
-    tokens = [t.casefold() for t in _TOKEN.findall(text)]
-    words = [t for t in tokens if any(c.isalpha() for c in t)]
-    if not words:
-        return "und"
-    if sum(_is_arabizi(t) for t in words) / len(words) >= 0.2:
-        return "ary-Latn"
-    if sum(any(c in _TAMAZIGHT_LATIN for c in t) for t in words) / len(words) >= 0.15:
-        return "zgh-Latn"
-    lang, _ = _latin_identifier().classify(text)
-    return lang
+def _latin(text: str) -> tuple[str, dict[str, float]]:
+    """Darija or Tamazight by the shipped model; otherwise py3langid, long trained on French, English and other
+    Latin-script languages, names the language."""
+    probs = scores(text, "Latn")
+    label = max(probs, key=probs.get)
+    if label in ("fr", "en"):
+        other, confidence = _other_latin().classify(text)
+        if other in ("fr", "en") or (confidence >= 0.9 and not _DIGIT_LETTER.search(text.casefold())):
+            return other, probs
+    return label, probs
 
 
-def detect(text: str) -> str:
-    """Best label for a text: zgh-Tfng, ar (any Arabic-script Arabic), ary-Latn, zgh-Latn, fr, en, ..., or und."""
+def _latin_words(text: str) -> dict[str, int]:
+    """Words of a Latin-script text by the label the model gives each (for code-switching)."""
+    out: dict[str, int] = {}
+    for word in _WORD.findall(text):
+        if len(word) < 3 or not any(script_of(c) == "Latn" for c in word):
+            continue
+        probs = scores(word, "Latn")
+        if probs:
+            best = max(probs, key=probs.get)
+            out[best] = out.get(best, 0) + 1
+    return out
+
+
+def identify(text: str) -> Identification:
+    """What a text is written in (see the module docstring)."""
     text = unicodedata.normalize("NFC", text)
     counts = script_counts(text)
+    letters = sum(counts.values())
+    if letters == 0:
+        return Identification("und", frozenset(), reason="the answer has no letters")
     script = max(counts, key=counts.get)
-    if counts[script] == 0:
-        return "und"
+    shares = {k: v / letters for k, v in counts.items() if v}
+    if script == "Tfng":
+        label, variety = "zgh-Tfng", None
+    elif script == "Arab":
+        label, variety = "ar", _variety(text)
+    elif script == "Latn":
+        latin_text = "".join(c if script_of(c) in ("Latn", None) else " " for c in text)
+        words = _WORD.findall(latin_text)
+        if len(words) < MIN_WORDS or counts["Latn"] < MIN_LETTERS:
+            return Identification("und", frozenset(), reason=f"the answer is too short to tell its language "
+                                  f"({len(words)} word{'s' if len(words) != 1 else ''})", script="Latn")
+        label, _ = _latin(latin_text)
+        variety = None
+    elif script == "Cyrl":
+        label, variety = "ru", None
+    else:
+        return Identification("und", frozenset(), reason="the answer is in a script this identifier does not know")
+    families = {family(label)}
+    for other, share in shares.items():
+        if other != script and share >= MIXED_SHARE / 2 and other in ("Tfng", "Arab", "Latn"):
+            families.add(_script_family(other, text))
+    if script == "Latn" and label in ("ary-Latn", "fr"):
+        by_word = _latin_words(text)
+        total = sum(by_word.values()) or 1
+        for other in ("ary-Latn", "fr"):
+            if other != label and by_word.get(other, 0) / total >= MIXED_SHARE:
+                families.add(other)
+    families.discard("und")
+    return Identification(label, frozenset(families), len(families) > 1, variety, f"reads as {display_name(label)}",
+                          script)
+
+
+def _script_family(script: str, text: str) -> str:
     if script == "Tfng":
         return "zgh-Tfng"
     if script == "Arab":
         return "ar"
-    if script == "Latn":
-        return detect_latin(text)
-    if script == "Cyrl":
-        return "ru"
-    return "und"
+    latin = "".join(c if script_of(c) in ("Latn", None) else " " for c in text)
+    return family(_latin(latin)[0]) if len(_WORD.findall(latin)) >= MIN_WORDS else "und"
+
+
+# Darija function words (morocco.md section 3.4, from DODa's marker list, plus the ka-/ta- verb prefix forms'
+# commonest words); one of them makes an Arabic-script text Darija.
+DARIJA_MARKERS = frozenset("""
+ديال ديالي ديالك ديالو ديالها ديالنا ديالكم ديالهم واش شنو شنو بزاف دابا مزيان مزيانة كاين كاينة كاينين عافاك بغيت
+بغا بغات بغينا فين كيفاش علاش هادشي هاد هادي هادو داك ديك والو شوية خاصك خاصو خاص غادي غادا راه راني راك راها
+حيت ماشي ليا ليك صافي بلاصة دغيا زوين زوينة كنقول كيقول كتقول كنبغي كيبغي كندير كيدير مابغيتش ماكاينش
+""".split())
+VARIETY_MARGIN = 0.05
+
+
+def _variety(text: str) -> str | None:
+    """MSA ("ar") or Darija ("ary") for Arabic-script text: a Darija marker word decides; otherwise the model,
+    when its per-n-gram margin is clear; else None."""
+    words = set(re.findall(r"[\u0600-\u06FF]+", text))
+    if words & DARIJA_MARKERS:
+        return "ary"
+    table = model().get("Arab")
+    if not table:
+        return None
+    grams = _grams(prepare(text), table["orders"])
+    if not grams:
+        return None
+    totals = {label: sum(table["logprob"][label].get(g, table["unseen"][label]) for g in grams)
+              for label in table["labels"]}
+    margin = (totals["ary-Arab"] - totals["ar"]) / len(grams)
+    if abs(margin) < VARIETY_MARGIN:
+        return None
+    return "ary" if margin > 0 else "ar"
+
+
+def detect(text: str) -> str:
+    """Best label for a text: zgh-Tfng, ar (any Arabic-script Arabic), ary-Latn, zgh-Latn, fr, en, ..., or und."""
+    return identify(text).label
 
 
 @lru_cache(maxsize=256)
 def family(tag: str) -> str:
     """The language-and-script family a tag belongs to, as compared by same-language checks."""
-    lang = langcodes.Language.get(tag)
+    try:
+        lang = langcodes.Language.get(tag)
+    except (ValueError, LookupError):
+        return "und"
     primary = (lang.language or "und").lower()
     script = lang.script
     if primary in ARABIC_LANGS:
@@ -115,6 +256,16 @@ def family(tag: str) -> str:
     if primary in TAMAZIGHT_LANGS:
         return "zgh-Latn" if script == "Latn" else "zgh-Tfng"
     return primary
+
+
+def display_name(tag: str) -> str:
+    """A reader's name for a language family or tag: 'Darija (Latin script)', 'Tamazight (Tifinagh)', 'French'."""
+    if tag in NAMES:
+        return NAMES[tag]
+    try:
+        return langcodes.Language.get(tag).display_name()
+    except (ValueError, LookupError):
+        return tag
 
 
 def is_known_tag(tag: str) -> bool:
@@ -125,8 +276,8 @@ def is_known_tag(tag: str) -> bool:
         return False
 
 
-def matches_language(text: str, language: str, code_switch: tuple[str, ...] = ()) -> bool:
-    """True if the text's detected language family is the variant's or one of its code-switch languages."""
-    allowed = {family(language)} | {family(t) for t in code_switch}
-    label = detect(text)
-    return label != "und" and family(label) in allowed
+def matches_language(text: str, language: str, code_switch: tuple[str, ...] = ()) -> bool | None:
+    """True if the text is in the variant's language family or one of its code-switch languages; None when the
+    text is too short or otherwise cannot be told."""
+    from .checks import AnswerView, Language
+    return Language().evaluate(AnswerView(text, language, tuple(code_switch))).met

@@ -13,7 +13,7 @@ from typing import Any
 
 from .checks import compile_check
 from .errors import InputError, Problem
-from .langid import is_known_tag
+from .langid import family as langid_family, is_known_tag
 from .privacy import identifiers
 from .schemas import schema_errors, validator, value_problems
 from .types import AXES, Case, Config, Criterion, EndpointConfig, Locale, Message, Suite
@@ -206,12 +206,13 @@ def _criteria_of(doc: Document, locale: Locale, axes: tuple[str, ...], problems:
         seen[raw["id"]] = i
         if raw["axis"] not in axes:
             problems.append(doc.problem(path + ("axis",), f"unknown axis '{raw['axis']}'; expected one of {', '.join(axes)}"))
+        compiled = None
         if "check" in raw:
-            _, found = compile_check(raw["check"], locale)
+            compiled, found = compile_check(raw["check"], locale, harmful=raw["points"] < 0)
             problems.extend(doc.problem(path + ("check",) + sub, msg) for sub, msg in found)
         out.append(Criterion(id=raw["id"], text=_resolve_text(doc, path + ("text",), raw["text"], locale, problems),
                              points=raw["points"], axis=raw["axis"], check=raw.get("check"),
-                             tags=tuple(raw.get("tags", ())), rubric=doc.data["rubric"]))
+                             tags=tuple(raw.get("tags", ())), rubric=doc.data["rubric"], compiled=compiled))
     return out
 
 
@@ -504,3 +505,18 @@ def load_project(config_path: Path) -> tuple[Config, Suite, dict[str, dict[tuple
     if any(p.severity == "error" for p in problems):
         raise InputError(problems)
     return config, replace(suite, warnings=tuple(sorted(problems))), answers
+
+
+def phrase_gaps(suite: Suite) -> dict[str, tuple[int, int]]:
+    """Per case language: (phrase checks with no phrases for it, phrase checks applying to its cases), counted once
+    per rubric criterion. Where the first is high, the rules grader abstains and leaves the most to a model."""
+    seen: dict[str, dict[tuple[str, str, int], bool]] = {}
+    for case in suite.cases:
+        family = langid_family(case.language)
+        cell = seen.setdefault(case.language, {})
+        for criterion in suite.criteria[case.id]:
+            if criterion.compiled is None:
+                continue
+            for k, phrases in enumerate(criterion.compiled.phrase_checks()):
+                cell[(criterion.rubric, criterion.id, k)] = phrases.covers(family)
+    return {language: (sum(not v for v in cell.values()), len(cell)) for language, cell in sorted(seen.items())}

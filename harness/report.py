@@ -14,14 +14,16 @@ import langcodes
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from .analyze import commits_never_event
+from .analyze import VARIETIES, commits_never_event, outcome, percent
 from .charts import bar_chart, curve_chart, forest_chart
 from .store import SUMMARY, write_json
 
 RTL_FAMILIES = {"ar", "ary", "arb", "fa", "he", "ur"}
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#"})
-VERDICT_FILTER = [("never-event", "a never-event"), ("failed", "a criterion failed"), ("not-graded", "a criterion not graded"),
-                  ("passed", "every graded criterion passed"), ("no-answer", "no answer")]
+VERDICT_FILTER = [("never-event", "a never-event"), ("failed", "harm present or something missed"),
+                  ("not-graded", "a criterion not graded"), ("passed", "no harm present and nothing missed"),
+                  ("no-answer", "no answer")]
+TONE_MARK = {"good": "\U0001F7E2", "bad": "\U0001F534", "none": "\u26AA"}   # Markdown has no colour: a coloured mark
 
 
 def language_name(tag: str) -> str:
@@ -80,7 +82,8 @@ def render(template: str, **context: Any) -> str:
     """Render a template with what every page needs: the font, the filter script and its hash, the version."""
     env = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(language_name=language_name, direction=direction)
+    env.globals.update(language_name=language_name, direction=direction, coverage_text=coverage_text,
+                       coverage_gap_text=coverage_gap_text)
     env.filters["reveal"] = reveal
     script, script_hash = filter_script()
     return env.get_template(template).render(**context, filter_script=script, script_hash=script_hash,
@@ -104,15 +107,57 @@ def _tokens(row: dict, threshold: int) -> tuple[list[str], set[str]]:
     if row.get("answer") is None:
         return ["no-answer"], set()
     never = {v["id"] for v in row["verdicts"] if commits_never_event(v["points"], v["met"], v.get("tags"), threshold)}
-    lost = any((v["met"] is False and v["points"] > 0) or (v["met"] is True and v["points"] < 0) for v in row["verdicts"])
+    lost = any(outcome(v["points"], v["met"]).tone == "bad" for v in row["verdicts"])
     tokens = (["never-event"] if never else []) + (["failed"] if lost else ["passed"])
     tokens += ["not-graded"] if any(v["met"] is None for v in row["verdicts"]) else []
     return tokens, never
 
 
+def verdict_outcome(v: dict) -> dict[str, Any]:
+    """What a verdict means for the patient, as every report shows it (see analyze.outcome): its kind, words, tone
+    and Markdown mark, and for a criterion not graded, the reason."""
+    o = outcome(v["points"], v["met"])
+    reason = (v.get("error") or v.get("explanation") or "no grader decided it") if o.kind == "not-graded" else None
+    return {"kind": o.kind, "words": o.words, "tone": o.tone, "mark": TONE_MARK[o.tone], "reason": reason}
+
+
+def outcome_md(v: dict) -> str:
+    """A verdict's outcome in Markdown: the coloured mark, the words, and the reason when it was not graded."""
+    o = verdict_outcome(v)
+    return f"{o['mark']} {o['words']}" + (f" ({md_inline(o['reason'])})" if o["reason"] else "")
+
+
+def with_outcomes(verdicts: Sequence[dict]) -> list[dict]:
+    """The verdicts, each with its `outcome` (verdict_outcome) for the templates."""
+    return [dict(v, outcome=verdict_outcome(v)) for v in verdicts]
+
+
+def coverage_text(cell: dict | None) -> str:
+    """A language's grading coverage in words: '75% (36 of 48)', or 'none'."""
+    if not cell or not cell.get("total"):
+        return "none"
+    return f"{percent(cell['share'])} ({cell['graded']} of {cell['total']})"
+
+
+def coverage_gap_text(cell: dict | None) -> str:
+    """How far a language's coverage is from the reference's, in words; empty when level or without a reference."""
+    if not cell or cell.get("difference") is None or not round(100 * cell["difference"], 1):
+        return ""
+    side = "below" if cell["difference"] < 0 else "above"
+    return f"{percent(abs(cell['difference']))[:-1]} points {side} {cell['reference']} ({percent(cell['reference_share'])})"
+
+
+def variety_text(cell: dict | None) -> str:
+    """How many answers read as MSA and as Darija, in one sentence; empty when no answer carries a variety."""
+    if not cell:
+        return ""
+    return (f"{cell['n']} answers: {cell['ar']} read as {VARIETIES['ar']} (ar), {cell['ary']} as {VARIETIES['ary']} (ary), "
+            f"{cell['neither']} as neither (not Arabic script, or undetermined).")
+
+
 def _view(row: dict, threshold: int) -> dict[str, Any]:
     tokens, never = _tokens(row, threshold)
-    return dict(row, filter_tokens="|".join(tokens), never=never)
+    return dict(row, filter_tokens="|".join(tokens), never=never, verdicts=with_outcomes(row["verdicts"]))
 
 
 def _cases(rows: Sequence[dict], language: str, conversations: dict[str, dict], threshold: int) -> list[dict[str, Any]]:
@@ -137,19 +182,29 @@ def never_event_answers(rows: Sequence[dict], threshold: int) -> list[dict[str, 
         hits = [v for v in r["verdicts"] if commits_never_event(v["points"], v["met"], v.get("tags"), threshold)]
         if hits:
             out.append({"target": r["target"], "language": r["language"], "case_id": r["case_id"],
-                        "sample": r.get("sample", 0), "answer": r["answer"], "criteria": hits})
+                        "sample": r.get("sample", 0), "answer": r["answer"], "criteria": with_outcomes(hits)})
     return out
 
 
+def warning_messages(warnings: Sequence[dict], language: str | None = None) -> list[str]:
+    """The messages of coverage warnings (analyze.coverage_warnings), or of those about one language."""
+    return [w["message"] for w in warnings if language is None or w["language"] == language]
+
+
 def _language_md(language: str, summary: dict, cases: list[dict]) -> str:
-    lines = [f"# {language} ({language_name(language)})", "", f"[All languages](index.md) · {len(cases)} cases", "",
-             f"![Scores by target and axis]({language}.png)", "",
-             "| target | score | 95% CI | n | " + " | ".join(summary["axes"]) + " |",
-             "|---|---:|---|---:|" + "---:|" * len(summary["axes"])]
+    lines = [f"# {language} ({language_name(language)})", "", f"[All languages](index.md) · {len(cases)} cases", ""]
+    lines += [f"> **Warning:** {md_inline(w)}" for w in warning_messages(summary.get("coverage_warnings", []), language)]
+    lines += ["", f"![Scores by target and axis]({language}.png)", "",
+              "| target | score | 95% CI | n | " + " | ".join(summary["axes"]) + " | criteria graded |",
+              "|---|---:|---|---:|" + "---:|" * len(summary["axes"]) + "---|"]
     for name, t in summary["targets"].items():
         cell = t["by_language"].get(language) or {}
         axes = [fmt(t["by_language_axis"].get(language, {}).get(a)) for a in summary["axes"]]
-        lines.append(f"| {name} | {fmt(cell)} | {ci(cell)} | {cell.get('n', 0)} | " + " | ".join(axes) + " |")
+        graded = coverage_md(summary.get("coverage_parity", {}).get(name, {}).get(language))
+        lines.append(f"| {name} | {fmt(cell)} | {ci(cell)} | {cell.get('n', 0)} | " + " | ".join(axes) + f" | {graded} |")
+    varieties = [(name, variety_text(langs.get(language))) for name, langs in summary.get("answer_variety", {}).items()]
+    if any(text for _, text in varieties):
+        lines += ["", "## Variety of the answers", ""] + [f"- {name}: {text}" for name, text in varieties if text]
     lines += ["", "## Answers", ""]
     for case in cases:
         lines += [f"### {case['case_id']}", "", case["title"], ""]
@@ -161,21 +216,53 @@ def _language_md(language: str, summary: dict, cases: list[dict]) -> str:
             if r["answer"] is None:
                 lines += [f"No answer: {(r.get('error') or '').translate(_MD_SPECIAL)}", ""]
                 continue
-            lines += [md(r["answer"]), "", "| criterion | points | axis | verdict |", "|---|---:|---|---|"]
+            lines += [md(r["answer"]), "", "| criterion | points | axis | for the patient |", "|---|---:|---|---|"]
             for v in r["verdicts"]:
-                verdict = {True: "met", False: "not met"}.get(v["met"], "not graded")
-                lines.append(f"| {v['id']} | {v['points']} | {v['axis']} | {verdict}{' (never-event)' if v['id'] in r['never'] else ''} |")
+                never = " (never-event)" if v["id"] in r["never"] else ""
+                lines.append(f"| {v['id']} | {v['points']} | {v['axis']} | {outcome_md(v)}{never} |")
             lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def _findings_md(summary: dict, never_listed: list[dict]) -> list[str]:
+def coverage_md(cell: dict | None) -> str:
+    """A language's grading coverage in a Markdown cell: the share, how far from the reference, a red mark if warned."""
+    text = " · ".join(x for x in (coverage_text(cell), coverage_gap_text(cell)) if x)
+    return f"{TONE_MARK['bad']} {text}" if cell and cell.get("warn") else text
+
+
+def _parity_md(summary: dict) -> list[str]:
     ref = summary.get("parity_reference", "fr")
-    lines = ["", f"## Language parity (each language minus {ref}, paired by scenario)", ""]
+    lines = ["", f"## Language parity (each language minus {ref}, paired by scenario)", "",
+             f"Beside each gap, the same gap over only the criteria decided in both languages (per scenario, the "
+             f"criteria graded in both cases, re-scored with HealthBench's formula).", ""]
     for name, langs in summary.get("parity", {}).items():
-        lines += [f"### {name}", "", "| language | gap | 95% CI | scenarios | flagged |", "|---|---:|---|---:|---|"]
-        lines += [f"| {l} | {fmt(e, 'gap', True)} | {ci(e, 'gap')} | {e['n']} | {'yes' if e['flagged'] else ''} |" for l, e in langs.items()]
+        lines += [f"### {name}", "", "| language | gap | 95% CI | scenarios | flagged | gap, criteria decided in both | 95% CI | "
+                  "criteria | flagged |", "|---|---:|---|---:|---|---:|---|---:|---|"]
+        for l, e in langs.items():
+            d = e.get("decided_in_both") or {}
+            lines.append(f"| {l} | {fmt(e, 'gap', True)} | {ci(e, 'gap')} | {e['n']} | {'yes' if e['flagged'] else ''} | "
+                         f"{fmt(d, 'gap', True)} | {ci(d, 'gap')} | {d.get('criteria', 0)} | {'yes' if d.get('flagged') else ''} |")
         lines.append("")
+    return lines
+
+
+def _coverage_md(summary: dict) -> list[str]:
+    lines = ["", "## Grading coverage", ""]
+    lines += [f"> **Warning:** {md_inline(w)}" for w in warning_messages(summary.get("coverage_warnings", []))]
+    lines += ["", "| target | grader | criteria graded |", "|---|---|---:|"]
+    for name, cov in summary.get("coverage", {}).items():
+        lines += [f"| {name} | {g} | {c['graded']} of {c['total']} |" for g, c in cov["by_grader"].items()]
+    languages = summary["languages"]
+    lines += ["", f"Criteria graded in each language, against {summary.get('parity_reference', 'fr')} (warned when more than "
+              f"{percent(summary.get('coverage_gap', 0.1))[:-1]} points below):", "",
+              "| target | " + " | ".join(languages) + " |", "|---|" + "---|" * len(languages)]
+    for name, langs in summary.get("coverage_parity", {}).items():
+        lines.append(f"| {name} | " + " | ".join(coverage_md(langs.get(l)) for l in languages) + " |")
+    return lines
+
+
+def _findings_md(summary: dict, never_listed: list[dict]) -> list[str]:
+    lines = _parity_md(summary)
     lines += ["## Never-events", "", f"Answers that commit at least one never-event (a criterion worth "
               f"{summary.get('never_event_threshold', -8)} points or less that was met, or a critical criterion failed).", "",
               "| target | " + " | ".join(summary["languages"]) + " |", "|---|" + "---:|" * len(summary["languages"])]
@@ -183,21 +270,19 @@ def _findings_md(summary: dict, never_listed: list[dict]) -> list[str]:
         cells = [f"{langs[l]['count']} of {langs[l]['n']}" if l in langs else "n/a" for l in summary["languages"]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [""] + [f"- {a['target']} · {a['case_id']}" + (f" · sample {a['sample']}" if a["sample"] else "") + ": "
-                     + ", ".join(v["id"] for v in a["criteria"]) for a in never_listed]
+                     + ", ".join(f"{v['id']} ({outcome_md(v)})" for v in a["criteria"]) for a in never_listed]
     if summary.get("worst_at_k"):
         ks = sorted({int(k) for w in summary["worst_at_k"].values() for k in w})
         lines += ["", "## Reliability: worst-at-k", "", "| target | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
         lines += [f"| {n} | " + " | ".join(f"{w[str(k)]:.3f}" if str(k) in w else "" for k in ks) + " |" for n, w in summary["worst_at_k"].items()]
-    lines += ["", "## Grading coverage", "", "| target | grader | criteria graded |", "|---|---|---:|"]
-    for name, cov in summary.get("coverage", {}).items():
-        lines += [f"| {name} | {g} | {c['graded']} of {c['total']} |" for g, c in cov["by_grader"].items()]
-    return lines
+    return lines + _coverage_md(summary)
 
 
 def _index_md(summary: dict, manifest: dict, never_listed: list[dict]) -> str:
     targets = list(summary["targets"])
-    lines = [f"# Bilan report {manifest['run_id']}", "", f"{summary['rows']} answers · grader {manifest['grader']['provider']}", "",
-             "![Overall score by language](index.png)", "", "## Overall", "",
+    lines = [f"# Bilan report {manifest['run_id']}", "", f"{summary['rows']} answers · grader {manifest['grader']['provider']}", ""]
+    lines += [f"> **Warning:** {md_inline(w)}" for w in warning_messages(summary.get("coverage_warnings", []))]
+    lines += ["", "![Overall score by language](index.png)", "", "## Overall", "",
              "| target | score | 95% CI | n | missing | errors | criteria not graded |", "|---|---:|---|---:|---:|---:|---:|"]
     for name, t in summary["targets"].items():
         lines.append(f"| {name} | {fmt(t['overall'])} | {ci(t['overall'])} | {t['overall']['n']} | {t['missing']} | {t['errors']} | {t['ungraded_criteria']} |")
@@ -222,41 +307,49 @@ def _findings_charts(summary: dict) -> dict[str, Any]:
     return {"parity": parity, "worst": worst}
 
 
+def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary: dict, manifest: dict,
+                    conversations: dict[str, dict]) -> list[Path]:
+    """<language>.html/.md/.png; returns the files written."""
+    cases = _cases(rows, language, conversations, summary.get("never_event_threshold", -8))
+    axes = summary["axes"] + ["overall"]
+    png = bar_chart(axes, {n: [t["by_language_axis"].get(language, {}).get(a) for a in summary["axes"]] + [t["by_language"].get(language)]
+                           for n, t in summary["targets"].items()}, f"{language}: score by axis")
+    (run_dir / f"{language}.png").write_bytes(png)
+    varieties = {name: variety_text(langs.get(language)) for name, langs in summary.get("answer_variety", {}).items()}
+    html = render("language.html.j2", manifest=manifest, summary=summary, language=language, language_name=language_name(language),
+                  direction=direction(language), cases=cases, verdict_filter=VERDICT_FILTER,
+                  target_options=[(t, t) for t in summary["targets"]],
+                  warnings=warning_messages(summary.get("coverage_warnings", []), language),
+                  varieties={name: text for name, text in varieties.items() if text},
+                  review_counts=dict(Counter(c["review"] for c in cases)), chart=b64(png))
+    (run_dir / f"{language}.html").write_text(html, encoding="utf-8")
+    (run_dir / f"{language}.md").write_text(_language_md(language, summary, cases), encoding="utf-8")
+    return [run_dir / f"{language}.{ext}" for ext in ("html", "md", "png")]
+
+
 def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: dict,
                   conversations: dict[str, dict]) -> list[Path]:
     """Write summary.json, index.html/.md/.png and <language>.html/.md/.png; returns the files written."""
     run_dir = Path(run_dir)
     write_json(run_dir / SUMMARY, summary)
-    threshold = summary.get("never_event_threshold", -8)
-    common = {"manifest": manifest, "summary": summary}
     written = [run_dir / SUMMARY]
     languages = summary["languages"]
     index_png = bar_chart(languages, {n: [t["by_language"].get(l) for l in languages] for n, t in summary["targets"].items()},
                           "Overall score by language")
     (run_dir / "index.png").write_bytes(index_png)
     descriptions = {t["name"]: t.get("description", "") for t in manifest.get("targets", [])}
-    never_listed = never_event_answers(rows, threshold)
-    html = render("index.html.j2", **common, targets=list(summary["targets"]), descriptions=descriptions,
+    never_listed = never_event_answers(rows, summary.get("never_event_threshold", -8))
+    html = render("index.html.j2", manifest=manifest, summary=summary, targets=list(summary["targets"]), descriptions=descriptions,
                   language_names={l: language_name(l) for l in languages}, never_listed=never_listed,
                   worst_ks=sorted({int(k) for w in summary.get("worst_at_k", {}).values() for k in w}),
                   target_options=[(t, t) for t in summary["targets"]],
                   language_options=[(l, f"{l} ({language_name(l)})") for l in languages],
                   any_ungraded=any(t["ungraded_criteria"] for t in summary["targets"].values()),
+                  warnings=warning_messages(summary.get("coverage_warnings", [])),
                   charts={"index": b64(index_png), **_findings_charts(summary)})
     (run_dir / "index.html").write_text(html, encoding="utf-8")
     (run_dir / "index.md").write_text(_index_md(summary, manifest, never_listed), encoding="utf-8")
     written += [run_dir / "index.html", run_dir / "index.md", run_dir / "index.png"]
     for language in languages:
-        cases = _cases(rows, language, conversations, threshold)
-        axes = summary["axes"] + ["overall"]
-        png = bar_chart(axes, {n: [t["by_language_axis"].get(language, {}).get(a) for a in summary["axes"]] + [t["by_language"].get(language)]
-                               for n, t in summary["targets"].items()}, f"{language}: score by axis")
-        (run_dir / f"{language}.png").write_bytes(png)
-        html = render("language.html.j2", **common, language=language, language_name=language_name(language),
-                      direction=direction(language), cases=cases, verdict_filter=VERDICT_FILTER,
-                      target_options=[(t, t) for t in summary["targets"]],
-                      review_counts=dict(Counter(c["review"] for c in cases)), chart=b64(png))
-        (run_dir / f"{language}.html").write_text(html, encoding="utf-8")
-        (run_dir / f"{language}.md").write_text(_language_md(language, summary, cases), encoding="utf-8")
-        written += [run_dir / f"{language}.{ext}" for ext in ("html", "md", "png")]
+        written += _write_language(run_dir, language, rows, summary, manifest, conversations)
     return written

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .charts import bar_chart, cost_chart, curve_chart, forest_chart
-from .report import b64, ci, fmt, language_name, md_inline, render
+from .report import b64, ci, coverage_md, coverage_text, fmt, language_name, md_inline, render, warning_messages
 from .store import write_json
 
 
@@ -121,13 +121,21 @@ def _latency(c: dict) -> str:
     return f"{lat['p50']:.2f} s / {lat['p95']:.2f} s" if lat else "n/a"
 
 
+def _parity_cell(e: dict | None) -> str:
+    """A parity gap in a Markdown cell, with the gap over the criteria decided in both languages after it."""
+    text = f"{fmt(e, 'gap', True)} {ci(e, 'gap')}{' (flagged)' if e and e['flagged'] else ''}"
+    d = (e or {}).get("decided_in_both")
+    return text + (f"; decided in both: {fmt(d, 'gap', True)} {ci(d, 'gap')}{' (flagged)' if d['flagged'] else ''}" if d else "")
+
+
 def compare_markdown(data: dict[str, Any], charts: dict[str, bytes]) -> str:
     """The comparison as Markdown, the charts linked as PNG files beside it."""
     cs, langs = data["contenders"], data["languages"]
     said = headline(data)
     lines = ["# Bilan comparison: " + ", ".join(md_inline(c["label"]) for c in cs), "", f"**{md_inline(said[0])}**", ""]
-    lines += [f"- {md_inline(sentence)}" for sentence in said[1:]] + ["",
-             "## Which system scores best overall?", "", "![overall](compare-overall.png)", "",
+    lines += [f"- {md_inline(sentence)}" for sentence in said[1:]] + [""]
+    lines += [f"> **Warning:** {md_inline(w)}" for w in warning_messages(data.get("coverage_warnings", []))]
+    lines += ["", "## Which system scores best overall?", "", "![overall](compare-overall.png)", "",
              "| system | score | 95% CI | cases | never-events | cost per 100 cases | latency p50 / p95 |", "|---|---:|---|---:|---:|---:|---|"]
     for c in cs:
         ne = c["never_events"]
@@ -147,9 +155,7 @@ def compare_markdown(data: dict[str, Any], charts: dict[str, bytes]) -> str:
     lines += ["", f"## Is each system as good in every language as in {data['reference']}?", ""]
     lines += (["![parity](compare-parity.png)", ""] if "parity" in charts else [])
     lines += ["| language | " + " | ".join(md_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
-    for l in (l for l in langs if l != data["reference"]):
-        cells = [c["parity"].get(l) for c in cs]
-        lines.append(f"| {l} | " + " | ".join(f"{fmt(e, 'gap', True)} {ci(e, 'gap')}{' (flagged)' if e and e['flagged'] else ''}" for e in cells) + " |")
+    lines += [f"| {l} | " + " | ".join(_parity_cell(c["parity"].get(l)) for c in cs) + " |" for l in langs if l != data["reference"]]
     lines += ["", "## How often does each system commit a never-event?", "", "![never-events](compare-never.png)", "",
               "| language | " + " | ".join(md_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
     events = lambda c, l: c["never_events_by_language"].get(l)
@@ -160,6 +166,9 @@ def compare_markdown(data: dict[str, Any], charts: dict[str, bytes]) -> str:
     lines += [f"| {md_inline(c['label'])} | {_money(c['cost']['per_100_cases_usd'])} | {_money(c['cost']['total_usd'])} | {_latency(c)} |" for c in cs]
     if "reliability" in charts:
         lines += ["", "## How bad is the worst of k answers?", "", "![reliability](compare-reliability.png)"]
+    lines += ["", "## Grading coverage", "", "| system | criteria graded | " + " | ".join(langs) + " |", "|---|---:|" + "---|" * len(langs)]
+    lines += [f"| {md_inline(c['label'])} | {coverage_text(c['coverage'])} | " + " | ".join(coverage_md(c["coverage_parity"].get(l)) for l in langs)
+              + " |" for c in cs]
     lines += ["", "## Method", "", md_inline(method_note(data)), ""]
     return "\n".join(lines)
 

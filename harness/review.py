@@ -1,5 +1,10 @@
 """Clinician review round-trip: a blinded review sheet out (XLSX or CSV), labels back in, beside the run.
 
+The sheet says, for every criterion, whether it describes a harm (met means the answer does something harmful) or
+something the answer should do; with --show-grader, what the grader's verdict means for the patient (harm present,
+harm avoided, done, missed, not graded), coloured in the workbook, where the reviewer's own yes or no is coloured the
+same way as it is typed.
+
 Labels are stored in RUN_DIR/labels/<reviewer>.jsonl, one row per (answer, criterion):
 {"target", "case_id", "sample", "criterion", "answer_sha256", "met", "reviewer", "comment", "sheet"}. The answer's
 hash ties a label to the exact text it judged, so the `labels` grader can grade any run that replays it.
@@ -17,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, Problem
+from .analyze import criterion_kind, outcome
 from .graders.labels import answer_sha256, load_labels
 from .load import _csv_problem, display
 from .store import read_json, read_results, write_json
 from .yamldoc import read_text
 
 COLUMNS = ["sheet", "row_id", "system", "case_id", "language", "conversation", "answer", "criterion_id", "criterion",
-           "points", "axis", "grader_verdict", "met", "comment"]
+           "criterion_kind", "points", "axis", "grader_verdict", "grader_outcome", "met", "comment"]
+FILLS = {"good": "FFD8F0DE", "bad": "FFF8D7D5", "none": "FFEDEDED"}     # green, red, grey: good or bad for the patient
 RTL_LANGUAGES = ("ar", "ary-Arab", "arb")
 TRUE = {"yes", "y", "true", "1", "oui", "o", "نعم", "ah", "iyeh"}
 FALSE = {"no", "n", "false", "0", "non", "لا", "la"}
@@ -80,17 +87,34 @@ def sheet_rows(run_dir: Path, seed: int = 0, size: int | None = None, show_grade
         v, row_id = row["criterion"], f"R{n:05d}"
         key["rows"][row_id] = {"target": row["target"], "case_id": row["case_id"], "sample": row["sample"],
                                "criterion": v["id"], "answer_sha256": answer_sha256(row["answer"])}
+        told = outcome(v["points"], v["met"])
         out.append({"sheet": sheet, "row_id": row_id, "system": codes[row["target"]], "case_id": row["case_id"],
                     "language": row["language"], "conversation": row["conversation"], "answer": row["answer"],
-                    "criterion_id": v["id"], "criterion": v.get("text", ""), "points": v["points"], "axis": v["axis"],
+                    "criterion_id": v["id"], "criterion": v.get("text", ""), "criterion_kind": criterion_kind(v["points"]),
+                    "points": v["points"], "axis": v["axis"],
                     "grader_verdict": ({True: "yes", False: "no"}.get(v["met"], "not graded") if show_grader else ""),
-                    "met": "", "comment": ""})
+                    "grader_outcome": told.words if show_grader else "", "met": "", "comment": "",
+                    "_tone": told.tone if show_grader else None})
     return out, key
+
+
+def _colour_met(sheet, rows: int) -> None:
+    """Colour the reviewer's yes or no as what it means for the patient, from the criterion's points (analyze.outcome)."""
+    from openpyxl.formatting.rule import FormulaRule
+    from openpyxl.styles import PatternFill
+    letter = lambda name: sheet.cell(1, COLUMNS.index(name) + 1).column_letter
+    points, met = letter("points"), letter("met")
+    for sign, example in (("<0", -1), (">=0", 1)):
+        for word, value in (("yes", True), ("no", False)):
+            tone = outcome(example, value).tone
+            fill = PatternFill(start_color=FILLS[tone], end_color=FILLS[tone], fill_type="solid")
+            sheet.conditional_formatting.add(f"{met}2:{met}{max(2, rows + 1)}", FormulaRule(
+                formula=[f'AND(${points}2{sign},LOWER(TRIM(${met}2))="{word}")'], fill=fill, stopIfTrue=True))
 
 
 def _write_xlsx(path: Path, rows: list[dict]) -> None:
     from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
+    from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.worksheet.datavalidation import DataValidation
     book = Workbook()
     sheet = book.active
@@ -98,7 +122,7 @@ def _write_xlsx(path: Path, rows: list[dict]) -> None:
     sheet.append(COLUMNS)
     for cell in sheet[1]:
         cell.font = Font(bold=True)
-    widths = {"conversation": 60, "answer": 70, "criterion": 50, "comment": 30}
+    widths = {"conversation": 60, "answer": 70, "criterion": 50, "criterion_kind": 28, "grader_outcome": 16, "comment": 30}
     for i, name in enumerate(COLUMNS, 1):
         sheet.column_dimensions[sheet.cell(1, i).column_letter].width = widths.get(name, 12)
     for row in rows:
@@ -109,9 +133,15 @@ def _write_xlsx(path: Path, rows: list[dict]) -> None:
                 cell.data_type = "s"           # never a formula, whatever the text starts with
                 cell.alignment = Alignment(wrap_text=True, vertical="top", readingOrder=2 if rtl else 1,
                                            horizontal="right" if rtl and COLUMNS[cell.column - 1] in ("conversation", "answer") else None)
+        if row["_tone"]:
+            sheet[sheet.max_row][COLUMNS.index("grader_outcome")].fill = PatternFill(
+                start_color=FILLS[row["_tone"]], end_color=FILLS[row["_tone"]], fill_type="solid")
+        if row["points"] < 0:
+            sheet[sheet.max_row][COLUMNS.index("criterion_kind")].font = Font(bold=True)
     check = DataValidation(type="list", formula1='"yes,no"', allow_blank=True)
     sheet.add_data_validation(check)
     check.add(f"{sheet.cell(2, COLUMNS.index('met') + 1).coordinate}:{sheet.cell(max(2, len(rows) + 1), COLUMNS.index('met') + 1).coordinate}")
+    _colour_met(sheet, len(rows))
     sheet.freeze_panes = "C2"
     book.save(path)
 
@@ -126,7 +156,7 @@ def export_review(run_dir: Path, out: Path, seed: int = 0, size: int | None = No
         with open(out, "w", encoding="utf-8-sig", newline="") as f:      # the BOM makes Excel read UTF-8
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
-            writer.writerows({k: neutralise(v) for k, v in row.items()} for row in rows)
+            writer.writerows({k: neutralise(row[k]) for k in COLUMNS} for row in rows)
     (run_dir / "review").mkdir(exist_ok=True)
     write_json(run_dir / "review" / f"{key['sheet']}.key.json", key)
     return key

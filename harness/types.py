@@ -46,6 +46,7 @@ class Criterion:
     check: Any = None          # the check as written (dict), or None: needs a model grader
     tags: tuple[str, ...] = ()
     rubric: str = ""
+    compiled: Any = field(default=None, compare=False, repr=False)   # the check compiled at load (checks.Check)
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,8 @@ def test_detect(text, label):
     ("Appelez le 15 tout de suite.", "ary-Arab", ("fr",), True),      # ... unless the user mixed French in
     ("3ayet l 15 daba, ma t3tih walou", "ary-Latn", (), True),
     ("عيط على 15 دابا", "ary-Latn", (), False),                      # Arabizi user answered in Arabic script
-    ("Call 15 now.", "ary-Latn", (), False),
+    ("Call 15 now and stay with him until they come.", "ary-Latn", (), False),
+    ("Call 15 now.", "ary-Latn", (), None),                          # too short to tell: abstains
     ("ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ: 15", "zgh-Tfng", (), True),
     ("Appelez le 15.", "zgh-Tfng", (), False),
     ("Call 15 now and stay with him.", "en", (), True),

@@ -77,7 +77,7 @@ def test_checks_agree_with_the_expected_verdicts(project):
     config, suite, answers = project
     grader = RulesGrader(suite.locale)
     cases = {c.id: c for c in suite.cases}
-    disagreements, compared = [], 0
+    disagreements, compared, abstained = [], 0, 0
     for target in config.targets:
         expected = load_expected(target.answers)
         for (case_id, sample), text in answers[target.name].items():
@@ -89,7 +89,9 @@ def test_checks_agree_with_the_expected_verdicts(project):
             for criterion in checked:
                 got = grader.verdict(case, text, criterion).met
                 compared += 1
-                if got != want[criterion.id]:
+                if got is None:         # the check abstains (it cannot tell): never a wrong verdict, counted apart
+                    abstained += 1
+                elif got != want[criterion.id]:
                     disagreements.append(f"{target.name} {case_id} {criterion.id}: check says {got}, expected {want[criterion.id]}")
-    assert compared > 0
+    assert compared > 0 and abstained < 0.05 * compared
     assert not disagreements, "\n".join(disagreements)

@@ -25,7 +25,7 @@ from ..checks import visible_text
 from ..errors import ProviderError
 from ..providers.base import Endpoint, GenParams
 from ..types import Case, Criterion, Message, Usage, Verdict
-from .rules import RulesGrader
+from .rules import RulesGrader, view_of
 
 PROMPT_VERSION = "bilan-grader-3"
 MODES = ("per_criterion", "batched")
@@ -218,9 +218,11 @@ class ModelGrader:
 
     async def grade(self, case: Case, answer: str, criteria: Sequence[Criterion]) -> list[Verdict]:
         """Verdicts for every criterion, the model's calls made concurrently under the endpoint's limit."""
-        by_check = {c.id: self.rules.verdict(case, answer, c) for c in criteria
+        view = view_of(case, answer)
+        by_check = {c.id: self.rules.verdict(case, view, c) for c in criteria
                     if c.check is not None and (self.use_checks or self.compare_checks)}
-        to_model = [c for c in criteria if not (self.use_checks and c.id in by_check and not self.compare_checks)]
+        decided = {i for i, v in by_check.items() if v.met is not None}     # an abstaining check leaves it to the model
+        to_model = [c for c in criteria if not (self.use_checks and c.id in decided and not self.compare_checks)]
         if not to_model:
             model = {}
         elif self.mode == "batched":
@@ -230,7 +232,7 @@ class ModelGrader:
         out = []
         for c in criteria:
             check, judged = by_check.get(c.id), model.get(c.id)
-            chosen = check if (self.use_checks and check is not None) else judged
+            chosen = check if (self.use_checks and c.id in decided) else judged
             if self.compare_checks and check is not None and judged is not None:
                 chosen = replace(chosen, check_met=check.met, model_met=judged.met, usage=judged.usage)
             out.append(chosen)

@@ -1,5 +1,5 @@
-"""The `rules` grader: deterministic checks decide, on the answer's visible text; a criterion without a check is
-left ungraded."""
+"""The `rules` grader: deterministic checks decide, on the answer's visible text. A criterion without a check, or
+whose check abstains (it cannot tell), is left ungraded, with the reason."""
 from __future__ import annotations
 
 import json
@@ -9,18 +9,6 @@ from ..checks import AnswerView, Check, CheckTimeout, compile_check, visible_tex
 from ..types import Case, Criterion, Locale, Verdict
 
 NO_CHECK = "no deterministic check; needs a model grader"
-
-
-def describe(check: dict) -> str:
-    """A short name for a check, e.g. `mentions emergency_numbers` or `all(any_of, not(any_of))`."""
-    (kind, value), = check.items()
-    if kind in ("any", "all"):
-        return f"{kind}({', '.join(describe(c) for c in value)})"
-    if kind == "not":
-        return f"not({describe(value)})"
-    if kind in ("mentions", "max_words"):
-        return f"{kind} {value}"
-    return kind
 
 
 class RulesGrader:
@@ -33,27 +21,34 @@ class RulesGrader:
         self._compiled: dict[str, Check] = {}
 
     def check_for(self, criterion: Criterion) -> Check | None:
-        """The compiled check of a criterion, or None when it has none."""
+        """The criterion's check as compiled at load (compiled here only for criteria built by hand)."""
         if criterion.check is None:
             return None
-        key = json.dumps(criterion.check, sort_keys=True, ensure_ascii=False)
+        if criterion.compiled is not None:
+            return criterion.compiled
+        key = json.dumps([criterion.check, criterion.points < 0], sort_keys=True, ensure_ascii=False)
         if key not in self._compiled:
-            self._compiled[key], _ = compile_check(criterion.check, self.locale)
+            self._compiled[key], _ = compile_check(criterion.check, self.locale, harmful=criterion.points < 0)
         return self._compiled[key]
 
     def verdict(self, case: Case, answer: str | AnswerView, criterion: Criterion) -> Verdict:
-        """One criterion's verdict: met or not by its check, or ungraded without one."""
+        """One criterion's verdict: met, not met, or not graded (no check, or the check abstained), with why."""
         check = self.check_for(criterion)
         if check is None:
             return Verdict(criterion.id, None, self.name, NO_CHECK)
-        view = answer if isinstance(answer, AnswerView) else AnswerView(visible_text(answer), case.language, case.code_switch)
+        view = answer if isinstance(answer, AnswerView) else view_of(case, answer)
         try:
-            met = check(view)
+            outcome = check.evaluate(view)
         except CheckTimeout as exc:
             return Verdict(criterion.id, None, self.name, "", error=f"timeout: {exc}")
-        return Verdict(criterion.id, met, self.name, f"{describe(criterion.check)} check: {'met' if met else 'not met'}")
+        return Verdict(criterion.id, outcome.met, self.name, outcome.reason[:1].upper() + outcome.reason[1:])
 
     async def grade(self, case: Case, answer: str, criteria: Sequence[Criterion]) -> list[Verdict]:
         """Verdicts for every criterion."""
-        view = AnswerView(visible_text(answer), case.language, case.code_switch)
+        view = view_of(case, answer)
         return [self.verdict(case, view, c) for c in criteria]
+
+
+def view_of(case: Case, answer: str) -> AnswerView:
+    """What the checks see of an answer to a case."""
+    return AnswerView(visible_text(answer), case.language, case.code_switch)
