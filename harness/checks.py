@@ -24,7 +24,6 @@ from .types import Locale
 __all__ = ["AnswerView", "Check", "CheckTimeout", "KINDS", "Outcome", "compile_check", "normalize", "number_pattern",
            "visible_text", "word_count"]
 
-_DIGITS = {ord(c): str(i) for i, c in enumerate("٠١٢٣٤٥٦٧٨٩")} | {ord(c): str(i) for i, c in enumerate("۰۱۲۳۴۵۶۷۸۹")}
 _LETTERS = str.maketrans({"ى": "ي", "ة": "ه", "ٱ": "ا", "ـ": "", "ڭ": "ك", "گ": "ك", "ک": "ك", "ی": "ي",
                           "’": "'", "‘": "'", "`": "'", "ʼ": "'"})
 _SPACES = re.compile(r"[^\S\n]+")
@@ -59,17 +58,12 @@ class AnswerView:
     @cached_property
     def normalized(self) -> str:
         """The text folded for phrase matching (line breaks kept, for clauses and lists)."""
-        return normalize(fold_digits(self.text), keep_lines=True)
+        return normalize(self.text, keep_lines=True)
 
     @cached_property
     def flat(self) -> str:
         """`normalized` with line breaks as spaces (same offsets), where phrases are searched."""
         return self.normalized.replace("\n", " ")
-
-    @cached_property
-    def digits(self) -> str:
-        """The text with every digit form as ASCII and invisible marks removed."""
-        return fold_digits(self.text)
 
     @cached_property
     def identified(self) -> langid.Identification:
@@ -118,7 +112,7 @@ _OVERRIDE = re.compile("\u202e([^\u202c\n]*)\u202c?")
 
 def normalize(text: str, keep_lines: bool = False) -> str:
     """Fold text for phrase matching: marks, Arabic letter forms, digits, case and spaces."""
-    text = unicodedata.normalize("NFKD", text.translate(_DIGITS))
+    text = unicodedata.normalize("NFKD", fold_digits(text))
     text = "".join(c for c in text if unicodedata.category(c) != "Mn")
     text = unicodedata.normalize("NFKC", text).translate(_LETTERS).casefold()
     text = _SPACES.sub(" ", text).strip()
@@ -361,16 +355,7 @@ class Language(Check):
         return cls()
 
     def evaluate(self, view: AnswerView) -> Outcome:
-        found = view.identified
-        user = " or ".join(langid.display_name(t) for t in (view.language, *view.code_switch))
-        if found.label == "und":
-            if found.script == "Latn" and not view.user_families & langid.LATIN_FAMILIES:
-                return Outcome(False, f"the answer is in Latin script; the user wrote in {user}")
-            return Outcome(None, f"{found.reason}: cannot tell whether it is in {user}")
-        name = langid.display_name(found.label)
-        if langid.family(found.label) in view.user_families:
-            return Outcome(True, f"the answer is in {name}, as the user wrote")
-        return Outcome(False, f"the answer is in {name}; the user wrote in {user}")
+        return Outcome(*langid.language_match(view.identified, view.language, view.code_switch))
 
 
 class MaxWords(Check):

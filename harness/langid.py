@@ -276,8 +276,22 @@ def is_known_tag(tag: str) -> bool:
         return False
 
 
+def language_match(found: Identification, language: str, code_switch: tuple[str, ...] = ()) -> tuple[bool | None, str]:
+    """Whether an identified text is in the user's language family or one they mixed in (None: cannot tell),
+    and why in words. A Latin-script text too short to tell still fails a user who wrote in another script."""
+    users = {family(language)} | {family(t) for t in code_switch}
+    user = " or ".join(display_name(t) for t in (language, *code_switch))
+    if found.label == "und":
+        if found.script == "Latn" and not users & LATIN_FAMILIES:
+            return False, f"the answer is in Latin script; the user wrote in {user}"
+        return None, f"{found.reason}: cannot tell whether it is in {user}"
+    name = display_name(found.label)
+    if family(found.label) in users:
+        return True, f"the answer is in {name}, as the user wrote"
+    return False, f"the answer is in {name}; the user wrote in {user}"
+
+
 def matches_language(text: str, language: str, code_switch: tuple[str, ...] = ()) -> bool | None:
     """True if the text is in the variant's language family or one of its code-switch languages; None when the
     text is too short or otherwise cannot be told."""
-    from .checks import AnswerView, Language
-    return Language().evaluate(AnswerView(text, language, tuple(code_switch))).met
+    return language_match(identify(text), language, tuple(code_switch))[0]

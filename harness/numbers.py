@@ -56,7 +56,7 @@ d9i9a|d9aye9|dqiqa|dqayeq|dqai9|s3a|sa3a|swaye3|sway3|nhar|iyam|ayam|yam|3am|sni
 """.replace("\n", "")
 def _folded_variants(alternatives: str) -> str:
     """The unit alternatives plus their phrase-matching normal forms (accents and Arabic letter forms folded)."""
-    import unicodedata as ud
+    ud = unicodedata
     words = alternatives.split("|")
     folded = set()
     for w in words:
