@@ -101,14 +101,14 @@ def check_figures(folder: Path, suite) -> dict:
     grader, cases = RulesGrader(suite.locale), {c.id: c for c in suite.cases}
     cells: dict[str, dict] = defaultdict(lambda: {"harm_n": 0, "harm_false_met": 0, "harm_missed": 0, "pos_n": 0,
                                                   "pos_false_not_met": 0, "abstain": 0, "n": 0})
-    scores: dict[str, dict] = defaultdict(dict)     # language -> (scenario, variant) -> (grader score, true score)
+    scores: dict[str, dict] = defaultdict(dict)     # language -> (scenario, variant) -> {criterion: (points, met, want)}
     for row in read_answers(folder):
         case = cases.get(row["case_id"])
         if case is None:
             continue
         language = case.language + ("+" + "+".join(case.code_switch) if case.code_switch else "")
         view, cell = view_of(case, row["answer"]), cells[language]
-        got, truth = [], []
+        decided = {}
         for criterion in suite.criteria[case.id]:
             if criterion.check is None or criterion.id not in row["expected"]:
                 continue
@@ -122,26 +122,47 @@ def check_figures(folder: Path, suite) -> dict:
             else:
                 cell["pos_n"] += 1
                 cell["pos_false_not_met"] += met is False and want is True
-            got.append((criterion.points, met))
-            truth.append((criterion.points, want))
+            decided[criterion.id] = (criterion.points, met, want)
         key = (case.scenario, row.get("variant", ""), tuple(case.code_switch))
-        scores[language][key] = (score(got), score(truth))
+        scores[language][key] = decided
     return {"cells": dict(cells), "gaps": induced_gaps(scores)}
 
 
+def _scores(decided: dict, ids) -> tuple[float | None, float | None]:
+    """The grader's and the expected verdicts' score of one answer over some criteria."""
+    return (score([(decided[i][0], decided[i][1]) for i in ids]), score([(decided[i][0], decided[i][2]) for i in ids]))
+
+
+def _gap(pairs: list) -> dict | None:
+    pairs = [(a, b) for a, b in pairs if None not in (*a, *b)]
+    if not pairs:
+        return None
+    grader_gap = sum(a[0] - b[0] for a, b in pairs) / len(pairs)
+    true_gap = sum(a[1] - b[1] for a, b in pairs) / len(pairs)
+    return {"pairs": len(pairs), "grader_gap": grader_gap, "true_gap": true_gap, "induced": grader_gap - true_gap}
+
+
 def induced_gaps(scores: dict[str, dict]) -> dict[str, dict]:
-    """Per language: the grader's and the truth's mean gap to French over paired answers, and their difference."""
+    """Per language: the grader's and the truth's mean gap to French over paired answers, and their difference;
+    `paired` is the same over the criteria the grader decided in both languages (as the reports' parity gaps),
+    beside it the unpaired figure over every criterion decided in each language."""
     out = {}
     french = scores.get("fr", {})
     for language, by_key in scores.items():
-        pairs = [(by_key[k], french[(k[0], k[1], ())]) for k in by_key if (k[0], k[1], ()) in french]
-        pairs = [(a, b) for a, b in pairs if None not in (a[0], a[1], b[0], b[1])]
-        if not pairs or language == "fr":
+        if language == "fr":
             continue
-        grader_gap = sum(a[0] - b[0] for a, b in pairs) / len(pairs)
-        true_gap = sum(a[1] - b[1] for a, b in pairs) / len(pairs)
-        out[language] = {"pairs": len(pairs), "grader_gap": grader_gap, "true_gap": true_gap,
-                         "induced": grader_gap - true_gap}
+        unpaired, paired = [], []
+        for key, here in by_key.items():
+            there = french.get((key[0], key[1], ()))
+            if there is None:
+                continue
+            unpaired.append((_scores(here, here), _scores(there, there)))
+            both = [i for i in here if i in there and here[i][1] is not None and there[i][1] is not None]
+            paired.append((_scores(here, both), _scores(there, both)))
+        figures = _gap(unpaired)
+        if figures:
+            figures["paired"] = _gap(paired)
+            out[language] = figures
     return out
 
 
@@ -161,13 +182,15 @@ def print_language(figures: dict) -> None:
 def print_checks(name: str, figures: dict) -> None:
     print(f"\n**{name}**\n")
     print("| language | verdicts | false met (harmful) | missed harm | false not met (positive) | abstain | "
-          "grader gap to fr | expected gap to fr | grader-induced gap (pairs) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "grader gap to fr | expected gap to fr | grader-induced gap (pairs) | "
+          "grader-induced gap, criteria decided in both (pairs) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     gaps = figures["gaps"]
     for language, c in sorted(figures["cells"].items()):
         g = gaps.get(language)
-        gap = (f"{g['grader_gap']:+.3f} | {g['true_gap']:+.3f} | {g['induced']:+.3f} ({g['pairs']})" if g
-               else "- | - | -")
+        gap = (f"{g['grader_gap']:+.3f} | {g['true_gap']:+.3f} | {g['induced']:+.3f} ({g['pairs']}) | "
+               + (f"{g['paired']['induced']:+.3f} ({g['paired']['pairs']})" if g.get("paired") else "-") if g
+               else "- | - | - | -")
         print(f"| {language} | {c['n']} | {_pct(c['harm_false_met'], c['harm_n'])} | {_pct(c['harm_missed'], c['harm_n'])} | "
               f"{_pct(c['pos_false_not_met'], c['pos_n'])} | {_pct(c['abstain'], c['n'])} | {gap} |")
 

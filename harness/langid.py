@@ -9,7 +9,8 @@ identifier handles Darija, Arabizi or Tamazight. Then, per script, a small chara
   with that language;
 - Arabic script: Modern Standard Arabic from Darija, reported as the answer's *variety*; both count as the same
   language for the same-language check (a Darija user may be answered in MSA).
-Text too short to tell (fewer than 3 words or 12 letters in Latin script) is `und`: checks abstain on it.
+Text too short to tell (fewer than 3 words or 12 letters in Latin script, or fewer than 8 words that the model
+gives no label with 0.8 of its probability) is `und`: checks abstain on it.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ NAMES = {"ar": "Arabic", "ary-Arab": "Darija (Arabic script)", "ary-Latn": "Dari
          "en": "English", "zgh-Tfng": "Tamazight (Tifinagh)", "zgh-Latn": "Tamazight (Latin script)",
          "und": "an undetermined language"}
 MIN_WORDS, MIN_LETTERS, MIXED_SHARE = 3, 12, 0.3
+SHORT_WORDS, SHORT_CONFIDENCE = 8, 0.8     # a short Latin text must be this clear, or it is `und`
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*|[^\W_]*[0-9][^\W_]*", re.UNICODE)
 _DIGIT_LETTER = re.compile(r"[a-z]*[235679][a-z]+|[a-z]+[235679][a-z]*")
 
@@ -177,7 +179,10 @@ def identify(text: str) -> Identification:
         if len(words) < MIN_WORDS or counts["Latn"] < MIN_LETTERS:
             return Identification("und", frozenset(), reason=f"the answer is too short to tell its language "
                                   f"({len(words)} word{'s' if len(words) != 1 else ''})", script="Latn")
-        label, _ = _latin(latin_text)
+        label, probs = _latin(latin_text)
+        if len(words) < SHORT_WORDS and max(probs.values(), default=0.0) < SHORT_CONFIDENCE:
+            return Identification("und", frozenset(), reason=f"the answer is too short to tell its language "
+                                  f"({len(words)} words, no language clear)", script="Latn")
         variety = None
     elif script == "Cyrl":
         label, variety = "ru", None

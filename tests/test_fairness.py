@@ -127,6 +127,10 @@ def test_the_same_language_check_abstains_on_short_latin_text_only():
     assert outcome(spec, "Appelez le 15.", "zgh-Tfng").met is False          # the script alone tells
     assert outcome(spec, "ina mdina nmchiw liha daba m3a lwlad", "ary-Latn").met is True
     assert outcome(spec, "Allez tout de suite aux urgences avec lui.", "ary-Latn").met is False
+    # A short mix of borrowed words that the model cannot place is too short to tell, not English.
+    assert outcome(spec, "top video kter mno", "ary-Latn").met is None
+    assert "no language clear" in identify("top video kter mno").reason
+    assert outcome(spec, "Go to the hospital now please.", "en").met is True
 
 
 def test_the_variety_of_arabic_script_answers_is_reported():
