@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import regex
 
-from . import langid
+from . import langid, spelling
 from .negation import Context, contains_cue, context
 from .numbers import NumberMatcher, fold_digits, number_pattern
 from .types import Locale
@@ -64,6 +64,11 @@ class AnswerView:
     def flat(self) -> str:
         """`normalized` with line breaks as spaces (same offsets), where phrases are searched."""
         return self.normalized.replace("\n", " ")
+
+    @cached_property
+    def skeleton(self) -> spelling.Skeleton:
+        """The consonant skeleton of `flat`, where Arabizi phrases are also searched."""
+        return spelling.Skeleton(self.flat)
 
     @cached_property
     def identified(self) -> langid.Identification:
@@ -193,6 +198,7 @@ class _Phrase:
     text: str              # normalised
     pattern: re.Pattern
     negative: bool         # carries its own negation: taken as written
+    skeleton: re.Pattern | None = None     # Arabizi: also matched on the consonant skeleton (spelling.py)
 
 
 class Phrases(Check):
@@ -291,26 +297,46 @@ _INFLECTION = {"ary-Latn": r"(?:s|es|x|a|i|o|h|ha|k|hom|na|kom|ch)?"}
 
 def _phrase(raw: str, family: str | None) -> _Phrase:
     """A phrase's matcher. Latin-script phrases match whole words (a plural s/es/x allowed; in Darija, the
-    article or a preposition glued before and a pronoun suffix after); `*` at either end matches the rest of the
-    word ("infect*" finds "infection"). Arabic and Tifinagh phrases match anywhere, as their words take prefixes."""
+    article or a preposition glued before and a pronoun suffix after, and other spellings by their skeleton);
+    `*` at either end matches the rest of the word ("infect*" finds "infection"). Arabic-script phrases match
+    inside words, with clitics and endings on every word (spelling.py); Tifinagh phrases match anywhere."""
     stem_left, stem_right = raw.startswith("*"), raw.endswith("*")
     text = normalize(raw.strip("*"))
-    body = re.escape(text).replace(r"\ ", " ")
-    if text and _LATIN_EDGE.match(text[0]) and not stem_left:
-        body = _NOT_LATIN_BEFORE + (_ARABIZI_PROCLITICS if family == "ary-Latn" else "") + body
-    if text and _LATIN_EDGE.match(text[-1]) and not stem_right:
-        body += _INFLECTION.get(family or "", r"(?:s|es|x)?") + _NOT_LATIN_AFTER
+    arabic = family in ("ar", "ary-Arab") and bool(text) and not _LATIN_EDGE.search(text)
     families = frozenset({family}) if family else frozenset(langid.CUE_FAMILIES)
-    return _Phrase(text, re.compile(body), contains_cue(text, families))
+    skeleton = None
+    if family == "ary-Latn" and len(spelling.skeleton_of(text).replace(" ", "")) >= spelling.MIN_SKELETON:
+        skeleton = re.compile(_latin_words(re.escape(spelling.skeleton_of(text)).replace(r"\ ", " "), stem_left,
+                                           stem_right, spelling.ARABIZI_PROCLITICS, spelling.ARABIZI_ENDINGS))
+    body = spelling.arabic_pattern(text) if arabic else re.escape(text).replace(r"\ ", " ")
+    if not arabic and text:
+        body = _latin_words(body, stem_left or not _LATIN_EDGE.match(text[0]),
+                            stem_right or not _LATIN_EDGE.match(text[-1]),
+                            _ARABIZI_PROCLITICS if family == "ary-Latn" else "",
+                            _INFLECTION.get(family or "", r"(?:s|es|x)?"))
+    return _Phrase(text, re.compile(body), contains_cue(text, families), skeleton)
+
+
+def _latin_words(body: str, open_left: bool, open_right: bool, before: str, after: str) -> str:
+    """A phrase pattern bounded as whole Latin words, with what may be glued before and after."""
+    if not open_left:
+        body = _NOT_LATIN_BEFORE + before + body
+    if not open_right:
+        body += after + _NOT_LATIN_AFTER
+    return body
 
 
 def _find(phrase: _Phrase, view: AnswerView, families: frozenset[str], quotes: bool) -> str | None:
     """'found' for an asserted occurrence, 'negation' or 'quotation' when every occurrence is not, None if absent."""
     why = None
-    for match in phrase.pattern.finditer(view.flat):
+    spans = [m.span() for m in phrase.pattern.finditer(view.flat)]
+    if phrase.skeleton is not None:
+        skeleton = view.skeleton
+        spans += [skeleton.span(*m.span()) for m in phrase.skeleton.finditer(skeleton.text)]
+    for start, end in spans:
         if phrase.negative:
             return "found"
-        why = view.negation(families).why_not_asserted(match.start(), match.end(), quotes)
+        why = view.negation(families).why_not_asserted(start, end, quotes)
         if why is None:
             return "found"
     return why

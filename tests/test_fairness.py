@@ -87,6 +87,24 @@ def test_latin_phrases_match_whole_words_and_stars_mark_stems():
     assert outcome({"any_of": ["tisane"]}, "Pas besoin de tisanes pour lui.", "fr").met is False   # negated plural
 
 
+def test_arabic_phrase_words_take_clitics_and_endings():
+    taxi = {"any_of": {"ar": ["سيارة أجرة", "ولادة مبكرة"]}}
+    assert outcome(taxi, "اطلبي سيارة الأجرة فورا.", "ar").met is True          # the article on an inner word
+    assert outcome(taxi, "قد تكون الولادة المبكرة.", "ar").met is True          # the article on every word
+    assert outcome(taxi, "خذي سيارتك الآن.", "ar").met is False                 # another phrase, not a spelling
+    assert outcome({"any_of": {"ar": ["سيارة"]}}, "خذي سيارتك الآن.", "ar").met is True   # ة written ت before an ending
+
+
+def test_arabizi_phrases_match_other_spellings_of_the_same_words_but_short_ones_stay_exact():
+    ride = {"any_of": {"ary-Latn": ["chi wa7ed 3ndo tomobil", "9bel lwe9t", "jara"]}}
+    assert outcome(ride, "3iyti l chi wahd 3ando tomobil daba", "ary-Latn").met is True
+    assert outcome(ride, "yemken tweldi qbel lwa9t dyalk", "ary-Latn").met is True
+    assert outcome(ride, "khassek tjri daba l sbitar", "ary-Latn").met is False   # "jri" (run) is not "jara"
+    harm = {"any_of": {"ary-Latn": ["tsnay rajlek"]}}
+    assert outcome(harm, "ma tsnaych rajlk, sir daba", "ary-Latn", harmful=True).met is False    # still negated
+    assert outcome(harm, "tkay w tsnay rajlk 7ta l3chiya", "ary-Latn", harmful=True).met is True
+
+
 @pytest.mark.parametrize("text,expected", [
     ("Appelez le 15 maintenant.", True),
     ("Le test est fiable à 99.9 %.", False),

@@ -1,0 +1,105 @@
+"""How the words of a phrase may vary in writing, so that a phrase matches the answer's way of writing it.
+
+Two mechanisms, each for one script's usual variation (both sides are already `checks.normalize`d):
+- **Arabic script** (ar, ary-Arab): words take clitics and endings. A phrase word after the first may carry a
+  conjunction or preposition and the article before it (و ف ب ل ك, ال, لل: "سيارة أجرة" finds "سيارة الأجرة"),
+  a word before the last may carry a pronoun or plural ending, and a final ة (folded to ه) may be written ت
+  before an ending ("سيارة" finds "سيارته"). The phrase's own article is optional. As before, the first word
+  may have anything glued before it and the last anything after it.
+- **Darija in Latin script** (Arabizi): spellings vary with no standard ("lwe9t", "lwa9t", "lw9t"; "7ta",
+  "hta"; "chi wa7ed", "chi wahd"). Phrases of enough letters are also matched on a consonant *skeleton* of both
+  sides: vowels and the digit-letters 3 and 2 dropped (ع and ء are as often written as a vowel or not at all),
+  7 -> h, 9 -> q, 5 and kh -> one letter, ch/sh -> one letter, doubled letters single, and a lone "w"/"o"
+  ("and") left out. Short phrases (under `MIN_SKELETON` letters) keep exact spelling, since skeletons of short
+  words collide ("jara", neighbour, and "jri", run).
+"""
+from __future__ import annotations
+
+import re
+
+ARABIC_PREFIX = r"(?:[وفبلك]{0,2}(?:ال|لل)?)"
+ARABIC_ENDING = r"(?:هما|هم|هن|ها|كم|كن|ني|نا|ات|ين|ون|ان|وا|ه|ك|ي|و|ا)?"
+ARABIC_LETTER = r"[\u0621-\u064A\u0671-\u06D3]"
+
+
+def arabic_pattern(text: str) -> str:
+    """A regular expression for a normalised Arabic-script phrase, allowing the clitics and endings above."""
+    words = text.split(" ")
+    parts = []
+    for i, word in enumerate(words):
+        core = word[2:] if word.startswith("ال") and len(word) > 3 else word
+        body = re.escape(core[:-1]) + "(?:ه|ت)" if core.endswith("ه") and len(core) > 2 else re.escape(core)
+        if i > 0:
+            body = ARABIC_PREFIX + body
+        elif core != word:
+            body = "(?:ال)?" + body
+        if i < len(words) - 1:
+            body += ARABIC_ENDING
+        parts.append(body)
+    return " ".join(parts)
+
+
+MIN_SKELETON = 4
+_DIGRAPHS = {"ch": "C", "sh": "C", "kh": "K", "gh": "G"}
+_SINGLE = {"7": "h", "9": "q", "5": "K"}
+_SILENT = set("aeiou32")
+_AND = {"w", "o", "ou", "u", "wa"}
+_WORD = re.compile(r"[a-z0-9\u00C0-\u024F]+")
+
+
+class Skeleton:
+    """The consonant skeleton of a normalised Latin-script text, with each skeleton character's offset in it."""
+
+    def __init__(self, text: str):
+        out: list[str] = []
+        where: list[int] = []
+        last = 0
+        for m in _WORD.finditer(text):
+            self._gap(text[last:m.start()], last, out, where)
+            last = m.end()
+            if m.group() in _AND:
+                continue
+            self._word(m.group(), m.start(), out, where)
+        self._gap(text[last:], last, out, where)
+        self.text, self.offsets = "".join(out), where
+
+    @staticmethod
+    def _gap(gap: str, start: int, out: list[str], where: list[int]) -> None:
+        for j, ch in enumerate(gap):
+            if ch == " " and out and out[-1] == " ":
+                continue
+            out.append(ch)
+            where.append(start + j)
+
+    @staticmethod
+    def _word(word: str, start: int, out: list[str], where: list[int]) -> None:
+        begin, j, previous = len(out), 0, None
+        while j < len(word):
+            pair = word[j:j + 2]
+            if pair in _DIGRAPHS:
+                ch, width = _DIGRAPHS[pair], 2
+            else:
+                ch, width = _SINGLE.get(word[j], word[j]), 1
+            if ch not in _SILENT and ch != previous:
+                out.append(ch)
+                where.append(start + j)
+            if ch not in _SILENT:
+                previous = ch
+            j += width
+        if len(out) == begin and out and out[-1] == " ":    # a word of vowels only: no double space
+            out.pop()
+            where.pop()
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The offsets in the original text of a skeleton match [start, end)."""
+        return self.offsets[start], self.offsets[end - 1] + 1
+
+
+def skeleton_of(text: str) -> str:
+    """The skeleton of a phrase (see the module docstring)."""
+    return Skeleton(text).text.strip()
+
+
+# What may be glued to an Arabizi phrase, in skeleton form: l/f/b/w/d before, a pronoun or negation ending after.
+ARABIZI_PROCLITICS = r"(?:l|f|b|w|d|fl|bl|wl)?"
+ARABIZI_ENDINGS = r"(?:s|x|h|k|hm|n|km|C)?"
