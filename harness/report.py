@@ -297,14 +297,28 @@ def _index_md(summary: dict, manifest: dict, never_listed: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _parity_rows(langs: dict) -> list[tuple[str, dict | None]]:
+    """Each language's gap, and under it the same gap over the criteria decided in both languages."""
+    rows: list[tuple[str, dict | None]] = []
+    for language, entry in langs.items():
+        rows.append((language, entry))
+        if entry.get("decided_in_both"):
+            rows.append((f"{language}, criteria decided in both", entry["decided_in_both"]))
+    return rows
+
+
 def _findings_charts(summary: dict) -> dict[str, Any]:
     """The parity chart of each target and the worst-at-k curve, as base64 PNG."""
     ref = summary.get("parity_reference", "fr")
-    parity = {name: b64(forest_chart([(l, e) for l, e in langs.items()], f"{name}: each language minus {ref}",
+    parity = {name: b64(forest_chart(_parity_rows(langs), f"{name}: each language minus {ref}",
                                      "score gap (95% interval)", key="gap"))
               for name, langs in summary.get("parity", {}).items() if langs}
+    described = {name: f"{name}: score gap of each language against {ref}, with 95% intervals: " + "; ".join(
+                     f"{label} {cell['gap']:+.2f}" if cell and cell.get("gap") is not None else f"{label} n/a"
+                     for label, cell in _parity_rows(langs))
+                 for name, langs in summary.get("parity", {}).items() if langs}
     worst = b64(curve_chart(summary["worst_at_k"], "Worst score at k answers per case")) if summary.get("worst_at_k") else None
-    return {"parity": parity, "worst": worst}
+    return {"parity": parity, "parity_alt": described, "worst": worst}
 
 
 def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary: dict, manifest: dict,
