@@ -4,7 +4,8 @@ Two mechanisms, each for one script's usual variation (both sides are already `c
 - **Arabic script** (ar, ary-Arab): words take clitics and endings. A phrase word after the first may carry a
   conjunction or preposition and the article before it (و ف ب ل ك, ال, لل: "سيارة أجرة" finds "سيارة الأجرة"),
   a word before the last may carry a pronoun or plural ending, and a final ة (folded to ه) may be written ت
-  before an ending ("سيارة" finds "سيارته"). The phrase's own article is optional. As before, the first word
+  before an ending ("سيارة" finds "سيارته"). The phrase's own article is optional before a core of 4+ letters
+  ("الطبيب" finds "طبيبك"); shorter cores keep it, since they collide ("اليوم", today; "يومين", two days). As before, the first word
   may have anything glued before it and the last anything after it.
 - **Darija in Latin script** (Arabizi): spellings vary with no standard ("lwe9t", "lwa9t", "lw9t"; "7ta",
   "hta"; "chi wa7ed", "chi wahd"). Phrases of enough letters are also matched on a consonant *skeleton* of both
@@ -20,6 +21,7 @@ import re
 ARABIC_PREFIX = r"(?:[وفبلك]{0,2}(?:ال|لل)?)"
 ARABIC_ENDING = r"(?:هما|هم|هن|ها|كم|كن|ني|نا|ات|ين|ون|ان|وا|ه|ك|ي|و|ا)?"
 ARABIC_LETTER = r"[\u0621-\u064A\u0671-\u06D3]"
+MIN_ARABIC_CORE = 4     # a word's own article is optional only before 4+ letters: "اليوم" (today) is not "يوم" (a day)
 
 
 def arabic_pattern(text: str) -> str:
@@ -27,7 +29,7 @@ def arabic_pattern(text: str) -> str:
     words = text.split(" ")
     parts = []
     for i, word in enumerate(words):
-        core = word[2:] if word.startswith("ال") and len(word) > 3 else word
+        core = word[2:] if word.startswith("ال") and len(word) - 2 >= MIN_ARABIC_CORE else word
         body = re.escape(core[:-1]) + "(?:ه|ت)" if core.endswith("ه") and len(core) > 2 else re.escape(core)
         if i > 0:
             body = ARABIC_PREFIX + body

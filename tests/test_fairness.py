@@ -93,6 +93,11 @@ def test_arabic_phrase_words_take_clitics_and_endings():
     assert outcome(taxi, "قد تكون الولادة المبكرة.", "ar").met is True          # the article on every word
     assert outcome(taxi, "خذي سيارتك الآن.", "ar").met is False                 # another phrase, not a spelling
     assert outcome({"any_of": {"ar": ["سيارة"]}}, "خذي سيارتك الآن.", "ar").met is True   # ة written ت before an ending
+    doctor = {"any_of": {"ar": ["الطبيب"]}}
+    assert outcome(doctor, "اتصلي بطبيبك اليوم.", "ar").met is True                 # the article gives way to a pronoun
+    today = {"any_of": {"ar": ["اليوم", "آليا"]}}
+    assert outcome(today, "توقفي عنه لمدة يومين.", "ar").met is False             # a short core keeps its article
+    assert outcome(today, "ادفعي اشتراكا شهريا.", "ar").met is False
 
 
 def test_arabizi_phrases_match_other_spellings_of_the_same_words_but_short_ones_stay_exact():
