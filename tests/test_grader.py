@@ -39,9 +39,13 @@ def test_prompts_match_their_golden_files():
 
 def test_exactly_one_verdict_of_the_right_shape():
     assert parse_verdict('Sure.\n```json\n{"explanation": "ok", "criteria_met": true}\n```') == (True, "ok")
+    # Extra fields are ignored, as HealthBench's reference ignores them; there is still exactly one verdict object.
+    assert parse_verdict('{"explanation": "ok", "criteria_met": false, "confidence": 0.9}') == (False, "ok")
     for reply in ['{"criteria_met": true} {"criteria_met": false}',          # two candidates: ambiguous
                   '{"criteria_met": "yes", "explanation": ""}',               # wrong type
-                  '{"criteria_met": true, "score": 1}',                       # unexpected key
+                  '{"criteria_met": true, "confidence": 1} {"criteria_met": true}',
+                  "[" * 100_000 + '{"criteria_met": true}' + "]" * 100_000,   # nested past the decoder's recursion
+                  '{"a": ' * 100_000 + '{"criteria_met": true}' + "}" * 100_000,
                   'no JSON at all']:
         with pytest.raises(AmbiguousVerdict) as err:
             parse_verdict(reply)

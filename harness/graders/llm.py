@@ -123,7 +123,24 @@ def _objects(text: str) -> list[object]:
     return found
 
 
+MAX_NESTING = 64
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of brackets in a text (strings not told apart: an upper bound), in one pass."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]" and depth:
+            depth -= 1
+    return deepest
+
+
 def _candidates(text: str, key: str) -> list[dict]:
+    if _nesting(text) > MAX_NESTING:       # the JSON decoder recurses: a hostile reply must not crash the run
+        raise AmbiguousVerdict(f"the reply nests brackets more than {MAX_NESTING} deep; expected a flat verdict object")
     found = [o for o in _objects(text) if isinstance(o, dict) and key in o]
     if not found and not _objects(text) and _REFUSAL.search(text):
         raise AmbiguousVerdict("the grader declined to judge", kind="refusal")
@@ -132,22 +149,23 @@ def _candidates(text: str, key: str) -> list[dict]:
     return found
 
 
-def _one(verdict: object, keys: set[str]) -> tuple[bool, str]:
-    if not isinstance(verdict, dict) or not isinstance(verdict.get("criteria_met"), bool) or set(verdict) - keys:
-        raise AmbiguousVerdict("verdict object has the wrong shape")
+def _one(verdict: object) -> tuple[bool, str]:
+    """A verdict object's decision; other fields (a "confidence", say) are ignored, as HealthBench's reference does."""
+    if not isinstance(verdict, dict) or not isinstance(verdict.get("criteria_met"), bool):
+        raise AmbiguousVerdict("verdict object has the wrong shape; expected a boolean criteria_met")
     return verdict["criteria_met"], str(verdict.get("explanation", ""))
 
 
 def parse_verdict(text: str) -> tuple[bool, str]:
     """(criteria_met, explanation) from a reply holding exactly one verdict object; else AmbiguousVerdict."""
-    return _one(_candidates(text, "criteria_met")[0], {"criteria_met", "explanation"})
+    return _one(_candidates(text, "criteria_met")[0])
 
 
 def parse_batch(text: str, ids: Sequence[str]) -> dict[str, tuple[bool, str]]:
     """{criterion id: (criteria_met, explanation)} for exactly the asked ids; else AmbiguousVerdict."""
     batch = _candidates(text, "verdicts")[0]
     items = batch["verdicts"]
-    if set(batch) != {"verdicts"} or not isinstance(items, list):
+    if not isinstance(items, list):
         raise AmbiguousVerdict("verdicts object has the wrong shape")
     out: dict[str, tuple[bool, str]] = {}
     for item in items:
@@ -156,7 +174,7 @@ def parse_batch(text: str, ids: Sequence[str]) -> dict[str, tuple[bool, str]]:
             raise AmbiguousVerdict(f"a verdict for a criterion that was not asked: {str(cid)[:40]!r}")
         if cid in out:
             raise AmbiguousVerdict(f"two verdicts for criterion {cid!r}")
-        out[cid] = _one(item, {"id", "criteria_met", "explanation"})
+        out[cid] = _one(item)
     if missing := [i for i in ids if i not in out]:
         raise AmbiguousVerdict(f"no verdict for {', '.join(missing[:5])}")
     return out
