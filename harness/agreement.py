@@ -6,10 +6,13 @@ label given to the same item (no majority vote). Over those pairs:
   precision_neg the same where the rater said not met (TN / (TN + FN));
 - recall_pos: share that agree among the pairs where the reference said met (TP / (TP + FN));
   recall_neg the same where the reference said not met (TN / (TN + FP));
-- f1_pos, f1_neg: harmonic means of the matching precision and recall; f1_balanced: their mean (macro F1).
+- f1_pos, f1_neg: harmonic means of the matching precision and recall; f1_balanced: their mean (macro F1);
+  precision_balanced and recall_balanced: the means of the two classes' precisions and recalls, as the reference
+  writes them beside f1_balanced (None when either class has no pair).
 A physician is compared with the other physicians of each item (leave one out). Each figure comes with `n`:
 the pairs behind it (f1_pos: TP + FP + FN, as HealthBench counts it; f1_balanced: all pairs, where
-HealthBench adds the two classes' counts). A value whose pairs are missing is None, never 0.
+HealthBench adds the two classes' counts; precision_balanced and recall_balanced: all pairs, as HealthBench's sum of
+the two classes' counts is). A value whose pairs are missing is None, never 0.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 Stat = dict[str, Any]          # {"value": float | None, "n": int}
-METRICS = ("precision_pos", "precision_neg", "recall_pos", "recall_neg", "f1_pos", "f1_neg", "f1_balanced")
+METRICS = ("precision_pos", "precision_neg", "recall_pos", "recall_neg", "f1_pos", "f1_neg", "f1_balanced",
+           "precision_balanced", "recall_balanced")
 
 
 def _rate(agree: int, total: int) -> Stat:
@@ -42,8 +46,9 @@ def pair_metrics(pairs: Iterable[tuple[bool, bool]]) -> dict[str, Stat]:
            "recall_pos": _rate(tp, tp + fn), "recall_neg": _rate(tn, tn + fp)}
     out["f1_pos"] = _f1(out["precision_pos"], out["recall_pos"], tp + fp + fn)
     out["f1_neg"] = _f1(out["precision_neg"], out["recall_neg"], tn + fn + fp)
-    pos, neg = out["f1_pos"]["value"], out["f1_neg"]["value"]
-    out["f1_balanced"] = {"value": None if pos is None or neg is None else (pos + neg) / 2, "n": tp + fp + fn + tn}
+    for name in ("f1", "precision", "recall"):
+        pos, neg = out[f"{name}_pos"]["value"], out[f"{name}_neg"]["value"]
+        out[f"{name}_balanced"] = {"value": None if pos is None or neg is None else (pos + neg) / 2, "n": tp + fp + fn + tn}
     return out
 
 
@@ -126,8 +131,9 @@ def _interval(items: Sequence[dict], metric: str, rng, resamples: int) -> tuple[
 
 def grader_agreement(items: Sequence[dict], seed: int = 0, resamples: int = 500) -> dict[str, Any]:
     """The grader against clinicians (pairwise macro F1, Cohen's kappa, balanced accuracy) overall and by
-    language, axis and criterion, with bootstrap intervals. Each item: {grader, labels, language, axis,
-    criterion}; items the grader did not grade are left out and counted."""
+    language, axis, criterion, theme and HealthBench category, with bootstrap intervals. Each item: {grader,
+    labels, language, axis, criterion} and optionally theme and category (an item without one is in no group of
+    it); items the grader did not grade are left out and counted."""
     import random
     rng = random.Random(seed)
     graded = [i for i in items if i["grader"] is not None and i["labels"]]
@@ -140,9 +146,10 @@ def grader_agreement(items: Sequence[dict], seed: int = 0, resamples: int = 500)
         return figures
 
     out: dict[str, Any] = {"overall": block(graded), "ungraded_items": len(items) - len(graded)}
-    for key in ("language", "axis", "criterion"):
+    for key in ("language", "axis", "criterion", "theme", "category"):
         groups: dict[str, list] = defaultdict(list)
         for item in graded:
-            groups[item[key]].append(item)
+            if item.get(key) is not None:
+                groups[item[key]].append(item)
         out[f"by_{key}"] = {name: block(group) for name, group in sorted(groups.items())}
     return out

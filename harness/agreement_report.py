@@ -1,21 +1,76 @@
-"""`bilan agreement`: how far the grader agrees with clinicians' labels, by language, axis and criterion."""
+"""`bilan agreement`: how far the grader agrees with clinicians' labels, by language, axis, criterion, theme and
+HealthBench category, and HealthBench's own meta-eval figures (the reference's keys) beside them."""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import agreement
 from .charts import bar_chart
-from .graders.labels import answer_sha256, load_labels
+from .errors import InputError, Problem
+from .graders.labels import answer_sha256
+from .load import display
 from .report import b64, render
 from .store import read_json, read_results, write_json
+from .yamldoc import read_text
+
+LABEL_SHAPE = "expected a label {case_id, answer_sha256, criterion, met, reviewer}, as `bilan review import` or " \
+              "`bilan import healthbench-meta` writes it"
+NO_CATEGORY = ""
 
 
-def collect(run_dir: Path) -> tuple[list[dict], dict[str, list], list[dict]]:
-    """Items (grader verdict, clinicians' labels, language, axis, criterion), per-item labels by reviewer,
-    and the verdicts that model and deterministic checks both gave (compare_checks)."""
-    labels = load_labels([run_dir / "labels"]) if (run_dir / "labels").exists() else []
+def label_folders(run_dir: Path, given: Sequence[str] = ()) -> list[Path]:
+    """Where the clinicians' labels are: the folders given, else RUN/labels (`bilan review import`), else the
+    labels/ folder beside the run's bilan.yaml (`bilan import healthbench-meta` writes the physicians' there)."""
+    if given:
+        missing = [Problem(display(Path(g)), 0, 0, "not found; expected a folder of <reviewer>.jsonl label files")
+                   for g in given if not Path(g).is_dir()]
+        if missing:
+            raise InputError(missing)
+        return [Path(g) for g in given]
+    config = (read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}).get("config_file")
+    beside = [run_dir / "labels"] + ([Path(config).parent / "labels"] if config else [])
+    return next(([folder] for folder in beside if folder.is_dir()), [])
+
+
+def read_labels(folders: Sequence[Path]) -> list[dict]:
+    """Every label in the folders' *.jsonl files; a line that is not a label is a located problem."""
+    problems: list[Problem] = []
+    labels = []
+    for path in [f for folder in folders for f in sorted(folder.glob("*.jsonl"))]:
+        text, found = read_text(path, display(path), limit=200_000_000)
+        problems.extend(found)
+        for number, line in enumerate((text or "").split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                label = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                where, why = (exc.colno, exc.msg) if isinstance(exc, json.JSONDecodeError) else (1, "not readable")
+                problems.append(Problem(display(path), number, where, f"invalid JSON: {why}; expected one label object per line"))
+                continue
+            if not (isinstance(label, dict) and isinstance(label.get("met"), bool) and all(
+                    isinstance(label.get(k), str) for k in ("case_id", "answer_sha256", "criterion", "reviewer"))):
+                problems.append(Problem(display(path), number, 1, LABEL_SHAPE))
+                continue
+            labels.append(label)
+    if problems:
+        raise InputError(problems)
+    return labels
+
+
+def _category(verdict: dict) -> str | None:
+    """A criterion's HealthBench category: its cluster:* tag (a meta-eval record's `category`), if it has one."""
+    return next((t for t in verdict.get("tags") or [] if t.startswith("cluster:")), None)
+
+
+def collect(run_dir: Path, folders: Sequence[Path] = ()) -> tuple[list[dict], dict[str, list], list[dict]]:
+    """Items (grader verdict, clinicians' labels, language, axis, criterion, theme, category), per-item labels by
+    reviewer, and the verdicts that model and deterministic checks both gave (compare_checks)."""
+    labels = read_labels(folders)
     given: dict[tuple, list[tuple[str, bool]]] = defaultdict(list)
     for label in labels:
         given[(label["case_id"], label["answer_sha256"], label["criterion"])].append((label["reviewer"], label["met"]))
@@ -31,6 +86,7 @@ def collect(run_dir: Path) -> tuple[list[dict], dict[str, list], list[dict]]:
             if reviewers:
                 items.append({"grader": v["met"], "labels": [m for _, m in reviewers], "reviewers": reviewers,
                               "language": row["language"], "axis": v["axis"], "criterion": v["id"],
+                              "theme": row.get("theme"), "category": _category(v),
                               "target": row["target"], "case_id": row["case_id"], "sample": row.get("sample", 0),
                               "text": v.get("text", ""), "answer": row["answer"]})
     return items, given, both
@@ -57,15 +113,37 @@ def check_agreement(both: list[dict]) -> dict[str, Any]:
     return {lang: {"rate": sum(v) / len(v), "n": len(v)} for lang, v in sorted(by.items())}
 
 
-def agreement_summary(run_dir: Path) -> dict[str, Any]:
+def _flat(metrics: dict[str, Any], prefix: str) -> dict[str, agreement.Stat]:
+    return {k: v for k, v in agreement.flatten(metrics, prefix).items() if not k.startswith(f"{NO_CATEGORY}: ")}
+
+
+def healthbench_figures(items: Sequence[dict]) -> dict[str, Any]:
+    """HealthBench's meta-eval output (simple-evals healthbench_meta_eval.py): the grader against every label,
+    pairwise, and each physician against the others, overall and by category, under the reference's keys."""
+    graded = [i for i in items if i["grader"] is not None]
+    model = _flat(agreement.rater_metrics([i["grader"] for i in graded], [i["labels"] for i in graded],
+                                          [i["category"] or NO_CATEGORY for i in graded]), "pairwise_model")
+    physicians: dict[str, dict[str, agreement.Stat]] = defaultdict(dict)
+    for name, metrics in agreement.leave_one_out([i["reviewers"] for i in items], [i["category"] or NO_CATEGORY for i in items]).items():
+        for key, stat in _flat(metrics, "pairwise_physician").items():
+            physicians[key][name] = stat
+    return {"score": model["pairwise_model_f1_balanced"]["value"],
+            "metrics": {k: v["value"] for k, v in model.items() if v["value"] is not None},
+            "model_agreement_metrics": model, "physician_agreement_metric_lists": dict(physicians)}
+
+
+def agreement_summary(run_dir: Path, folders: Sequence[Path] = ()) -> dict[str, Any]:
     """Every agreement figure of a run: grader vs clinicians, clinicians among themselves, model vs checks."""
-    items, _, both = collect(run_dir)
+    items, _, both = collect(run_dir, folders)
     seed = read_json(run_dir / "manifest.json").get("seed", 0)
     multi = [i for i in items if len(i["reviewers"]) > 1]
     clinicians = agreement.leave_one_out([i["reviewers"] for i in multi], [i["language"] for i in multi]) if multi else {}
+    by_category = agreement.leave_one_out([i["reviewers"] for i in multi], [i["category"] or NO_CATEGORY for i in multi]) if multi else {}
     return {"grader": agreement.grader_agreement(items, seed), "clinicians": {
-                name: {"macro_f1": m["overall"]["f1_balanced"], "by_language": {k: v["f1_balanced"] for k, v in m["by_group"].items()}}
+                name: {"macro_f1": m["overall"]["f1_balanced"], "by_language": {k: v["f1_balanced"] for k, v in m["by_group"].items()},
+                       "by_category": {k: v["f1_balanced"] for k, v in by_category[name]["by_group"].items() if k != NO_CATEGORY}}
                 for name, m in clinicians.items()},
+            "healthbench": healthbench_figures(items) if items else None, "labels": [str(f) for f in folders],
             "reviewers": sorted({r for i in items for r, _ in i["reviewers"]}), "labelled_items": len(items),
             "disagreements": disagreements(items), "model_vs_checks": check_agreement(both)}
 

@@ -228,12 +228,15 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 def cmd_agreement(args: argparse.Namespace) -> int:
     """Report how far the run's grader agrees with the clinicians' labels stored beside it."""
-    from .agreement_report import agreement_summary, write_agreement
+    from .agreement_report import agreement_summary, label_folders, write_agreement
     run_dir = _existing_run(args.run_dir)
-    summary = agreement_summary(run_dir)
+    folders = label_folders(run_dir, args.labels or ())
+    summary = agreement_summary(run_dir, folders)
     if not summary["labelled_items"] and not summary["model_vs_checks"]:
-        raise InputError([Problem(display(run_dir / "labels"), 0, 0, "no clinician labels and no compare_checks verdicts here; "
-                                  "expected labels from `bilan review import`, or a run graded with compare_checks: true")])
+        where = ", ".join(map(str, folders)) if folders else "labels/ in the run or beside its bilan.yaml"
+        raise InputError([Problem(display(run_dir / "labels"), 0, 0, f"no clinician labels for this run's answers and no "
+                                  f"compare_checks verdicts (looked in {where}); expected labels from `bilan review import` or "
+                                  "`bilan import healthbench-meta` (or --labels DIR), or a run graded with compare_checks: true")])
     page = write_agreement(run_dir, summary)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
@@ -245,6 +248,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
           f"balanced accuracy {show(g['overall']['balanced_accuracy'])}")
     for lang, c in g["by_language"].items():
         print(f"  {lang}: macro F1 {show(c['macro_f1'])} over {c['pairs']} pairs")
+    for category, c in g["by_category"].items():
+        print(f"  {category}: macro F1 {show(c['macro_f1'])} over {c['pairs']} pairs")
     for lang, c in summary["model_vs_checks"].items():
         print(f"  model grader and checks agree on {100 * c['rate']:.1f}% of {c['n']} checked criteria ({lang})")
     print(f"{len(summary['disagreements'])} to adjudicate; report: {page}")
@@ -435,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agreement", help="grader against clinicians' labels: macro F1, kappa, balanced accuracy by language")
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--labels", action="append", metavar="DIR",
+                   help="a folder of <reviewer>.jsonl labels (repeatable); default: RUN/labels, else labels/ beside the run's bilan.yaml")
     p.set_defaults(func=cmd_agreement)
     p = sub.add_parser("merge", help="combine shard run directories into one run directory")
     p.add_argument("out", help="the merged run directory to write")

@@ -153,6 +153,9 @@ def _example_problems(line: Line) -> list[Problem]:
             out.append(line.problem("ideal_completions_data.ideal_completion", "expected text (or ideal_completions_data: null)"))
         elif refs is not None and (not isinstance(refs, list) or not all(isinstance(r, str) for r in refs)):
             out.append(line.problem("ideal_completions_data.ideal_completions_ref_completions", "expected a list of texts"))
+        if isinstance(ideal, dict) and (group := ideal.get("ideal_completions_group")) is not None and not (
+                isinstance(group, str) and normalise_tag(group)):
+            out.append(line.problem("ideal_completions_data.ideal_completions_group", f'expected a group name such as "Group 1", got {_show(group)}'))
     return out
 
 
@@ -280,7 +283,11 @@ def _example_files(line: Line, source: str) -> tuple[str, dict[str, str], dict[s
     data = line.data
     scenario, tags = scenario_id(data["prompt_id"]), data["example_tags"]
     theme = next(t[6:] for t in tags if t.startswith("theme:"))
-    kept = list(dict.fromkeys(t for t in map(normalise_tag, tags) if t and not t.startswith("theme:")))
+    # The physician completion's group (who wrote it, with which model references shown) stays as a case tag, so
+    # that each group's baseline (simple-evals' physician_completions mode) is that tag's metric in an export.
+    group = (data.get("ideal_completions_data") or {}).get("ideal_completions_group")
+    grouped = [normalise_tag(f"ideal_completions_group:{group}")] if group else []
+    kept = list(dict.fromkeys([t for t in map(normalise_tag, tags) if t and not t.startswith("theme:")] + grouped))
     language = detect_language(data["prompt"])
     origin = f"{source} line {line.number} (HealthBench prompt_id {data['prompt_id']})"
     case_id, persona = f"{scenario}.{language}", next((PERSONAS[t] for t in tags if t in PERSONAS), "unspecified")

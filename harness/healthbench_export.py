@@ -57,7 +57,9 @@ def clipped_stats(values: Sequence[float], rng: np.random.Generator,
 
 def aggregate_metrics(per_example: Sequence[dict[str, float]], rng: np.random.Generator,
                       resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, float | int | None]:
-    """HealthBench's metrics: each metric's clipped mean over the examples that have it, `:n_samples`, `:bootstrap_std`."""
+    """HealthBench's metrics: each metric's clipped mean over the examples that have it, `:n_samples`, `:bootstrap_std`;
+    and, as the reference aggregates each example's score a second time under `score` and then moves the mean out
+    to the result's `score`, `score:n_samples` and `score:bootstrap_std` (drawn last, so no other figure moves)."""
     values: dict[str, list[float]] = defaultdict(list)
     for metrics in per_example:
         for name, value in metrics.items():
@@ -65,6 +67,8 @@ def aggregate_metrics(per_example: Sequence[dict[str, float]], rng: np.random.Ge
     out: dict[str, float | int | None] = {}
     for name, vals in values.items():
         out[name], out[f"{name}:n_samples"], out[f"{name}:bootstrap_std"] = clipped_stats(vals, rng, resamples)
+    if "overall_score" in values:
+        _, out["score:n_samples"], out["score:bootstrap_std"] = clipped_stats(values["overall_score"], rng, resamples)
     return out
 
 

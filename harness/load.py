@@ -352,6 +352,11 @@ def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[
 
 def load_config(path: Path) -> Config:
     """Read bilan.yaml; raise InputError with every problem in it."""
+    return _read_config(path)[0]
+
+
+def _read_config(path: Path) -> tuple[Config, Document]:
+    """The configuration and its parsed file, which says what was declared and where."""
     problems: list[Problem] = []
     if not path.is_file():
         raise InputError([Problem(display(path), 0, 0, "configuration file not found; expected a bilan.yaml")])
@@ -385,7 +390,7 @@ def load_config(path: Path) -> Config:
                   locale=str(base / suite["locale"]), targets=tuple(targets), grader=grader,
                   seed=data.get("seed", 0), output=str(base / data.get("output", "reports")),
                   bootstrap=data.get("bootstrap", 1000), axes=tuple(suite.get("axes", AXES)),
-                  prices=data.get("prices", {}), identifiers=data.get("identifiers", "warn"))
+                  prices=data.get("prices", {}), identifiers=data.get("identifiers", "warn")), doc
 
 
 # --- replay answers ---------------------------------------------------------------------------------
@@ -464,8 +469,10 @@ def _rows(path: Path, problems: list[Problem]) -> list[tuple[int, Any]]:
     return rows
 
 
-def load_answers(files: tuple[str, ...], case_ids: set[str], problems: list[Problem]) -> dict[tuple[str, int], str]:
-    """Read replay answer files into {(case_id, sample): answer}; unknown cases and duplicates are problems."""
+def load_answers(files: tuple[str, ...], case_ids: set[str], problems: list[Problem], samples: int | None = None,
+                 declared_by: str = "") -> dict[tuple[str, int], str]:
+    """Read replay answer files into {(case_id, sample): answer}; unknown cases and duplicates are problems, and so
+    is a sample at or beyond `samples` when the configuration declares that many (`declared_by` says where)."""
     answers: dict[tuple[str, int], str] = {}
     where: dict[tuple[str, int], str] = {}
     for file in files:
@@ -478,11 +485,31 @@ def load_answers(files: tuple[str, ...], case_ids: set[str], problems: list[Prob
             key = (row["case_id"], row.get("sample", 0))
             if row["case_id"] not in case_ids:
                 problems.append(Problem(display(path), line, 1, f"case_id: unknown case '{row['case_id']}'; expected an id of the suite such as <scenario>.<language>"))
+            elif samples is not None and key[1] >= samples:
+                problems.append(Problem(display(path), line, 1, _beyond(key[1], samples, declared_by)))
             elif key in answers:
                 problems.append(Problem(display(path), line, 1, f"case '{key[0]}' sample {key[1]} is already answered at {where[key]}; expected one answer per case and sample"))
             else:
                 answers[key], where[key] = row["answer"], f"{display(path)}:{line}"
     return answers
+
+
+def _beyond(sample: int, samples: int, declared_by: str) -> str:
+    allowed = f"a sample from 0 to {samples - 1}" if samples > 1 else "sample 0"
+    return (f"sample: {sample} is beyond the {samples} sample{'s' if samples != 1 else ''} that {declared_by}; expected "
+            f"{allowed}, or samples: {sample + 1} or more, or no samples key on a replay target (then its files decide)")
+
+
+def _replay_target(doc: Document, index: int, target: EndpointConfig, case_ids: set[str],
+                   problems: list[Problem]) -> tuple[EndpointConfig, dict[tuple[str, int], str]]:
+    """A replay target's answers, and the target with as many samples as they hold unless `samples` is declared:
+    then a sample beyond it is a problem, never dropped."""
+    if "samples" in doc.data["targets"][index]:
+        line, _ = doc.where(("targets", index, "samples"))
+        declared_by = f"target '{target.name}' declares ({doc.path}:{line})"
+        return target, load_answers(target.answers, case_ids, problems, target.samples, declared_by)
+    answers = load_answers(target.answers, case_ids, problems)
+    return replace(target, samples=max((sample for _, sample in answers), default=0) + 1), answers
 
 
 def load_expected(files: tuple[str, ...]) -> dict[tuple[str, int], dict[str, bool]]:
@@ -497,14 +524,18 @@ def load_expected(files: tuple[str, ...]) -> dict[tuple[str, int], dict[str, boo
 
 def load_project(config_path: Path) -> tuple[Config, Suite, dict[str, dict[tuple[str, int], str]]]:
     """Configuration, suite and replay answers, checked together: one InputError with every problem."""
-    config = load_config(config_path)
+    config, doc = _read_config(config_path)
     problems: list[Problem] = []
     suite = _suite(config, problems)
     case_ids = {c.id for c in suite.cases}
-    answers = {t.name: load_answers(t.answers, case_ids, problems) for t in config.targets if t.provider == "replay"}
+    answers, targets = {}, []
+    for i, target in enumerate(config.targets):
+        if target.provider == "replay":
+            target, answers[target.name] = _replay_target(doc, i, target, case_ids, problems)
+        targets.append(target)
     if any(p.severity == "error" for p in problems):
         raise InputError(problems)
-    return config, replace(suite, warnings=tuple(sorted(problems))), answers
+    return replace(config, targets=tuple(targets)), replace(suite, warnings=tuple(sorted(problems))), answers
 
 
 def phrase_gaps(suite: Suite) -> dict[str, tuple[int, int]]:

@@ -319,6 +319,7 @@ class FakeModelServer:
         self._port: int | None = None
         self._lock = threading.Lock()
         self._requests: list[FakeRequest] = []
+        self._delays: list[float] = []
         self._seen: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
@@ -354,6 +355,13 @@ class FakeModelServer:
             return list(self._requests)
 
     @property
+    def delays(self) -> list[float]:
+        """The seconds waited before each reply (or drop), in the order the replies went out: what the server
+        did, which a test can check without timing anything."""
+        with self._lock:
+            return list(self._delays)
+
+    @property
     def count(self) -> int:
         """Number of requests received so far."""
         with self._lock:
@@ -363,6 +371,7 @@ class FakeModelServer:
         """Forget all recorded requests and attempt counts."""
         with self._lock:
             self._requests.clear()
+            self._delays.clear()
             self._seen.clear()
 
     def start(self) -> FakeModelServer:
@@ -467,6 +476,8 @@ class FakeModelServer:
         delay = self.latency if reply.delay is None else reply.delay
         if delay > 0:
             await asyncio.sleep(delay)
+        with self._lock:
+            self._delays.append(delay)
         if reply.drop:
             return False
         status, resp_headers, payload = self._render(request, reply)

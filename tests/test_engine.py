@@ -84,6 +84,9 @@ def test_kill_minus_nine_then_resume_gives_the_same_results(suite_dir, fake_serv
     paid = fake_server.count
     fake_server.reset()
     fake_server.latency = 0.15
+    # The run's last call gets no answer while the run is alive, so the kill lands mid-run however slow or loaded
+    # the machine is (the poll below is a bounded wait, and `written < 20` no race against the clock).
+    fake_server.responder = lambda request: FakeReply(hang=True) if fake_server.count >= paid else responder(request)
     cache = tmp_path / "kill-cache"
     command = [sys.executable, "-m", "harness", "run", "--out", "killed", "--cache-dir", str(cache)]
     proc = subprocess.Popen(command, cwd=suite_dir, env=env, stderr=subprocess.DEVNULL)
@@ -97,7 +100,7 @@ def test_kill_minus_nine_then_resume_gives_the_same_results(suite_dir, fake_serv
     assert 5 <= written < 20
     with open(results, "a", encoding="utf-8") as f:           # a torn last line, as a crash mid-write leaves
         f.write('{"target": "vendor", "case_id": "chest-pa')
-    fake_server.latency = 0.0
+    fake_server.latency, fake_server.responder = 0.0, responder
     calls_before_resume = fake_server.count
     done = subprocess.run(command + ["--resume"], cwd=suite_dir, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -7,7 +7,6 @@ import http.client
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -228,7 +227,8 @@ def test_rate_limit_with_retry_after(make_server: Callable[..., FakeModelServer]
         assert error.code == "rate_limit_exceeded"
     else:
         assert error.body == {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
-        assert error.type == "rate_limit_error"
+        # anthropic 0.87 and later also unwrap the type onto the error; the lowest allowed SDK (0.77) does not.
+        assert getattr(error, "type", "rate_limit_error") == "rate_limit_error"
 
 
 @pytest.mark.parametrize("sdk", SDKS)
@@ -270,10 +270,9 @@ def test_drop_is_a_connection_error(make_server: Callable[..., FakeModelServer],
 @pytest.mark.parametrize("sdk", SDKS)
 def test_hang_is_a_timeout(make_server: Callable[..., FakeModelServer], sdk: str) -> None:
     server = make_server(failure_responder)
-    started = time.monotonic()
+    # The server never answers: only the client's own 0.3 s timeout can end the call, so the error is the proof.
     with sync_client(sdk, server, timeout=0.3) as client, pytest.raises(SDK_MODULES[sdk].APITimeoutError):
         ask(sdk, client, "hang")
-    assert time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize("sdk", SDKS)
@@ -359,31 +358,40 @@ def test_latency_and_delay_override(make_server: Callable[..., FakeModelServer])
                          else "slow", latency=0.3)
     with sync_client("openai", server) as client:
         ask("openai", client, "warm up the connection")
-        started = time.monotonic()
         assert ask("openai", client, "slow") == "slow"
-        assert time.monotonic() - started >= 0.29
-        started = time.monotonic()
         assert ask("openai", client, "fast") == "fast"
-        assert time.monotonic() - started < 0.25
+    # What the server waited, as it records it: no wall-clock figure, which a loaded machine would stretch.
+    assert server.delays == [0.3, 0.3, 0.0]
 
 
 def test_200_concurrent_requests(make_server: Callable[..., FakeModelServer]) -> None:
-    server = make_server(latency=0.05)
+    # No reply leaves before all 200 requests are in flight at once, so the test passes only if the server (and
+    # the SDK) really serve them concurrently, on any machine, however loaded. How fast: benchmarks/bench_tests.py.
+    in_flight, everyone = [0], asyncio.Event()
+
+    async def all_at_once(request: FakeRequest) -> FakeReply | str:
+        in_flight[0] += 1
+        if in_flight[0] == 200:
+            everyone.set()
+        try:
+            await asyncio.wait_for(everyone.wait(), timeout=60)      # a bounded wait for a hang, not a speed claim
+        except asyncio.TimeoutError:
+            return FakeReply(status=400, text=f"only {in_flight[0]} requests were ever in flight together")
+        return echo_responder(request)
+
+    server = make_server(all_at_once)
 
     async def main() -> list[str]:
-        async with async_client("openai", server, timeout=10) as client:
+        async with async_client("openai", server, timeout=90) as client:
             async def one(i: int) -> str:
                 completion = await client.chat.completions.create(
                     model="m", messages=[{"role": "user", "content": f"question {i}"}])
                 return completion.choices[0].message.content
             return await asyncio.gather(*(one(i) for i in range(200)))
 
-    started = time.monotonic()
     answers = asyncio.run(main())
-    elapsed = time.monotonic() - started
     assert answers == [f"You said: question {i}" for i in range(200)]  # replies match requests
     assert server.count == 200
-    assert elapsed < 3, f"200 concurrent requests took {elapsed:.2f}s"
 
 
 # ----- raw HTTP, lifecycle, security ---------------------------------------------------------

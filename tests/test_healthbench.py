@@ -92,7 +92,9 @@ def test_import_keeps_conversations_criteria_tags_and_answers(imported: Path):
         case = cases[record["prompt_id"]]             # UUIDs are already kebab-case
         assert [(m.role, m.content) for m in case.conversation] == [(m["role"], m["content"]) for m in record["prompt"]]
         assert case.theme == next(t[6:] for t in record["example_tags"] if t.startswith("theme:"))
-        assert list(case.tags) == [t for t in record["example_tags"] if not t.startswith("theme:")]
+        group = (record["ideal_completions_data"] or {}).get("ideal_completions_group")
+        assert list(case.tags) == [t for t in record["example_tags"] if not t.startswith("theme:")] + (
+            [f"ideal_completions_group:{group.lower().replace(' ', '-')}"] if group else [])
         criteria = suite.criteria[case.id]
         assert [c.id for c in criteria] == [f"c{i:02d}" for i in range(1, len(record["rubrics"]) + 1)]
         for c, item in zip(criteria, record["rubrics"], strict=True):
@@ -347,7 +349,8 @@ def test_pairwise_macro_f1_hand_worked():
     overall = model["overall"]
     assert {k: v["value"] for k, v in overall.items()} == pytest.approx(
         {"precision_pos": 4 / 6, "precision_neg": 1 / 2, "recall_pos": 4 / 5, "recall_neg": 1 / 3,
-         "f1_pos": 8 / 11, "f1_neg": 2 / 5, "f1_balanced": 31 / 55})
+         "f1_pos": 8 / 11, "f1_neg": 2 / 5, "f1_balanced": 31 / 55,
+         "precision_balanced": (4 / 6 + 1 / 2) / 2, "recall_balanced": (4 / 5 + 1 / 3) / 2})
     assert [overall[k]["n"] for k in ("precision_pos", "recall_pos", "f1_pos", "f1_neg", "f1_balanced")] == [6, 5, 7, 4, 8]
     emergency, hedging = model["by_group"][EMERGENCY], model["by_group"][HEDGING]
     assert (emergency["f1_pos"]["value"], emergency["recall_neg"]["value"]) == (pytest.approx(8 / 9), 0.0)
