@@ -2,7 +2,6 @@
 HealthBench category, and HealthBench's own meta-eval figures (the reference's keys) beside them."""
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,15 +9,11 @@ from typing import Any
 
 from . import agreement
 from .charts import bar_chart
-from .errors import InputError, Problem
-from .graders.labels import answer_sha256
-from .load import display
+from .errors import InputError, Problem, display
+from .graders.labels import answer_sha256, load_labels
 from .report import b64, render
 from .store import read_json, read_results, write_json
-from .yamldoc import read_text
 
-LABEL_SHAPE = "expected a label {case_id, answer_sha256, criterion, met, reviewer}, as `bilan review import` or " \
-              "`bilan import healthbench-meta` writes it"
 NO_CATEGORY = ""
 
 
@@ -36,32 +31,6 @@ def label_folders(run_dir: Path, given: Sequence[str] = ()) -> list[Path]:
     return next(([folder] for folder in beside if folder.is_dir()), [])
 
 
-def read_labels(folders: Sequence[Path]) -> list[dict]:
-    """Every label in the folders' *.jsonl files; a line that is not a label is a located problem."""
-    problems: list[Problem] = []
-    labels = []
-    for path in [f for folder in folders for f in sorted(folder.glob("*.jsonl"))]:
-        text, found = read_text(path, display(path), limit=200_000_000)
-        problems.extend(found)
-        for number, line in enumerate((text or "").split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                label = json.loads(line)
-            except (ValueError, RecursionError) as exc:
-                where, why = (exc.colno, exc.msg) if isinstance(exc, json.JSONDecodeError) else (1, "not readable")
-                problems.append(Problem(display(path), number, where, f"invalid JSON: {why}; expected one label object per line"))
-                continue
-            if not (isinstance(label, dict) and isinstance(label.get("met"), bool) and all(
-                    isinstance(label.get(k), str) for k in ("case_id", "answer_sha256", "criterion", "reviewer"))):
-                problems.append(Problem(display(path), number, 1, LABEL_SHAPE))
-                continue
-            labels.append(label)
-    if problems:
-        raise InputError(problems)
-    return labels
-
-
 def _category(verdict: dict) -> str | None:
     """A criterion's HealthBench category: its cluster:* tag (a meta-eval record's `category`), if it has one."""
     return next((t for t in verdict.get("tags") or [] if t.startswith("cluster:")), None)
@@ -70,7 +39,7 @@ def _category(verdict: dict) -> str | None:
 def collect(run_dir: Path, folders: Sequence[Path] = ()) -> tuple[list[dict], dict[str, list], list[dict]]:
     """Items (grader verdict, clinicians' labels, language, axis, criterion, theme, category), per-item labels by
     reviewer, and the verdicts that model and deterministic checks both gave (compare_checks)."""
-    labels = read_labels(folders)
+    labels = load_labels(folders)
     given: dict[tuple, list[tuple[str, bool]]] = defaultdict(list)
     for label in labels:
         given[(label["case_id"], label["answer_sha256"], label["criterion"])].append((label["reviewer"], label["met"]))

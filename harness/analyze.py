@@ -3,7 +3,6 @@ language parity (also over the criteria decided in both languages), never-events
 its parity across languages, the answers' variety; what a verdict means for the patient; `load_run` for notebooks."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ import pandas as pd
 
 from .grade import score as score_verdicts
 from .stats import paired_difference, rng_for, worst_at_k
-from .store import MANIFEST, RESULTS, read_json
+from .store import MANIFEST, RESULTS, read_json, read_results
 
 ANSWER_COLUMNS = ["target", "case_id", "scenario", "language", "theme", "use_case", "persona", "sample", "status",
                   "score", "graded", "ungraded", "input_tokens", "output_tokens", "latency", "cached",
@@ -399,13 +398,11 @@ class RunFrames(NamedTuple):
 
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """The complete rows of results.jsonl, read only: a half-written last line (a run in progress) is skipped."""
+    """The complete rows of a run's results.jsonl (see `store.read_results`), which must exist."""
     path = Path(run_dir) / RESULTS
     if not path.exists():
         raise FileNotFoundError(f"{path}: no results here; expected a run directory written by `bilan run`")
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    return [json.loads(line) for line in lines[:-1] if line.strip()]
+    return read_results(run_dir)
 
 
 def scores_frame(answers: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:

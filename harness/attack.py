@@ -1,12 +1,12 @@
 """How often a grader is fooled by answers aimed at it (cases/adversarial/): `bilan attack-grader`."""
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import jsonl
 from .errors import InputError, Problem
 from .load import display
 from .types import Config, EndpointConfig, Suite
@@ -20,15 +20,10 @@ def load_attacks(folder: Path, suite: Suite) -> list[dict[str, Any]]:
     cases = {c.id: c for c in suite.cases}
     files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else [folder]
     for file in files:
-        for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(display(file), n, exc.colno, f"invalid JSON: {exc.msg}; expected one object per line"))
-                continue
-            if not isinstance(row, dict) or not {"case_id", "attack", "answer", "expected"} <= set(row):
+        for n, row in jsonl.objects(file.read_text(encoding="utf-8")):
+            if isinstance(row, jsonl.LineError):
+                problems.append(Problem(display(file), n, row.col, f"{row.message}; expected one object per line"))
+            elif not {"case_id", "attack", "answer", "expected"} <= set(row):
                 problems.append(Problem(display(file), n, 1, "expected an object with case_id, attack, answer and expected"))
             elif row["case_id"] not in cases:
                 problems.append(Problem(display(file), n, 1, f"case_id: unknown case '{row['case_id']}'"))

@@ -7,8 +7,10 @@ schema (schemas/check.schema.json) lists the same keys, and a test keeps the two
 """
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -96,20 +98,44 @@ class AnswerView:
 
 def visible_text(text: str) -> str:
     """The answer as a reader of the rendered text sees it: HTML comments, hidden elements, tags, link targets
-    and invisible characters removed, and text under a right-to-left override put in display order."""
+    and invisible characters removed, and text under a right-to-left override put in display order. Linear in
+    the text's length whatever it holds (every pattern stops at the next bracket of its kind)."""
     text = _COMMENT.sub(" ", text)
-    text = _HIDDEN_ELEMENT.sub(" ", text)
+    text = _without_hidden_elements(text)
     text = _LINK.sub(lambda m: m.group(1), text)
     text = _TAG.sub(" ", text)
     text = _OVERRIDE.sub(lambda m: m.group(1)[::-1], text)
     return text.translate(_INVISIBLE).replace("\u202c", "")
 
 
+def _without_hidden_elements(text: str) -> str:
+    """`text` with each hidden element (its opening tag to the first closing tag of its name) replaced by a space."""
+    if "<" not in text:
+        return text
+    closings: dict[str, list[int]] = defaultdict(list)          # tag name -> starts of its closing tags, in order
+    ends: dict[int, int] = {}
+    for m in _CLOSING.finditer(text):
+        closings[m.group(1).lower()].append(m.start())
+        ends[m.start()] = m.end()
+    out, last = [], 0
+    for m in _OPENING.finditer(text):
+        if m.start() < last or not _HIDDEN.search(m.group(2)):
+            continue
+        starts = closings.get(m.group(1).lower(), [])
+        i = bisect.bisect_left(starts, m.end())
+        if i == len(starts):
+            continue                     # never closed: not an element a browser would hide as a whole
+        out += [text[last:m.start()], " "]
+        last = ends[starts[i]]
+    return "".join(out) + text[last:]
+
+
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-_HIDDEN_ELEMENT = re.compile(r"<([A-Za-z][\w-]*)\b[^>]*?(?:display\s*:\s*none|visibility\s*:\s*hidden|\shidden\b)[^>]*>"
-                             r".*?</\1\s*>", re.S | re.I)
+_OPENING = re.compile(r"<([A-Za-z][\w-]*)\b([^<>]*)>")
+_CLOSING = re.compile(r"</([A-Za-z][\w-]*)\s*>")
+_HIDDEN = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|\shidden\b", re.I)
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
-_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_LINK = re.compile(r"!?\[([^\[\]]*)\]\([^()]*\)")
 _INVISIBLE = dict.fromkeys([*map(ord, "\u200b\u200c\u200d\u200e\u200f\u061c\u2060\ufeff\u00ad\u202a\u202b\u202d"
                                       "\u2066\u2067\u2068\u2069"), *range(0xE0000, 0xE0080)])
 _OVERRIDE = re.compile("\u202e([^\u202c\n]*)\u202c?")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -112,6 +113,39 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _positive(text: str) -> int:
+    """A count of at least 1 (rows, resamples)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of at least 1")
+    return value
+
+
+def _dollars(text: str) -> float:
+    """An amount of money: a finite number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"'{text}': expected an amount in US dollars, 0 or more, such as 5")
+    return value
+
+
+def _share(text: str) -> float:
+    """A share from 0 to 1 inclusive."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a share from 0 to 1, such as 0.5")
+    return value
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -260,7 +294,8 @@ def cmd_review_export(args: argparse.Namespace) -> int:
     """Write a blinded review sheet for clinicians."""
     from .review import export_review
     run_dir = _existing_run(args.run_dir)
-    key = export_review(run_dir, Path(args.out), args.seed, args.sample, args.show_grader)
+    shown = lambda done, total: print(f"  {done:,}/{total:,} rows written to {args.out}", file=sys.stderr, flush=True)
+    key = export_review(run_dir, Path(args.out), args.seed, args.sample, args.show_grader, progress=shown)
     print(f"wrote {args.out}: {len(key['rows'])} rows for review (sheet {key['sheet']}; systems blinded as "
           f"{', '.join(sorted(key['systems'].values()))}; key kept in {run_dir / 'review'})")
     return 0
@@ -380,7 +415,7 @@ def _decision_parsers(sub) -> None:
     p.add_argument("--target", action="append", help="compare only this target (repeatable)")
     p.add_argument("--reference", default="fr", help="language that parity gaps are measured against (default fr)")
     p.add_argument("--never-threshold", type=int, default=-8, help="criteria worth this many points or fewer are never-events (default -8)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--resamples", type=_positive, default=2000, help="bootstrap resamples (default 2000)")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("gate", help="CI gate: exit 1 when the candidate run regresses against the baseline run")
     p.add_argument("--baseline", required=True, help="the baseline run directory (e.g. the main branch's)")
@@ -411,8 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, help="run only slice i of n (e.g. 2/4); combine with `bilan merge`")
     p.add_argument("--cache-dir", help="response cache folder (default: $BILAN_CACHE_DIR or the user cache folder)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
-    p.add_argument("--max-error-rate", type=float, default=0.5, help="stop when more than this share of answers fail (default 0.5)")
-    p.add_argument("--max-cost", type=float, help="refuse to start, or stop cleanly, before spending more than this many US dollars")
+    p.add_argument("--max-error-rate", type=_share, default=0.5, help="stop when more than this share of answers fail (default 0.5)")
+    p.add_argument("--max-cost", type=_dollars, help="refuse to start, or stop cleanly, before spending more than this many US dollars")
     p.add_argument("--dry-run", action="store_true", help="print the calls, tokens and cost a run would need; call nothing")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("attack-grader", help="measure how often the configured grader is fooled by adversarial answers")
@@ -428,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = rsub.add_parser("export", help="write a blinded review sheet (.xlsx or .csv) of a run's answers and criteria")
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="the sheet to write: .xlsx or .csv")
-    p.add_argument("--sample", type=int, help="only this many rows, spread evenly over languages")
+    p.add_argument("--sample", type=_positive, help="only this many rows, spread evenly over languages")
     p.add_argument("--seed", type=int, default=0, help="seed for blinding, shuffling and sampling (default 0)")
     p.add_argument("--show-grader", action="store_true", help="show the grader's verdict (hidden by default)")
     p.set_defaults(func=cmd_review_export)

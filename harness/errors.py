@@ -1,7 +1,15 @@
 """Errors that cross stage boundaries: located input problems and classified provider failures."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+
+def display(path: Path | str) -> str:
+    """A path as shown in messages: relative to the working directory when it is inside it."""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else str(path)
 
 
 @dataclass(frozen=True, order=True)

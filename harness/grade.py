@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .checks import visible_text
-from .langid import identify
+from .langid import variety
 from .types import Answer, Case, Criterion, Verdict
 
 
@@ -63,4 +63,4 @@ def result_row(case: Case, answer: Answer, criteria: Sequence[Criterion], verdic
 def answer_variety(text: str | None) -> str | None:
     """For an answer in Arabic script: "ar" when it reads as Modern Standard Arabic, "ary" as Darija; else None.
     A reported signal, never a verdict."""
-    return identify(visible_text(text)).variety if text else None
+    return variety(visible_text(text)) if text else None

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from . import agreement
+from . import agreement, jsonl
 from .errors import InputError, Problem
 from .langid import detect, is_known_tag
 from .load import display
@@ -69,13 +69,11 @@ def read_jsonl(path: Path, problems: list[Problem]) -> list[Line]:
     text, found = read_text(path, shown, limit=MAX_INPUT_BYTES)
     problems.extend(found)
     lines = []
-    for number, raw in enumerate((text or "").splitlines(), 1):
-        if not raw.strip():
-            continue
+    for number, raw in jsonl.lines(text or ""):     # "\n" only: HealthBench's records hold raw U+2028
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(shown, number, exc.colno, f"invalid JSON: {exc.msg}; expected one JSON object per line"))
+            data = jsonl.loads(raw)
+        except jsonl.LineError as exc:
+            problems.append(Problem(shown, number, exc.col, f"{exc.message}; expected one JSON object per line"))
             continue
         if not isinstance(data, dict):
             problems.append(Problem(shown, number, 1, "expected a JSON object"))

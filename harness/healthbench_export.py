@@ -3,7 +3,6 @@ export of a Bilan run in the shape of the reference code's all-results JSON."""
 from __future__ import annotations
 
 import html
-import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import jsonl
 from .errors import InputError, Problem
 from .graders.labels import answer_sha256 as text_sha256
 from .load import display, load_cases, load_config
@@ -96,9 +96,7 @@ def _pick_target(rows: Sequence[dict], target: str | None, run_dir: Path) -> str
 
 
 def _snapshot(run_dir: Path) -> dict[str, dict]:
-    path = run_dir / "cases.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return {case["case_id"]: case for case in map(json.loads, filter(str.strip, lines))}
+    return {case["case_id"]: case for case in jsonl.read_objects(run_dir / "cases.jsonl", "one case per line")}
 
 
 def _case_tags(manifest: dict) -> dict[str, list[str]]:

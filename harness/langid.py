@@ -160,6 +160,17 @@ def _latin_words(text: str) -> dict[str, int]:
     return out
 
 
+_ARABIC_LETTER = re.compile("[\u0620-\u064a\u0671-\u06d3]")
+
+
+def variety(text: str) -> str | None:
+    """`identify(text).variety` ("ar" or "ary" for a text mainly in Arabic script, else None), without the work
+    identify does for other scripts: a text with no Arabic letter is answered at once."""
+    if not _ARABIC_LETTER.search(text):
+        return None
+    return identify(text).variety
+
+
 def identify(text: str) -> Identification:
     """What a text is written in (see the module docstring)."""
     text = unicodedata.normalize("NFC", text)

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import jsonl
 from .checks import compile_check
-from .errors import InputError, Problem
+from .errors import InputError, Problem, display
 from .langid import family as langid_family, is_known_tag
 from .privacy import identifiers
 from .schemas import schema_errors, validator, value_problems
@@ -21,12 +20,6 @@ from .yamldoc import Document, dotted, parse_yaml, read_text
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\.([^{}\s]+)\}")
 LANGUAGE_HINT = "a BCP 47 tag such as ar, ary-Arab, ary-Latn, fr, en, zgh-Tfng, zgh-Latn"
-
-
-def display(path: Path | str) -> str:
-    """A path as shown in messages: relative to the working directory when it is inside it."""
-    rel = os.path.relpath(path)
-    return rel if not rel.startswith("..") else str(path)
 
 
 def _yaml_files(folder: Path, skip: set[Path] = frozenset()) -> list[Path]:
@@ -456,16 +449,11 @@ def _rows(path: Path, problems: list[Problem]) -> list[tuple[int, Any]]:
     if path.suffix == ".csv":
         return _csv_rows(display(path), text, problems)
     rows = []
-    for n, line in enumerate(text.split("\n"), 1):    # not splitlines(): JSON text may hold a raw U+2028
-        if not line.strip():
-            continue
+    for n, line in jsonl.lines(text):
         try:
-            rows.append((n, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(display(path), n, exc.colno, f"invalid JSON: {exc.msg}; expected one JSON object per line"))
-        except (ValueError, RecursionError) as exc:     # a number too long to convert, nesting too deep
-            reason = "nesting too deep" if isinstance(exc, RecursionError) else "a number with too many digits"
-            problems.append(Problem(display(path), n, 1, f"invalid JSON: {reason}; expected one JSON object per line"))
+            rows.append((n, jsonl.loads(line)))
+        except jsonl.LineError as exc:
+            problems.append(Problem(display(path), n, exc.col, f"{exc.message}; expected one JSON object per line"))
     return rows
 
 

@@ -44,7 +44,7 @@ def md(text: str | None) -> str:
     """Untrusted text made inert in Markdown: special characters escaped, each line quoted."""
     if text is None:
         return "> (none)"
-    return "\n".join("> " + line.translate(_MD_SPECIAL) for line in text.splitlines() or [""])
+    return "\n".join("> " + reveal_plain(line).translate(_MD_SPECIAL) for line in text.split("\n"))
 
 
 def md_inline(text: Any) -> str:
@@ -69,13 +69,25 @@ def _font() -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff]")
+_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u200e\u200f\u061c\u2060\ufeff]|[\U000E0000-\U000E007F]+")
+
+
+def _mark(hidden: str) -> str:
+    """Plain words for hidden characters: a run of Unicode tag characters shows the ASCII text it spells."""
+    if hidden[0] >= "\U000E0000":
+        return "[hidden tag text: " + "".join(chr(ord(c) - 0xE0000) if 0xE0020 <= ord(c) <= 0xE007E else "?" for c in hidden) + "]"
+    return f"[U+{ord(hidden):04X}]"
 
 
 def reveal(text: Any) -> Markup:
-    """Untrusted text, escaped, with bidirectional overrides and invisible characters shown as visible marks,
-    so that an answer cannot reorder or hide what a reader sees."""
-    return Markup(_CONTROLS.sub(lambda m: f'<span class="ctl">[U+{ord(m.group()):04X}]</span>', str(escape(text))))
+    """Untrusted text, escaped, with bidirectional overrides and invisible characters shown as visible marks
+    (text hidden in Unicode tag characters spelled out), so that an answer cannot reorder or hide what a reader sees."""
+    return Markup(_CONTROLS.sub(lambda m: f'<span class="ctl">{escape(_mark(m.group()))}</span>', str(escape(text))))
+
+
+def reveal_plain(text: str) -> str:
+    """`reveal` for plain text (Markdown): the same marks, no HTML."""
+    return _CONTROLS.sub(lambda m: _mark(m.group()), text)
 
 
 def render(template: str, **context: Any) -> str:

@@ -18,9 +18,11 @@ import json
 import random
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import jsonl
 from .errors import InputError, Problem
 from .analyze import criterion_kind, outcome
 from .graders.labels import answer_sha256, load_labels
@@ -44,12 +46,8 @@ def neutralise(value: Any) -> Any:
 
 
 def _conversation(run_dir: Path) -> dict[str, str]:
-    out = {}
-    path = run_dir / "cases.jsonl"
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        case = json.loads(line)
-        out[case["case_id"]] = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in case["conversation"])
-    return out
+    return {case["case_id"]: "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in case["conversation"])
+            for case in jsonl.read_objects(run_dir / "cases.jsonl", "one case per line")}
 
 
 def _sample(rows: list[dict], size: int | None, rng: random.Random) -> list[dict]:
@@ -112,7 +110,17 @@ def _colour_met(sheet, rows: int) -> None:
                 formula=[f'AND(${points}2{sign},LOWER(TRIM(${met}2))="{word}")'], fill=fill, stopIfTrue=True))
 
 
-def _write_xlsx(path: Path, rows: list[dict]) -> None:
+PROGRESS_EVERY = 1000
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _printable(value: Any) -> Any:
+    """Text with each control character a workbook cannot hold (an ANSI escape, a form feed) shown as its symbol
+    (U+2400 + code: ESC as U+241B), so the reviewer sees it was there; other values pass."""
+    return _CONTROL.sub(lambda m: chr(0x2400 + ord(m.group())), value) if isinstance(value, str) else value
+
+
+def _write_xlsx(path: Path, rows: list[dict], progress: Callable[[int, int], None] | None = None) -> None:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.worksheet.datavalidation import DataValidation
@@ -125,19 +133,22 @@ def _write_xlsx(path: Path, rows: list[dict]) -> None:
     widths = {"conversation": 60, "answer": 70, "criterion": 50, "criterion_kind": 28, "grader_outcome": 16, "comment": 30}
     for i, name in enumerate(COLUMNS, 1):
         sheet.column_dimensions[sheet.cell(1, i).column_letter].width = widths.get(name, 12)
-    for row in rows:
-        sheet.append([row[c] for c in COLUMNS])
+    tone_at, kind_at = COLUMNS.index("grader_outcome"), COLUMNS.index("criterion_kind")
+    for number, row in enumerate(rows, 2):      # cells by their coordinates: max_row scans the sheet, rows ** 2
+        sheet.append([_printable(row[c]) for c in COLUMNS])
+        cells = [sheet.cell(number, i) for i in range(1, len(COLUMNS) + 1)]
         rtl = row["language"] in RTL_LANGUAGES
-        for cell in sheet[sheet.max_row]:
+        for cell, name in zip(cells, COLUMNS):
             if isinstance(cell.value, str):
                 cell.data_type = "s"           # never a formula, whatever the text starts with
                 cell.alignment = Alignment(wrap_text=True, vertical="top", readingOrder=2 if rtl else 1,
-                                           horizontal="right" if rtl and COLUMNS[cell.column - 1] in ("conversation", "answer") else None)
+                                           horizontal="right" if rtl and name in ("conversation", "answer") else None)
         if row["_tone"]:
-            sheet[sheet.max_row][COLUMNS.index("grader_outcome")].fill = PatternFill(
-                start_color=FILLS[row["_tone"]], end_color=FILLS[row["_tone"]], fill_type="solid")
+            cells[tone_at].fill = PatternFill(start_color=FILLS[row["_tone"]], end_color=FILLS[row["_tone"]], fill_type="solid")
         if row["points"] < 0:
-            sheet[sheet.max_row][COLUMNS.index("criterion_kind")].font = Font(bold=True)
+            cells[kind_at].font = Font(bold=True)
+        if progress and (number - 1) % PROGRESS_EVERY == 0:
+            progress(number - 1, len(rows))
     check = DataValidation(type="list", formula1='"yes,no"', allow_blank=True)
     sheet.add_data_validation(check)
     check.add(f"{sheet.cell(2, COLUMNS.index('met') + 1).coordinate}:{sheet.cell(max(2, len(rows) + 1), COLUMNS.index('met') + 1).coordinate}")
@@ -146,12 +157,14 @@ def _write_xlsx(path: Path, rows: list[dict]) -> None:
     book.save(path)
 
 
-def export_review(run_dir: Path, out: Path, seed: int = 0, size: int | None = None, show_grader: bool = False) -> dict:
-    """Write the review sheet (.xlsx or .csv by extension) and its key beside the run; returns the key."""
+def export_review(run_dir: Path, out: Path, seed: int = 0, size: int | None = None, show_grader: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write the review sheet (.xlsx or .csv by extension) and its key beside the run; returns the key.
+    `progress(rows written, rows)` is called as a workbook is written (a large one takes a while)."""
     rows, key = sheet_rows(run_dir, seed, size, show_grader)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".xlsx":
-        _write_xlsx(out, rows)
+        _write_xlsx(out, rows, progress)
     else:
         with open(out, "w", encoding="utf-8-sig", newline="") as f:      # the BOM makes Excel read UTF-8
             writer = csv.DictWriter(f, fieldnames=COLUMNS)

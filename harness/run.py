@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import jsonl
 from .analyze import AnalysisOptions, summarize
 from .errors import InputError, Problem
 from .generate import generate
@@ -179,7 +180,7 @@ def _final(row: dict) -> bool:
 def prepare_resume(run_dir: Path) -> set[tuple[str, str, int]]:
     """Keep the final rows of an interrupted run (one per unit) and return their keys; failed rows are dropped
     so that they are done again (their successful calls come back from the cache)."""
-    rows = read_results(run_dir)
+    rows = read_results(run_dir, repair=True)
     kept: dict[tuple, dict] = {}
     for row in rows:
         if _final(row):
@@ -336,12 +337,7 @@ def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: 
     run_dir = Path(run_dir)
     manifest_data = read_json(run_dir / MANIFEST)
     rows = read_results(run_dir)
-    conversations = {}
-    if (run_dir / CASES).exists():
-        for line in (run_dir / CASES).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                case = json.loads(line)
-                conversations[case["case_id"]] = case
+    conversations = {case["case_id"]: case for case in jsonl.read_objects(run_dir / CASES, "one case per line")}
     prices = manifest_data.get("prices") or {}
     target_prices = {t["name"]: prices.get(t.get("model", "")) for t in manifest_data.get("targets", [])}
     grader_price = prices.get(manifest_data.get("grader", {}).get("model", ""))

@@ -9,6 +9,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from . import jsonl
+from .errors import InputError, Problem, display
+
 RESULTS = "results.jsonl"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -50,28 +53,31 @@ class RunStore:
         self.close()
 
 
-def read_results(run_dir: Path) -> list[dict[str, Any]]:
-    """Every row of results.jsonl; a half-written last line (from a crash) is cut off the file, nothing else."""
+def read_results(run_dir: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """Every complete row of results.jsonl. A half-written last line (a crash, or a run in progress) is left out,
+    and cut off the file only with `repair` (a resume about to append); any other bad line is an InputError."""
     path = Path(run_dir) / RESULTS
     if not path.exists():
         return []
     raw = path.read_bytes()
-    lines = raw.splitlines(keepends=True)
-    rows, good_end = [], 0
-    for number, line in enumerate(lines, 1):
-        try:
-            rows.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if number < len(lines):
-                raise ValueError(f"{path}:{number}: corrupt result row; expected one JSON object per line") from None
-            break
-        if not line.endswith(b"\n"):
-            rows.pop()
-            break
-        good_end += len(line)
-    if good_end < len(raw):
+    complete = raw[:raw.rfind(b"\n") + 1]          # a last line without its newline was never finished
+    try:
+        text = complete.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = complete[:exc.start].count(b"\n") + 1
+        raise InputError([Problem(display(path), line, 1, "not UTF-8 text; expected one result object per line")]) from None
+    rows, problems = [], []
+    for number, row in jsonl.objects(text):
+        if isinstance(row, jsonl.LineError):
+            problems.append(Problem(display(path), number, row.col, f"corrupt result row: {row.message}; expected one "
+                                    "result object per line, as `bilan run` writes them"))
+        else:
+            rows.append(row)
+    if problems:
+        raise InputError(problems)
+    if repair and len(complete) < len(raw):
         with open(path, "r+b") as f:
-            f.truncate(good_end)
+            f.truncate(len(complete))
     return rows
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import codecs
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,7 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 ALIASES = "anchors and aliases (&name, *name) are not supported; expected the value written out"
 
 
@@ -118,6 +121,11 @@ class _Builder:
             self.doc.broken.add(path)
             return None
         if isinstance(node, yaml.ScalarNode):
+            if found := _SURROGATE.search(node.value):     # "\ud800" in a quoted scalar: no file or page holds it
+                self.problems.append(self.doc.problem(path, f"a lone surrogate (U+{ord(found.group()):04X}, half of a UTF-16 "
+                                                      "pair) is not a character; expected valid Unicode text"))
+                self.doc.broken.add(path)
+                return None
             return _scalar(node)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(child, path + (i,), depth + 1) for i, child in enumerate(node.value)]
@@ -217,12 +225,18 @@ def _too_deep(path: str, text: str) -> Problem:
 
 def read_text(path: Path, display: str, limit: int = MAX_BYTES) -> tuple[str | None, list[Problem]]:
     """Read a UTF-8 text file, locating an undecodable byte or refusing a file over the size limit."""
-    try:
-        raw = path.read_bytes()
+    try:        # the size and kind first: a FIFO would block, /dev/zero would read until memory runs out
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return None, [Problem(display, 0, 0, "not a regular file (a pipe, a device or a socket); expected a text file")]
+        if info.st_size > limit:
+            return None, [Problem(display, 1, 1, f"file is {info.st_size:,} bytes; expected at most {limit:,} bytes (split it into several files)")]
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)     # a file that grew since
     except OSError as exc:
         return None, [Problem(display, 0, 0, f"cannot read file: {exc.strerror or exc}")]
     if len(raw) > limit:
-        return None, [Problem(display, 1, 1, f"file is {len(raw):,} bytes; expected at most {limit:,} bytes (split it into several files)")]
+        return None, [Problem(display, 1, 1, f"file is over {limit:,} bytes; expected at most {limit:,} bytes (split it into several files)")]
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw[:4096]:
         return None, [Problem(display, 1, 1, "the file is UTF-16 or binary; expected UTF-8 text (save the file as UTF-8)")]
     try:

@@ -541,7 +541,8 @@ class FakeModelServer:
             body = _error_body(request.api, reply.status, reply.text or _reason(reply.status))
         else:
             body = _success_body(request, reply, reply_id)
-        return reply.status, headers, json.dumps(body, ensure_ascii=False).encode("utf-8")
+        # a lone surrogate in a reply goes out as its JSON escape ("\ud800"), as a real server's JSON encoder writes it
+        return reply.status, headers, json.dumps(body, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def main(argv: list[str] | None = None) -> int:

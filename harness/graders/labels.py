@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import jsonl
+from ..errors import InputError, Problem, display
 from ..types import Case, Criterion, Verdict
+from ..yamldoc import read_text
 
 
 def answer_sha256(text: str) -> str:
@@ -15,10 +17,28 @@ def answer_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+LABEL_SHAPE = ("expected a label {case_id, answer_sha256, criterion, met, reviewer}, as `bilan review import` or "
+               "`bilan import healthbench-meta` writes it")
+
+
 def load_labels(paths: Sequence[Path]) -> list[dict]:
-    """Every label in these files, or folders of *.jsonl label files."""
-    files = [f for p in map(Path, paths) for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
-    return [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Every label in these files, or folders of *.jsonl label files; InputError locates every line that is not one."""
+    problems: list[Problem] = []
+    labels = []
+    for path in [f for p in map(Path, paths) for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]:
+        text, found = read_text(path, display(path), limit=200_000_000)
+        problems.extend(found)
+        for number, label in jsonl.objects(text or ""):
+            if isinstance(label, jsonl.LineError):
+                problems.append(Problem(display(path), number, label.col, f"{label.message}; expected one label object per line"))
+            elif not (isinstance(label.get("met"), bool) and all(
+                    isinstance(label.get(k), str) for k in ("case_id", "answer_sha256", "criterion", "reviewer"))):
+                problems.append(Problem(display(path), number, 1, LABEL_SHAPE))
+            else:
+                labels.append(label)
+    if problems:
+        raise InputError(problems)
+    return labels
 
 
 class LabelsGrader:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Any, Protocol
 from ..errors import PermanentError, ProviderError, TransientError
 from ..store import cache_key
 from ..types import Message, Usage
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 CLIENT_SLOTS = 8
@@ -282,6 +285,8 @@ class Endpoint:
             return Reply(text, Usage(tokens_in or 0, tokens_out or 0, latency or 0.0, cached=True))
         tokens = estimate_tokens(messages, params.system)
         reply = await call_with_retry(lambda: self._attempt(messages, params, tokens), self.policy, self.rng)
+        if _SURROGATE.search(reply.text):      # "\ud800" in a JSON reply: no file can store it, so U+FFFD as a reader sees
+            reply = Reply(_SURROGATE.sub("\ufffd", reply.text), reply.usage)
         if key is not None:
             self.cache.put(key, reply.text, reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.latency)
         return reply
