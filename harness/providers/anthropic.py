@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import anthropic
 
-from ..types import EndpointConfig, Message, Usage
-from .base import GenParams, Reply, classify_sdk_error, clients_for
+from ..types import EndpointConfig, Message
+from .base import GenParams, Reply, classify_sdk_error, clients_for, usage_of
 
 DEFAULT_MAX_TOKENS = 2048
 
@@ -44,4 +44,4 @@ class AnthropicProvider:
         latency = time.perf_counter() - start
         text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
         usage = response.usage
-        return Reply(text, Usage(getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0, latency))
+        return Reply(text, usage_of(getattr(usage, "input_tokens", 0), getattr(usage, "output_tokens", 0), latency))

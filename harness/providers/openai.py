@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import openai
 
-from ..types import EndpointConfig, Message, Usage
-from .base import GenParams, Reply, classify_sdk_error, clients_for
+from ..types import EndpointConfig, Message
+from .base import GenParams, Reply, classify_sdk_error, clients_for, usage_of
 
 
 class OpenAIProvider:
@@ -48,4 +48,4 @@ class OpenAIProvider:
             raise classify_sdk_error(ValueError("no choices"), openai)
         text = response.choices[0].message.content or ""
         usage = response.usage
-        return Reply(text, Usage(getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0, latency))
+        return Reply(text, usage_of(getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0), latency))
