@@ -25,6 +25,7 @@ from .graders.rules import RulesGrader
 from .providers.base import Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, cost, estimate_tokens
 from .providers.replay import ReplayProvider
 from .report import write_reports
+from .secrets import Scrubber
 from .store import MANIFEST, RESULTS, ResponseCache, RunStore, read_json, read_results, sha256_file, write_json
 from .types import Case, Config, EndpointConfig, Suite, Usage
 from .yamldoc import parse_yaml
@@ -92,7 +93,7 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
     policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout * 2 + 1, base_delay=cfg.backoff)
     return Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache, scope=scope,
                     limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute), budget=budget,
-                    price=(prices or {}).get(cfg.model))
+                    price=(prices or {}).get(cfg.model), scrubber=Scrubber(keys.values()))
 
 
 def unpriced(config: Config) -> list[Problem]:
@@ -305,10 +306,14 @@ def run(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dic
         raise InputError([Problem(str(run_dir), 0, 0, "this run directory already has results; expected --resume to "
                                   "finish it, or a new --out folder")])
     new_manifest["shard"] = list(options.shard) if options.shard else None
-    write_json(run_dir / MANIFEST, new_manifest)
+    scrubber = Scrubber(keys.values())
+    write_json(run_dir / MANIFEST, scrubber.value(new_manifest))
     snapshot_cases(suite, run_dir)
     monitor.total = count_jobs(config, suite, options.shard, done)
-    asyncio.run(run_async(config, suite, answers, run_dir, keys, options, monitor, done))
+    try:
+        asyncio.run(run_async(config, suite, answers, run_dir, keys, options, monitor, done))
+    except RunStopped as stop:
+        raise RunStopped(scrubber.text(str(stop))) from None
     return monitor
 
 

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Literal, Union
 
-__all__ = ["FakeModelServer", "FakeReply", "FakeRequest", "Responder", "echo_responder"]
+__all__ = ["FakeModelServer", "FakeReply", "FakeRequest", "Responder", "echo_responder", "key_echo_reply"]
 
 ALLOWED_HOST = "127.0.0.1"
 OPENAI_PATH = "/v1/chat/completions"
@@ -135,6 +135,14 @@ def verdict_responder(request: FakeRequest) -> str:
         met = len(request.last_user_message) % 2 == 0
         return json.dumps({"explanation": "Decided by the fake grader from the prompt length.", "criteria_met": met})
     return echo_responder(request)
+
+
+def key_echo_reply(request: FakeRequest, status: int = 401) -> FakeReply:
+    """An error whose message echoes the request's API key, whole and masked the ways servers mask it (first 8
+    and last 4 around stars, last 4 after an ellipsis): what some servers do on a 401."""
+    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    return FakeReply(status=status, text=f"Incorrect API key provided: {key}. You gave {key[:8]}{'*' * 20}{key[-4:]} "
+                                         f"(sk-...{key[-4:]}); find your key at https://example.invalid/keys")
 
 
 RESPONDERS = {"echo": echo_responder, "verdict": verdict_responder}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_server import FakeReply, FakeRequest
+from fake_server import FakeReply, FakeRequest, key_echo_reply
 from harness.cli import main
 from test_providers import _grader_reply, _target_reply
 
@@ -92,3 +92,56 @@ def test_non_finite_or_negative_usage_is_an_error_never_a_cost(api, bad, suite_d
     summary = json.loads((suite_dir / "out" / "summary.json").read_text())["targets"]["vendor"]
     spent = float(re.findall(r"\$([0-9.]+) spent", err)[-1])
     assert 0 < spent < 1 and 0 < summary["cost"]["answers_usd"] < 1
+
+
+# --- 5. an API key echoed by a server is never stored or printed ------------------------------------------
+
+TARGET_KEY, GRADER_KEY = "sk-test-Vq7Lm3Xp9Rt2Wz8Kd4Hn", "sk-ant-test-Pw3Zk8Ry5Tq1Mx6Jc2Gb"
+
+
+def _leaks(text: str) -> list[str]:
+    forms = [k[:12] for k in (TARGET_KEY, GRADER_KEY)] + [k[-4:] for k in (TARGET_KEY, GRADER_KEY)]
+    forms += [k[:8] + "*" for k in (TARGET_KEY, GRADER_KEY)]
+    return [f for f in forms if f in text]
+
+
+def _assert_no_leak(folder: Path, printed: str) -> None:
+    assert _leaks(printed) == []
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    assert files
+    for file in files:
+        assert _leaks(file.read_bytes().decode("utf-8", "replace")) == [], file
+
+
+@pytest.mark.parametrize("target,grader", [("openai", "anthropic"), ("anthropic", "openai")])
+def test_a_key_echoed_in_a_401_is_hidden_everywhere(target, grader, suite_dir, fake_server, monkeypatch, capfd):
+    def responder(req: FakeRequest):
+        if req.system and "clinical grader" in req.system:
+            return key_echo_reply(req) if "ⵜ" in req.last_user_message else _grader_reply(req)
+        return key_echo_reply(req) if "Mon père" in req.last_user_message else _target_reply(req)
+    fake_server.responder = responder
+    monkeypatch.setenv("VENDOR_KEY", TARGET_KEY)
+    monkeypatch.setenv("GRADER_KEY", GRADER_KEY)
+    url = {"openai": fake_server.openai_base_url, "anthropic": fake_server.anthropic_base_url}
+    grader_cfg = f'{{provider: {grader}, model: judge-1, base_url: "{url[grader]}", api_key_env: GRADER_KEY, max_attempts: 2}}'
+    _write_config(suite_dir, fake_server, target=target, grader=grader_cfg)
+    assert main(["run", "--out", "out"]) == 0
+    printed = capfd.readouterr()
+    rows = {r["case_id"]: r for r in _rows(suite_dir / "out")}
+    assert rows["chest-pain.fr"]["status"] == "error" and "[api key hidden]" in rows["chest-pain.fr"]["error"]
+    tifinagh = [r for r in rows.values() if r["language"] == "zgh-Tfng"]
+    assert tifinagh and all(v["error"] and "[api key hidden]" in v["error"] for r in tifinagh for v in r["verdicts"])
+    heard = " ".join(v for r in fake_server.requests for v in r.headers.values())
+    assert TARGET_KEY in heard and GRADER_KEY in heard                  # both keys were sent ...
+    _assert_no_leak(suite_dir, printed.out + printed.err)              # ... and shown nowhere
+
+
+def test_the_error_budget_stop_line_hides_the_key(suite_dir, fake_server, monkeypatch, capfd):
+    fake_server.responder = key_echo_reply
+    monkeypatch.setenv("VENDOR_KEY", TARGET_KEY)
+    _write_config(suite_dir, fake_server, extra=", samples: 10")
+    assert main(["run", "--out", "out"]) == 1
+    printed = capfd.readouterr()
+    assert "more than --max-error-rate" in printed.err and "last error: refused: request refused (401)" in printed.err
+    assert "[api key hidden]" in printed.err
+    _assert_no_leak(suite_dir, printed.out + printed.err)

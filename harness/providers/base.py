@@ -6,10 +6,11 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ..errors import PermanentError, ProviderError, TransientError
+from ..secrets import Scrubber
 from ..store import cache_key
 from ..types import Message, Usage
 
@@ -255,13 +256,14 @@ class Endpoint:
 
     def __init__(self, provider: Provider, limit: asyncio.Semaphore, policy: RetryPolicy, seed: int = 0,
                  cache: Any = None, scope: dict[str, Any] | None = None, limiter: RateLimiter | None = None,
-                 budget: Budget | None = None, price: dict[str, float] | None = None):
+                 budget: Budget | None = None, price: dict[str, float] | None = None, scrubber: Scrubber | None = None):
         self.provider, self.limit, self.policy = provider, limit, policy
         self.name = provider.name
         self.rng = random.Random(seed)
         self.cache, self.scope = cache, scope          # scope None: never cached (replay)
         self.limiter, self.budget, self.price = limiter or RateLimiter(), budget or Budget(), price
         self.meter = Meter()
+        self.scrubber = scrubber or Scrubber(())     # API keys a server may echo in an error or a reply
         self.longest: int | None = None      # the most output tokens a reply of this endpoint has had
         self.input_ratio = 1.0               # the largest actual / estimated input tokens seen
         self.first = asyncio.Lock()
@@ -321,7 +323,12 @@ class Endpoint:
             text, tokens_in, tokens_out, latency = hit
             return Reply(text, Usage(tokens_in or 0, tokens_out or 0, latency or 0.0, cached=True))
         tokens = estimate_tokens(messages, params.system)
-        reply = await call_with_retry(lambda: self._attempt(messages, params, tokens), self.policy, self.rng)
+        try:
+            reply = await call_with_retry(lambda: self._attempt(messages, params, tokens), self.policy, self.rng)
+        except ProviderError as exc:       # where a failure becomes text: no key leaves in it
+            exc.args = (self.scrubber.text(str(exc)),)
+            raise
+        reply = replace(reply, text=self.scrubber.text(reply.text))
         if key is not None:
             self.cache.put(key, reply.text, reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.latency)
         return reply
