@@ -135,6 +135,7 @@ class Answer:
     text: str | None = None
     error: str | None = None
     usage: Usage = Usage()
+    refusal: bool = False           # the model declined; its text (perhaps empty) is the answer, graded as any
 
 
 @dataclass(frozen=True)

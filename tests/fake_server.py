@@ -117,6 +117,7 @@ class FakeReply:
     raw_body: str | None = None  # sent verbatim instead of a JSON body (e.g. malformed JSON)
     input_tokens: int | None = None  # None means estimated from the request text
     output_tokens: int | None = None  # None means estimated from the reply text
+    refusal: str | None = None  # a refusal: OpenAI's message.refusal (content null), Anthropic's stop_reason
 
 
 ReplyLike = Union[FakeReply, str]
@@ -212,13 +213,14 @@ def _success_body(request: FakeRequest, reply: FakeReply, reply_id: str) -> dict
     tokens_in = reply.input_tokens if reply.input_tokens is not None else approx_tokens(prompt)
     tokens_out = reply.output_tokens if reply.output_tokens is not None else approx_tokens(reply.text)
     if request.api == "anthropic":
+        shown = reply.text if reply.refusal is None else (reply.refusal or None)   # a refusal may have no text
         return {
             "id": f"msg_{reply_id}",
             "type": "message",
             "role": "assistant",
             "model": request.model,
-            "content": [{"type": "text", "text": reply.text}],
-            "stop_reason": "end_turn",
+            "content": [{"type": "text", "text": shown}] if shown is not None else [],
+            "stop_reason": "end_turn" if reply.refusal is None else "refusal",
             "stop_sequence": None,
             "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out},
         }
@@ -230,7 +232,8 @@ def _success_body(request: FakeRequest, reply: FakeReply, reply_id: str) -> dict
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                "message": {"role": "assistant", "content": reply.text if reply.refusal is None else None,
+                            "refusal": reply.refusal},
                 "logprobs": None,
                 "finish_reason": "stop",
             }

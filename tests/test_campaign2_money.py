@@ -145,3 +145,43 @@ def test_the_error_budget_stop_line_hides_the_key(suite_dir, fake_server, monkey
     assert "more than --max-error-rate" in printed.err and "last error: refused: request refused (401)" in printed.err
     assert "[api key hidden]" in printed.err
     _assert_no_leak(suite_dir, printed.out + printed.err)
+
+
+# --- 2. a refusal is an answer, marked, graded and counted per language -------------------------------------
+
+REFUSAL = "I can't help with medical emergencies."
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_a_refusal_is_kept_graded_and_counted_per_language(api, suite_dir, fake_server, monkeypatch):
+    def responder(req: FakeRequest):
+        if req.system and "clinical grader" in req.system:
+            return _grader_reply(req)
+        if "Mon père" in req.last_user_message:
+            return FakeReply(refusal=REFUSAL)
+        return _target_reply(req)
+    fake_server.responder = responder
+    monkeypatch.setenv("VENDOR_KEY", "sk-test-refusal-0001")
+    url = {"openai": fake_server.openai_base_url, "anthropic": fake_server.anthropic_base_url}
+    grader_cfg = f'{{provider: {api}, model: judge-1, base_url: "{url[api]}", api_key_env: VENDOR_KEY}}'
+    _write_config(suite_dir, fake_server, target=api, grader=grader_cfg)
+    for attempt in ("live", "cached"):                               # a cached refusal is still a refusal
+        out = suite_dir / attempt
+        assert main(["run", "--out", str(out)]) == 0
+        rows = {r["case_id"]: r for r in _rows(out)}
+        refused = rows["chest-pain.fr"]
+        assert refused["status"] == "ok" and refused["refusal"] is True and refused["answer"] == REFUSAL
+        assert refused["graded"] == len(refused["verdicts"]) > 0 and refused["score"] is not None
+        assert graded_answer_seen(fake_server, REFUSAL)               # the grader judged the refusal's text
+        assert refused["score"] < rows["chest-pain.ary-Arab"]["score"]  # refusing chest pain scores low
+        assert all(r["refusal"] is False for k, r in rows.items() if k != "chest-pain.fr")
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["refusals"]["vendor"]["fr"] == {"rate": 1.0, "count": 1, "n": 1}
+        assert summary["refusals"]["vendor"]["ary-Arab"] == {"rate": 0.0, "count": 0, "n": 1}
+        assert summary["targets"]["vendor"]["refusals"] == {"rate": 0.2, "count": 1, "n": 5}
+        assert "Refusals" in (out / "index.html").read_text(encoding="utf-8")
+    assert sum(1 for r in _target_requests(fake_server) if "Mon père" in r.last_user_message) == 1
+
+
+def graded_answer_seen(server, text: str) -> bool:
+    return any(text in r.last_user_message for r in server.requests if r.system and "clinical grader" in r.system)

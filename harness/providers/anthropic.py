@@ -44,4 +44,5 @@ class AnthropicProvider:
         latency = time.perf_counter() - start
         text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
         usage = response.usage
-        return Reply(text, usage_of(getattr(usage, "input_tokens", 0), getattr(usage, "output_tokens", 0), latency))
+        return Reply(text, usage_of(getattr(usage, "input_tokens", 0), getattr(usage, "output_tokens", 0), latency),
+                     refusal=response.stop_reason == "refusal")

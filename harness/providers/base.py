@@ -42,6 +42,7 @@ class Reply:
 
     text: str
     usage: Usage = Usage()
+    refusal: bool = False      # the model declined (OpenAI's message.refusal, Anthropic's stop_reason "refusal")
 
 
 def usage_of(input_tokens: Any, output_tokens: Any, latency: float) -> Usage:
@@ -250,6 +251,9 @@ class Meter:
     cost: float = 0.0
 
 
+REFUSAL_MARK = ":refusal"    # beside a cached reply's key, holding its text: that reply was a refusal
+
+
 class Endpoint:
     """A provider under its concurrency limit, rate limits, the retry policy, the response cache and the
     run's budget: the only way stages call a model."""
@@ -321,7 +325,8 @@ class Endpoint:
         if key is not None and (hit := self.cache.get(key)) is not None:
             self.meter.cache_hits += 1
             text, tokens_in, tokens_out, latency = hit
-            return Reply(text, Usage(tokens_in or 0, tokens_out or 0, latency or 0.0, cached=True))
+            refused = (mark := self.cache.get(key + REFUSAL_MARK)) is not None and mark[0] == text
+            return Reply(text, Usage(tokens_in or 0, tokens_out or 0, latency or 0.0, cached=True), refused)
         tokens = estimate_tokens(messages, params.system)
         try:
             reply = await call_with_retry(lambda: self._attempt(messages, params, tokens), self.policy, self.rng)
@@ -330,5 +335,7 @@ class Endpoint:
             raise
         reply = replace(reply, text=self.scrubber.text(reply.text))
         if key is not None:
+            if reply.refusal:       # first, with its text: a crash between the writes leaves no refusal unmarked,
+                self.cache.put(key + REFUSAL_MARK, reply.text, 0, 0, 0.0)     # and marks no other reply
             self.cache.put(key, reply.text, reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.latency)
         return reply

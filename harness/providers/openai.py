@@ -46,6 +46,9 @@ class OpenAIProvider:
         latency = time.perf_counter() - start
         if not response.choices:
             raise classify_sdk_error(ValueError("no choices"), openai)
-        text = response.choices[0].message.content or ""
+        message = response.choices[0].message
+        refusal = getattr(message, "refusal", None)
+        text = message.content if message.content is not None else (refusal or "")   # a refusal is the answer
         usage = response.usage
-        return Reply(text, usage_of(getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0), latency))
+        return Reply(text, usage_of(getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0), latency),
+                     refusal=bool(refusal))
