@@ -160,9 +160,12 @@ def _latin_words(text: str) -> dict[str, int]:
     return out
 
 
+IDENTIFY_CHARS = 8000     # only an answer's start is read: a language shows in it, and the scan grows with length
+
+
 def identify(text: str) -> Identification:
-    """What a text is written in (see the module docstring)."""
-    text = unicodedata.normalize("NFC", text)
+    """What a text is written in (see the module docstring), from its first IDENTIFY_CHARS characters."""
+    text = unicodedata.normalize("NFC", text[:IDENTIFY_CHARS])
     counts = script_counts(text)
     letters = sum(counts.values())
     if letters == 0:

@@ -61,6 +61,7 @@ OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_HEAD_BYTES = 256 * 1024
+ENDLESS_BYTES = 64 * 1024 * 1024  # what an endless reply sends at most, so a client without a cap fails, not dies
 
 _ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -118,6 +119,7 @@ class FakeReply:
     input_tokens: int | None = None  # None means estimated from the request text
     output_tokens: int | None = None  # None means estimated from the reply text
     refusal: str | None = None  # a refusal: OpenAI's message.refusal (content null), Anthropic's stop_reason
+    endless: bool = False  # a 200 whose body never ends (up to ENDLESS_BYTES), until the client hangs up
 
 
 ReplyLike = Union[FakeReply, str]
@@ -307,6 +309,20 @@ def _encode_response(status: int, headers: dict[str, str], payload: bytes, keep_
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
 
 
+async def _send_endless(writer: asyncio.StreamWriter) -> bool:
+    """A 200 with no length, then a JSON string that never closes, until the client hangs up or ENDLESS_BYTES."""
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+                 b'{"id": "endless", "choices": [{"message": {"role": "assistant", "content": "')
+    chunk = b"Appelez le 15. " * 4096
+    try:
+        for _ in range(ENDLESS_BYTES // len(chunk)):
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    return False
+
+
 class FakeModelServer:
     """An OpenAI- and Anthropic-compatible fake model server on 127.0.0.1, in a background thread."""
 
@@ -491,6 +507,8 @@ class FakeModelServer:
             self._delays.append(delay)
         if reply.drop:
             return False
+        if reply.endless:
+            return await _send_endless(writer)
         status, resp_headers, payload = self._render(request, reply)
         writer.write(_encode_response(status, resp_headers, payload, keep_alive))
         await writer.drain()

@@ -185,3 +185,43 @@ def test_a_refusal_is_kept_graded_and_counted_per_language(api, suite_dir, fake_
 
 def graded_answer_seen(server, text: str) -> bool:
     return any(text in r.last_user_message for r in server.requests if r.system and "clinical grader" in r.system)
+
+
+# --- 4. replies are bounded --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_an_endless_or_huge_reply_is_an_error_of_its_kind_and_resumable(api, suite_dir, fake_server, monkeypatch):
+    def oversized(req: FakeRequest):
+        if "Mon père" in req.last_user_message:
+            return FakeReply(endless=True)
+        if "ⵜ" in req.last_user_message:
+            return "Appelez le 15. " * 20000                       # 300 KB, over this endpoint's cap
+        return _target_reply(req)
+    fake_server.responder = oversized
+    monkeypatch.setenv("VENDOR_KEY", "sk-test-oversized")
+    _write_config(suite_dir, fake_server, target=api, extra=", max_reply_bytes: 100000")
+    assert main(["run", "--out", "out"]) == 0
+    rows = {r["case_id"]: r for r in _rows(suite_dir / "out")}
+    for case in ("chest-pain.fr", "heat-stroke.zgh-Tfng"):
+        row = rows[case]
+        assert row["status"] == "error" and row["answer"] is None and row["verdicts"] == []
+        assert row["error"].startswith("too_large:") and "max_reply_bytes" in row["error"]
+    assert sum(r["status"] == "ok" for r in rows.values()) == 3
+    fake_server.responder = _target_reply
+    assert main(["run", "--out", "out", "--resume"]) == 0
+    assert all(r["status"] == "ok" for r in _rows(suite_dir / "out"))
+
+
+def test_the_default_reply_cap_is_one_megabyte(suite_dir, fake_server, monkeypatch):
+    fake_server.responder = lambda req: ("Appelez le 15. " * 70000) if "Mon père" in req.last_user_message else _target_reply(req)
+    monkeypatch.setenv("VENDOR_KEY", "sk-test-oversized")
+    _write_config(suite_dir, fake_server)
+    assert main(["run", "--out", "out"]) == 0
+    rows = {r["case_id"]: r for r in _rows(suite_dir / "out")}
+    assert rows["chest-pain.fr"]["error"].startswith("too_large:")
+
+
+def test_language_detection_reads_a_bounded_prefix():
+    from harness.langid import identify
+    french = "Appelez le 15 tout de suite. " * 400                     # 11,600 characters
+    assert identify(french + "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ " * 20000) == identify(french)
