@@ -19,7 +19,7 @@ from .errors import InputError, Problem
 from .load import display
 from .generate import generate
 from .grade import result_row
-from .graders.llm import PROMPT_VERSION, TEMPLATE, ModelGrader
+from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, TEMPLATE, ModelGrader
 from .graders.labels import LabelsGrader, load_labels
 from .graders.rules import RulesGrader
 from .providers.base import Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, cost, estimate_tokens
@@ -324,7 +324,8 @@ ASSUMED_VERDICT_TOKENS = 80
 def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
              done: set | frozenset = frozenset()) -> dict[str, dict[str, Any]]:
     """Calls, tokens and cost a run would need, per endpoint, without calling anything (an upper bound:
-    cache hits are not subtracted). Answers are assumed to be max_tokens long, or 600 tokens."""
+    cache hits are not subtracted), following the grader's mode. Answers are assumed to be max_tokens long, or
+    600 tokens."""
     out: dict[str, dict[str, Any]] = {}
     grader = config.grader
 
@@ -340,10 +341,18 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
             add(target.name, target.model, estimate_tokens(case.conversation, target.system_prompt), answer_tokens)
         if grader.provider not in ("openai", "anthropic"):
             continue
-        base = estimate_tokens(case.conversation, None) + len(TEMPLATE) // 4 + answer_tokens
-        for criterion in suite.criteria[case.id]:
-            if not (grader.use_checks and criterion.check is not None):
-                add("grader:" + grader.name, grader.model, base + len(criterion.text) // 4, ASSUMED_VERDICT_TOKENS)
+        # As ModelGrader does: with use_checks (and no compare_checks) the checked criteria are not the model's.
+        asked = [c for c in suite.criteria[case.id]
+                 if not (grader.use_checks and not grader.compare_checks and c.check is not None)]
+        context = estimate_tokens(case.conversation, None) + answer_tokens
+        if grader.mode == "batched" and asked:       # one call per answer, every criterion in it
+            listing = sum(len(c.id) + len(c.text) + 16 for c in asked) // 4
+            add("grader:" + grader.name, grader.model, context + len(BATCH_TEMPLATE) // 4 + listing,
+                ASSUMED_VERDICT_TOKENS * len(asked))
+            continue
+        for criterion in asked:
+            add("grader:" + grader.name, grader.model, context + len(TEMPLATE) // 4 + len(criterion.text) // 4,
+                ASSUMED_VERDICT_TOKENS)
     for entry in out.values():
         price = config.prices.get(entry["model"])
         entry["cost"] = cost(Usage(entry["input_tokens"], entry["output_tokens"]), price) if price else None

@@ -225,3 +225,27 @@ def test_language_detection_reads_a_bounded_prefix():
     from harness.langid import identify
     french = "Appelez le 15 tout de suite. " * 400                     # 11,600 characters
     assert identify(french + "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ " * 20000) == identify(french)
+
+
+# --- 3. the estimate follows the grader's mode ---------------------------------------------------------------
+
+def test_the_estimate_counts_one_batched_grader_call_per_answer(suite_dir, fake_server, monkeypatch, capsys):
+    monkeypatch.setenv("VENDOR_KEY", "sk-test-batched")
+    grader = (f'{{provider: openai, model: judge-1, base_url: "{fake_server.openai_base_url}", api_key_env: VENDOR_KEY, '
+              'mode: batched}')
+    _write_config(suite_dir, fake_server, grader=grader,
+                  prices="prices: {m-1: {input: 0, output: 0}, judge-1: {input: 100, output: 0}}")
+    assert main(["run", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "grader:judge-1 (judge-1): 5 calls" in err                 # one call per answer, all criteria in it
+    batched = float(re.search(r"total: \$([0-9.]+)", err).group(1))
+    _write_config(suite_dir, fake_server, grader=grader.replace("batched", "per_criterion"),
+                  prices="prices: {m-1: {input: 0, output: 0}, judge-1: {input: 100, output: 0}}")
+    assert main(["run", "--dry-run"]) == 0
+    per_criterion = float(re.search(r"total: \$([0-9.]+)", capsys.readouterr().err).group(1))
+    assert batched < per_criterion / 2
+    ceiling = (batched + per_criterion) / 2                            # fits batched, not per criterion
+    assert main(["run", "--out", "refused", "--max-cost", f"{ceiling:.2f}"]) == 1 and fake_server.count == 0
+    _write_config(suite_dir, fake_server, grader=grader,
+                  prices="prices: {m-1: {input: 0, output: 0}, judge-1: {input: 100, output: 0}}")
+    assert main(["run", "--out", "out", "--max-cost", f"{ceiling:.2f}"]) == 0 and fake_server.count > 0
