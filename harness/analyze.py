@@ -1,6 +1,6 @@
 """results -> pandas frames: means with seeded bootstrap intervals, broken down by language, axis and theme;
 language parity (also over the criteria decided in both languages), never-events, worst-at-k, grading coverage and
-its parity across languages, the answers' variety; what a verdict means for the patient; `load_run` for notebooks."""
+its parity across languages, the answers' variety, refusals; what a verdict means for the patient; `load_run` for notebooks."""
 from __future__ import annotations
 
 import math
@@ -19,7 +19,7 @@ from .store import MANIFEST, RESULTS, read_json, read_results
 
 ANSWER_COLUMNS = ["target", "case_id", "scenario", "language", "theme", "use_case", "persona", "sample", "status",
                   "score", "graded", "ungraded", "input_tokens", "output_tokens", "latency", "cached",
-                  "grader_input_tokens", "grader_output_tokens", "answer", "error", "answer_variety"]
+                  "grader_input_tokens", "grader_output_tokens", "answer", "error", "answer_variety", "refusal"]
 VERDICT_COLUMNS = ["target", "case_id", "language", "theme", "sample", "criterion", "rubric", "points", "axis", "met",
                    "grader", "error", "scenario", "tags", "text", "explanation", "answer_variety"]
 VARIETIES = {"ar": "Modern Standard Arabic", "ary": "Darija"}
@@ -64,6 +64,7 @@ def answers_frame(rows: Sequence[dict[str, Any]], axes: Sequence[str] = ()) -> p
     records = []
     for r in rows:
         rec = {k: r.get(k) for k in ANSWER_COLUMNS if k in r}
+        rec["refusal"] = bool(r.get("refusal"))          # rows written before refusals were marked: not one
         usage = r.get("usage") or {}
         graded = [v.get("usage") or {} for v in r.get("verdicts", [])]
         rec.update(input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0),
@@ -354,13 +355,24 @@ def answer_varieties(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
+def refusals(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per language: the share of answers that were refusals (graded as any answer; over-refusal in one language
+    is a parity finding)."""
+    out = {}
+    for language, group in frame[frame["status"] == "ok"].groupby("language", sort=True):
+        count = int(group["refusal"].astype(bool).sum())
+        out[str(language)] = {"rate": count / len(group), "count": count, "n": int(len(group))}
+    return out
+
+
 def _findings(frame: pd.DataFrame, verdicts: pd.DataFrame, axes: Sequence[str], options: AnalysisOptions, seed: int,
               resamples: int) -> dict[str, Any]:
     worst, worst_by_language = reliability(frame)
     return {"parity": parity(frame, axes, options, seed, resamples, verdicts),
             "never_events": never_events(frame, verdicts, options.never_threshold),
             "worst_at_k": worst, "worst_at_k_by_language": worst_by_language, "coverage": coverage(frame, verdicts),
-            "coverage_parity": coverage_parity(verdicts, options), "answer_variety": answer_varieties(frame)}
+            "coverage_parity": coverage_parity(verdicts, options), "answer_variety": answer_varieties(frame),
+            "refusals": refusals(frame)}
 
 
 def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0, resamples: int = 1000,
@@ -371,7 +383,7 @@ def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0
     frame, verdicts = answers_frame(rows, axes), verdicts_frame(rows)
     targets: dict[str, Any] = {}
     found: dict[str, dict[str, Any]] = {"parity": {}, "never_events": {}, "worst_at_k": {}, "worst_at_k_by_language": {},
-                                        "coverage": {}, "coverage_parity": {}, "answer_variety": {}}
+                                        "coverage": {}, "coverage_parity": {}, "answer_variety": {}, "refusals": {}}
     for name in sorted(frame["target"].unique()):
         sub, sub_verdicts = frame[frame["target"] == name], verdicts[verdicts["target"] == name]
         targets[str(name)] = summarize_target(sub, sub_verdicts, axes, seed, resamples)
@@ -382,6 +394,9 @@ def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0
         events = found["never_events"][str(name)].values()
         count, n = sum(e["count"] for e in events), sum(e["n"] for e in events)
         targets[str(name)]["never_events"] = {"rate": count / n if n else None, "count": count, "n": n}
+        refused = found["refusals"][str(name)].values()
+        count, n = sum(e["count"] for e in refused), sum(e["n"] for e in refused)
+        targets[str(name)]["refusals"] = {"rate": count / n if n else None, "count": count, "n": n}
     return {"targets": targets, "languages": sorted(frame["language"].unique().tolist()), "axes": list(axes),
             "themes": sorted(frame["theme"].dropna().unique().tolist()), "rows": len(rows),
             "parity_reference": options.reference, "parity_min_cases": options.min_cases,

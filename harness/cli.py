@@ -191,7 +191,7 @@ def _print_estimate(est: dict, total: int) -> float:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, generate, grade, write the run directory and its reports."""
-    from .run import Monitor, RunOptions, RunStopped, count_jobs, estimate, prepare_resume, rebuild, run
+    from .run import Monitor, RunOptions, RunStopped, count_jobs, estimate, prepare_resume, rebuild, run, unpriced
     config, suite, answers = load_project(Path(args.config))
     _print_warnings(suite)
     if args.resume and not args.out:
@@ -199,6 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = _run_dir(config, args.out)
     done = prepare_resume(run_dir) if args.resume and (run_dir / "results.jsonl").exists() else set()
     total = count_jobs(config, suite, args.shard, done)
+    if args.max_cost is not None and not args.allow_unpriced and (problems := unpriced(config)):
+        raise InputError(problems)
     if args.dry_run or args.max_cost is not None:
         cost = _print_estimate(estimate(config, suite, args.shard, done), total)
         if args.dry_run:
@@ -212,7 +214,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     monitor = Monitor(total=total)
     progress = Progress(monitor)
     options = RunOptions(resume=args.resume, shard=args.shard, cache=_cache(args, dict(os.environ)),
-                         max_error_rate=args.max_error_rate, max_cost=args.max_cost, on_result=progress)
+                         max_error_rate=args.max_error_rate, max_cost=args.max_cost,
+                         allow_unpriced=args.allow_unpriced, on_result=progress)
     try:
         run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
     except RunStopped as stop:
@@ -448,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     p.add_argument("--max-error-rate", type=_share, default=0.5, help="stop when more than this share of answers fail (default 0.5)")
     p.add_argument("--max-cost", type=_dollars, help="refuse to start, or stop cleanly, before spending more than this many US dollars")
+    p.add_argument("--allow-unpriced", action="store_true",
+                   help="with --max-cost: let models that have no price in the config spend without being counted")
     p.add_argument("--dry-run", action="store_true", help="print the calls, tokens and cost a run would need; call nothing")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("attack-grader", help="measure how often the configured grader is fooled by adversarial answers")

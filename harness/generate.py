@@ -14,4 +14,4 @@ async def generate(endpoint: Endpoint, target: EndpointConfig, case: Case, sampl
         reply = await endpoint.complete(case.conversation, params)
     except ProviderError as exc:
         return Answer(target.name, case.id, sample, None, f"{exc.kind}: {exc}")
-    return Answer(target.name, case.id, sample, reply.text, None, reply.usage)
+    return Answer(target.name, case.id, sample, reply.text, None, reply.usage, reply.refusal)

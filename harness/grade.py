@@ -51,6 +51,7 @@ def result_row(case: Case, answer: Answer, criteria: Sequence[Criterion], verdic
         "target": answer.target, "case_id": case.id, "scenario": case.scenario, "language": case.language,
         "code_switch": list(case.code_switch), "theme": case.theme, "use_case": case.use_case,
         "persona": case.persona, "sample": answer.sample, "status": status, "answer": answer.text,
+        "refusal": answer.refusal,
         "error": answer.error, "usage": asdict(answer.usage),
         "score": score((r["points"], r["met"]) for r in rows),
         "axis_scores": {axis: score((r["points"], r["met"]) for r in rows if r["axis"] == axis) for axis in axes},

@@ -17,16 +17,19 @@ from typing import Any
 from . import jsonl
 from .analyze import AnalysisOptions, summarize
 from .errors import InputError, Problem
+from .load import display
 from .generate import generate
 from .grade import result_row
-from .graders.llm import PROMPT_VERSION, TEMPLATE, ModelGrader
+from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, TEMPLATE, ModelGrader
 from .graders.labels import LabelsGrader, load_labels
 from .graders.rules import RulesGrader
 from .providers.base import Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, cost, estimate_tokens
 from .providers.replay import ReplayProvider
 from .report import write_reports
+from .secrets import Scrubber
 from .store import MANIFEST, RESULTS, ResponseCache, RunStore, read_json, read_results, sha256_file, write_json
 from .types import Case, Config, EndpointConfig, Suite, Usage
+from .yamldoc import parse_yaml
 
 def _openai(cfg: EndpointConfig, key: str | None):
     from .providers.openai import OpenAIProvider      # the SDKs take a second or more to import: only when used
@@ -57,6 +60,7 @@ class RunOptions:
     max_error_rate: float = 0.5
     min_answers_for_error_rate: int = 20
     max_cost: float | None = None
+    allow_unpriced: bool = False                  # under max_cost, let models without a price spend uncounted
     on_result: Callable[[dict], None] | None = None
 
 
@@ -90,7 +94,24 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
     policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout * 2 + 1, base_delay=cfg.backoff)
     return Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache, scope=scope,
                     limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute), budget=budget,
-                    price=(prices or {}).get(cfg.model))
+                    price=(prices or {}).get(cfg.model), scrubber=Scrubber(keys.values()))
+
+
+def unpriced(config: Config) -> list[Problem]:
+    """A located problem for each model (target or grader) without a price in `prices:`: a cost ceiling cannot
+    count what it spends."""
+    endpoints = [(("targets", i), t) for i, t in enumerate(config.targets)] + [(("grader",), config.grader)]
+    missing = [(path, e) for path, e in endpoints if e.provider in PROVIDERS and e.model not in config.prices]
+    if not missing:
+        return []
+    doc, _ = parse_yaml(Path(config.path), display(config.path))
+    problems = []
+    for path, e in missing:
+        message = (f"model '{e.model}' ({e.name}) has no price, so --max-cost cannot count what it spends; expected "
+                   f"its price under prices: ({e.model}: {{input: USD per million tokens, output: USD per million "
+                   f"tokens}}), or --allow-unpriced to let it spend uncounted")
+        problems.append(doc.problem(path + ("model",), message) if doc else Problem(display(config.path), 0, 0, message))
+    return problems
 
 
 def make_grader(config: Config, suite: Suite, answers: Answers, keys: dict[str, str | None],
@@ -210,12 +231,19 @@ async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Pat
     work = jobs(config, suite, options.shard, done)
     written = 0
 
+    stops: list[str] = []      # why the run stops; workers then finish the answer in hand and take no other
+
     async def worker(store: RunStore) -> None:
         nonlocal written
-        for target, case, sample in work:
-            answer = await generate(endpoints[target.name], target, case, sample)
-            criteria = suite.criteria[case.id]
-            verdicts = await grader.grade(case, answer.text, criteria) if answer.text is not None else []
+        while not stops and (job := next(work, None)) is not None:
+            target, case, sample = job
+            try:
+                answer = await generate(endpoints[target.name], target, case, sample)
+                criteria = suite.criteria[case.id]
+                verdicts = await grader.grade(case, answer.text, criteria) if answer.text is not None else []
+            except BudgetExceeded as exc:      # this answer is left for --resume; calls in flight are still counted
+                stops.append(f"cost ceiling reached: {exc}")
+                return
             row = result_row(case, answer, criteria, verdicts, suite.axes)
             store.append(row)
             written += 1
@@ -224,8 +252,8 @@ async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Pat
             if options.on_result:
                 options.on_result(row)
             if monitor.done >= options.min_answers_for_error_rate and monitor.failed / monitor.done > options.max_error_rate:
-                raise RunStopped(f"{monitor.failed} of {monitor.done} answers failed (more than --max-error-rate "
-                                 f"{options.max_error_rate:g}); last error: {row['error'] or _verdict_error(row)}")
+                stops.append(f"{monitor.failed} of {monitor.done} answers failed (more than --max-error-rate "
+                             f"{options.max_error_rate:g}); last error: {row['error'] or _verdict_error(row)}")
 
     # Enough workers to keep every endpoint busy: the targets' limits, plus the grader's when it is a model.
     width = max(1, sum(t.max_concurrency for t in config.targets)
@@ -234,12 +262,13 @@ async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Pat
         tasks = [asyncio.ensure_future(worker(store)) for _ in range(width)]
         try:
             await asyncio.gather(*tasks)
-        except BudgetExceeded as exc:
-            raise RunStopped(f"cost ceiling reached: {exc}") from None
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+    if stops:
+        ceiling = f" of --max-cost ${budget.max_cost:g}" if budget.max_cost is not None else ""
+        raise RunStopped(stops[0] + (f"; spent ${budget.spent:.4f}{ceiling}" if ceiling or budget.spent else ""))
     return written
 
 
@@ -257,6 +286,8 @@ def run(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dic
     """Run the evaluation into run_dir (manifest first, each result as soon as it exists); returns the monitor.
     Raises RunStopped when a ceiling stops it; everything written so far stays for --resume."""
     options, monitor = options or RunOptions(), monitor or Monitor()
+    if options.max_cost is not None and not options.allow_unpriced and (problems := unpriced(config)):
+        raise InputError(problems)
     monitor.budget.max_cost = options.max_cost
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -276,10 +307,14 @@ def run(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dic
         raise InputError([Problem(str(run_dir), 0, 0, "this run directory already has results; expected --resume to "
                                   "finish it, or a new --out folder")])
     new_manifest["shard"] = list(options.shard) if options.shard else None
-    write_json(run_dir / MANIFEST, new_manifest)
+    scrubber = Scrubber(keys.values())
+    write_json(run_dir / MANIFEST, scrubber.value(new_manifest))
     snapshot_cases(suite, run_dir)
     monitor.total = count_jobs(config, suite, options.shard, done)
-    asyncio.run(run_async(config, suite, answers, run_dir, keys, options, monitor, done))
+    try:
+        asyncio.run(run_async(config, suite, answers, run_dir, keys, options, monitor, done))
+    except RunStopped as stop:
+        raise RunStopped(scrubber.text(str(stop))) from None
     return monitor
 
 
@@ -290,7 +325,8 @@ ASSUMED_VERDICT_TOKENS = 80
 def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
              done: set | frozenset = frozenset()) -> dict[str, dict[str, Any]]:
     """Calls, tokens and cost a run would need, per endpoint, without calling anything (an upper bound:
-    cache hits are not subtracted). Answers are assumed to be max_tokens long, or 600 tokens."""
+    cache hits are not subtracted), following the grader's mode. Answers are assumed to be max_tokens long, or
+    600 tokens."""
     out: dict[str, dict[str, Any]] = {}
     grader = config.grader
 
@@ -306,10 +342,18 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
             add(target.name, target.model, estimate_tokens(case.conversation, target.system_prompt), answer_tokens)
         if grader.provider not in ("openai", "anthropic"):
             continue
-        base = estimate_tokens(case.conversation, None) + len(TEMPLATE) // 4 + answer_tokens
-        for criterion in suite.criteria[case.id]:
-            if not (grader.use_checks and criterion.check is not None):
-                add("grader:" + grader.name, grader.model, base + len(criterion.text) // 4, ASSUMED_VERDICT_TOKENS)
+        # As ModelGrader does: with use_checks (and no compare_checks) the checked criteria are not the model's.
+        asked = [c for c in suite.criteria[case.id]
+                 if not (grader.use_checks and not grader.compare_checks and c.check is not None)]
+        context = estimate_tokens(case.conversation, None) + answer_tokens
+        if grader.mode == "batched" and asked:       # one call per answer, every criterion in it
+            listing = sum(len(c.id) + len(c.text) + 16 for c in asked) // 4
+            add("grader:" + grader.name, grader.model, context + len(BATCH_TEMPLATE) // 4 + listing,
+                ASSUMED_VERDICT_TOKENS * len(asked))
+            continue
+        for criterion in asked:
+            add("grader:" + grader.name, grader.model, context + len(TEMPLATE) // 4 + len(criterion.text) // 4,
+                ASSUMED_VERDICT_TOKENS)
     for entry in out.values():
         price = config.prices.get(entry["model"])
         entry["cost"] = cost(Usage(entry["input_tokens"], entry["output_tokens"]), price) if price else None

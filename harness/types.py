@@ -95,6 +95,7 @@ class EndpointConfig:
     mode: str = "per_criterion"            # model graders: per_criterion or batched
     compare_checks: bool = False           # model graders: also grade checked criteria, keep both verdicts
     labels: tuple[str, ...] = ()           # labels grader: folders or files of clinician labels
+    max_reply_bytes: int = 1_000_000       # a reply's body larger than this is an error of kind too_large
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class Answer:
     text: str | None = None
     error: str | None = None
     usage: Usage = Usage()
+    refusal: bool = False           # the model declined; its text (perhaps empty) is the answer, graded as any
 
 
 @dataclass(frozen=True)

@@ -54,13 +54,14 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Literal, Union
 
-__all__ = ["FakeModelServer", "FakeReply", "FakeRequest", "Responder", "echo_responder"]
+__all__ = ["FakeModelServer", "FakeReply", "FakeRequest", "Responder", "echo_responder", "key_echo_reply"]
 
 ALLOWED_HOST = "127.0.0.1"
 OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_HEAD_BYTES = 256 * 1024
+ENDLESS_BYTES = 64 * 1024 * 1024  # what an endless reply sends at most, so a client without a cap fails, not dies
 
 _ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -117,6 +118,8 @@ class FakeReply:
     raw_body: str | None = None  # sent verbatim instead of a JSON body (e.g. malformed JSON)
     input_tokens: int | None = None  # None means estimated from the request text
     output_tokens: int | None = None  # None means estimated from the reply text
+    refusal: str | None = None  # a refusal: OpenAI's message.refusal (content null), Anthropic's stop_reason
+    endless: bool = False  # a 200 whose body never ends (up to ENDLESS_BYTES), until the client hangs up
 
 
 ReplyLike = Union[FakeReply, str]
@@ -135,6 +138,14 @@ def verdict_responder(request: FakeRequest) -> str:
         met = len(request.last_user_message) % 2 == 0
         return json.dumps({"explanation": "Decided by the fake grader from the prompt length.", "criteria_met": met})
     return echo_responder(request)
+
+
+def key_echo_reply(request: FakeRequest, status: int = 401) -> FakeReply:
+    """An error whose message echoes the request's API key, whole and masked the ways servers mask it (first 8
+    and last 4 around stars, last 4 after an ellipsis): what some servers do on a 401."""
+    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    return FakeReply(status=status, text=f"Incorrect API key provided: {key}. You gave {key[:8]}{'*' * 20}{key[-4:]} "
+                                         f"(sk-...{key[-4:]}); find your key at https://example.invalid/keys")
 
 
 RESPONDERS = {"echo": echo_responder, "verdict": verdict_responder}
@@ -204,13 +215,14 @@ def _success_body(request: FakeRequest, reply: FakeReply, reply_id: str) -> dict
     tokens_in = reply.input_tokens if reply.input_tokens is not None else approx_tokens(prompt)
     tokens_out = reply.output_tokens if reply.output_tokens is not None else approx_tokens(reply.text)
     if request.api == "anthropic":
+        shown = reply.text if reply.refusal is None else (reply.refusal or None)   # a refusal may have no text
         return {
             "id": f"msg_{reply_id}",
             "type": "message",
             "role": "assistant",
             "model": request.model,
-            "content": [{"type": "text", "text": reply.text}],
-            "stop_reason": "end_turn",
+            "content": [{"type": "text", "text": shown}] if shown is not None else [],
+            "stop_reason": "end_turn" if reply.refusal is None else "refusal",
             "stop_sequence": None,
             "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out},
         }
@@ -222,7 +234,8 @@ def _success_body(request: FakeRequest, reply: FakeReply, reply_id: str) -> dict
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                "message": {"role": "assistant", "content": reply.text if reply.refusal is None else None,
+                            "refusal": reply.refusal},
                 "logprobs": None,
                 "finish_reason": "stop",
             }
@@ -294,6 +307,20 @@ def _encode_response(status: int, headers: dict[str, str], payload: bytes, keep_
     merged["connection"] = "keep-alive" if keep_alive else "close"
     head = [f"HTTP/1.1 {status} {_reason(status)}"] + [f"{k}: {v}" for k, v in merged.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
+
+
+async def _send_endless(writer: asyncio.StreamWriter) -> bool:
+    """A 200 with no length, then a JSON string that never closes, until the client hangs up or ENDLESS_BYTES."""
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+                 b'{"id": "endless", "choices": [{"message": {"role": "assistant", "content": "')
+    chunk = b"Appelez le 15. " * 4096
+    try:
+        for _ in range(ENDLESS_BYTES // len(chunk)):
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    return False
 
 
 class FakeModelServer:
@@ -480,6 +507,8 @@ class FakeModelServer:
             self._delays.append(delay)
         if reply.drop:
             return False
+        if reply.endless:
+            return await _send_endless(writer)
         status, resp_headers, payload = self._render(request, reply)
         writer.write(_encode_response(status, resp_headers, payload, keep_alive))
         await writer.drain()

@@ -246,7 +246,11 @@ class ModelGrader:
         elif self.mode == "batched":
             model = {v.criterion_id: v for v in await self._batch(case, answer, to_model)}
         else:
-            model = {v.criterion_id: v for v in await asyncio.gather(*(self._single(case, answer, c) for c in to_model))}
+            # Every call is let finish before a failure (a cost ceiling reached) leaves: what they cost is counted.
+            done = await asyncio.gather(*(self._single(case, answer, c) for c in to_model), return_exceptions=True)
+            if failed := next((v for v in done if isinstance(v, BaseException)), None):
+                raise failed
+            model = {v.criterion_id: v for v in done}
         out = []
         for c in criteria:
             check, judged = by_check.get(c.id), model.get(c.id)

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import anthropic
 
-from ..types import EndpointConfig, Message, Usage
-from .base import GenParams, Reply, classify_sdk_error, clients_for
+from ..types import EndpointConfig, Message
+from .base import GenParams, Reply, clients_for, usage_of
+from .capped import capped_client, sdk_error
 
 DEFAULT_MAX_TOKENS = 2048
 
@@ -19,7 +20,8 @@ class AnthropicProvider:
         self.name = endpoint.name
         self.endpoint = endpoint
         self.clients = [anthropic.AsyncAnthropic(api_key=api_key or "not-needed", base_url=endpoint.base_url,
-                                                 max_retries=0, timeout=endpoint.timeout)
+                                                 max_retries=0, timeout=endpoint.timeout,
+                                                 http_client=capped_client(anthropic, endpoint.max_reply_bytes))
                         for _ in range(clients_for(endpoint.max_concurrency))]
         self.turn = 0
 
@@ -40,8 +42,9 @@ class AnthropicProvider:
                 model=self.endpoint.model, max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
                 messages=[{"role": m.role, "content": m.content} for m in messages], **extra)
         except Exception as exc:  # every SDK failure becomes a classified value for the retry policy
-            raise classify_sdk_error(exc, anthropic) from None
+            raise sdk_error(exc, anthropic) from None
         latency = time.perf_counter() - start
         text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
         usage = response.usage
-        return Reply(text, Usage(getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0, latency))
+        return Reply(text, usage_of(getattr(usage, "input_tokens", 0), getattr(usage, "output_tokens", 0), latency),
+                     refusal=response.stop_reason == "refusal")

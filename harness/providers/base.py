@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ..errors import PermanentError, ProviderError, TransientError
+from ..secrets import Scrubber
 from ..store import cache_key
 from ..types import Message, Usage
 
@@ -43,6 +45,22 @@ class Reply:
 
     text: str
     usage: Usage = Usage()
+    refusal: bool = False      # the model declined (OpenAI's message.refusal, Anthropic's stop_reason "refusal")
+
+
+def usage_of(input_tokens: Any, output_tokens: Any, latency: float) -> Usage:
+    """A reply's token counts as Usage; a count that is not a finite, non-negative whole number (NaN, infinity,
+    negative, text) is a PermanentError of kind `usage`: a bill that cannot be read is never counted as cost,
+    and the call is not repeated (each repeat would be billed)."""
+    counts = []
+    for name, value in (("input", input_tokens), ("output", output_tokens)):
+        value = 0 if value is None else value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < 0 or value != int(value):
+            raise PermanentError(f"the reply's {name} token count is {str(value)[:40]!r}; expected a whole number "
+                                 "of tokens, 0 or more", kind="usage")
+        counts.append(int(value))
+    return Usage(counts[0], counts[1], latency)
 
 
 class Provider(Protocol):
@@ -194,12 +212,13 @@ class Budget:
 
     max_cost: float | None = None
     spent: float = 0.0
-    reserved: float = 0.0      # estimated cost of calls in flight
+    reserved: float = 0.0      # what the calls in flight may cost, reserved before they start
 
     def reserve(self, estimate: float) -> None:
-        """Reserve a call's estimated cost, or raise BudgetExceeded if it could take the run past its ceiling."""
+        """Reserve a call's cost, or raise BudgetExceeded if what is spent, what calls in flight may cost and this
+        call could together pass the ceiling."""
         if self.max_cost is not None and self.spent + self.reserved + estimate > self.max_cost:
-            raise BudgetExceeded(f"spent ${self.spent:.4f}; the next call could pass --max-cost ${self.max_cost:g}")
+            raise BudgetExceeded(f"the next call (reserved ${estimate:.4f}) could pass --max-cost ${self.max_cost:g}")
         self.reserved += estimate
 
     def settle(self, estimate: float, actual: float) -> None:
@@ -213,6 +232,9 @@ def cost(usage: Usage, price: dict[str, float] | None) -> float:
     if not price:
         return 0.0
     return (usage.input_tokens * price["input"] + usage.output_tokens * price["output"]) / 1e6
+
+
+DEFAULT_RESERVED_OUTPUT = 1024     # output tokens reserved for a call without max_tokens, until a reply is seen
 
 
 def estimate_tokens(messages: Sequence[Message], system: str | None) -> int:
@@ -232,24 +254,46 @@ class Meter:
     cost: float = 0.0
 
 
+REFUSAL_MARK = ":refusal"    # beside a cached reply's key, holding its text: that reply was a refusal
+
+
 class Endpoint:
     """A provider under its concurrency limit, rate limits, the retry policy, the response cache and the
     run's budget: the only way stages call a model."""
 
     def __init__(self, provider: Provider, limit: asyncio.Semaphore, policy: RetryPolicy, seed: int = 0,
                  cache: Any = None, scope: dict[str, Any] | None = None, limiter: RateLimiter | None = None,
-                 budget: Budget | None = None, price: dict[str, float] | None = None):
+                 budget: Budget | None = None, price: dict[str, float] | None = None, scrubber: Scrubber | None = None):
         self.provider, self.limit, self.policy = provider, limit, policy
         self.name = provider.name
         self.rng = random.Random(seed)
         self.cache, self.scope = cache, scope          # scope None: never cached (replay)
         self.limiter, self.budget, self.price = limiter or RateLimiter(), budget or Budget(), price
         self.meter = Meter()
+        self.scrubber = scrubber or Scrubber(())     # API keys a server may echo in an error or a reply
+        self.longest: int | None = None      # the most output tokens a reply of this endpoint has had
+        self.input_ratio = 1.0               # the largest actual / estimated input tokens seen
+        self.first = asyncio.Lock()
 
     async def _attempt(self, messages: Sequence[Message], params: GenParams, tokens: int) -> Reply:
+        if self.budget.max_cost is not None and self.longest is None:
+            # Under a ceiling, the first call of an endpoint goes alone: what it really cost sizes the reservations
+            # of the calls after it (a failed first call leaves the next one to go alone).
+            async with self.first:
+                if self.longest is None:
+                    return await self._call(messages, params, tokens)
+        return await self._call(messages, params, tokens)
+
+    def reservation(self, params: GenParams, tokens: int) -> float:
+        """What a call may cost: its input as estimated, scaled by the largest actual/estimated ratio seen on this
+        endpoint, and the most output tokens it may return or any reply here has returned."""
+        output = max(params.max_tokens or DEFAULT_RESERVED_OUTPUT, self.longest or 0)
+        return cost(Usage(math.ceil(tokens * self.input_ratio), output), self.price)
+
+    async def _call(self, messages: Sequence[Message], params: GenParams, tokens: int) -> Reply:
         await self.limiter.acquire(tokens)
         async with self.limit:
-            estimate = cost(Usage(tokens, params.max_tokens or 1024), self.price)
+            estimate = self.reservation(params, tokens)
             self.budget.reserve(estimate)
             self.meter.calls += 1
             try:
@@ -261,6 +305,8 @@ class Endpoint:
         self.limiter.spend(reply.usage.output_tokens)
         spent = cost(reply.usage, self.price)
         self.budget.settle(estimate, spent)
+        self.longest = max(self.longest or 0, reply.usage.output_tokens)
+        self.input_ratio = max(self.input_ratio, reply.usage.input_tokens / max(tokens, 1))
         self.meter.cost += spent
         self.meter.input_tokens += reply.usage.input_tokens
         self.meter.output_tokens += reply.usage.output_tokens
@@ -282,11 +328,19 @@ class Endpoint:
         if key is not None and (hit := self.cache.get(key)) is not None:
             self.meter.cache_hits += 1
             text, tokens_in, tokens_out, latency = hit
-            return Reply(text, Usage(tokens_in or 0, tokens_out or 0, latency or 0.0, cached=True))
+            refused = (mark := self.cache.get(key + REFUSAL_MARK)) is not None and mark[0] == text
+            return Reply(text, Usage(tokens_in or 0, tokens_out or 0, latency or 0.0, cached=True), refused)
         tokens = estimate_tokens(messages, params.system)
-        reply = await call_with_retry(lambda: self._attempt(messages, params, tokens), self.policy, self.rng)
+        try:
+            reply = await call_with_retry(lambda: self._attempt(messages, params, tokens), self.policy, self.rng)
+        except ProviderError as exc:       # where a failure becomes text: no key leaves in it
+            exc.args = (self.scrubber.text(str(exc)),)
+            raise
+        reply = replace(reply, text=self.scrubber.text(reply.text))
         if _SURROGATE.search(reply.text):      # "\ud800" in a JSON reply: no file can store it, so U+FFFD as a reader sees
-            reply = Reply(_SURROGATE.sub("\ufffd", reply.text), reply.usage)
+            reply = replace(reply, text=_SURROGATE.sub("\ufffd", reply.text))
         if key is not None:
+            if reply.refusal:       # first, with its text: a crash between the writes leaves no refusal unmarked,
+                self.cache.put(key + REFUSAL_MARK, reply.text, 0, 0, 0.0)     # and marks no other reply
             self.cache.put(key, reply.text, reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.latency)
         return reply

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import openai
 
-from ..types import EndpointConfig, Message, Usage
-from .base import GenParams, Reply, classify_sdk_error, clients_for
+from ..types import EndpointConfig, Message
+from .base import GenParams, Reply, classify_sdk_error, clients_for, usage_of
+from .capped import capped_client, sdk_error
 
 
 class OpenAIProvider:
@@ -20,7 +21,8 @@ class OpenAIProvider:
         # Several clients share the calls: the HTTP pool scans all its connections on every request, so one
         # pool per CLIENT_SLOTS concurrent calls keeps that cost flat at high concurrency.
         self.clients = [openai.AsyncOpenAI(api_key=api_key or "not-needed", base_url=endpoint.base_url,
-                                           max_retries=0, timeout=endpoint.timeout)
+                                           max_retries=0, timeout=endpoint.timeout,
+                                           http_client=capped_client(openai, endpoint.max_reply_bytes))
                         for _ in range(clients_for(endpoint.max_concurrency))]
         self.turn = 0
 
@@ -42,10 +44,13 @@ class OpenAIProvider:
             client = self.clients[self.turn % len(self.clients)]
             response = await client.chat.completions.create(model=self.endpoint.model, messages=wire, **extra)
         except Exception as exc:  # every SDK failure becomes a classified value for the retry policy
-            raise classify_sdk_error(exc, openai) from None
+            raise sdk_error(exc, openai) from None
         latency = time.perf_counter() - start
         if not response.choices:
             raise classify_sdk_error(ValueError("no choices"), openai)
-        text = response.choices[0].message.content or ""
+        message = response.choices[0].message
+        refusal = getattr(message, "refusal", None)
+        text = message.content if message.content is not None else (refusal or "")   # a refusal is the answer
         usage = response.usage
-        return Reply(text, Usage(getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0, latency))
+        return Reply(text, usage_of(getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0), latency),
+                     refusal=bool(refusal))
