@@ -5,6 +5,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -155,15 +156,23 @@ def _print_estimate(est: dict, total: int) -> float:
     return known
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so that it stops as Ctrl-C stops it: what is written stays."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, generate, grade, write the run directory and its reports."""
-    from .run import Monitor, RunOptions, RunStopped, count_jobs, estimate, prepare_resume, rebuild, run
+    from .run import Monitor, RunOptions, RunStopped, check_resume, count_jobs, estimate, rebuild, run
     config, suite, answers = load_project(Path(args.config))
     _print_warnings(suite)
     if args.resume and not args.out:
         raise InputError([Problem("bilan run", 0, 0, "--resume needs --out DIR: the run directory to finish")])
     run_dir = _run_dir(config, args.out)
-    done = prepare_resume(run_dir) if args.resume and (run_dir / "results.jsonl").exists() else set()
+    done = check_resume(config, suite, run_dir) if args.resume else set()
     total = count_jobs(config, suite, args.shard, done)
     if args.dry_run or args.max_cost is not None:
         cost = _print_estimate(estimate(config, suite, args.shard, done), total)
@@ -179,14 +188,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = Progress(monitor)
     options = RunOptions(resume=args.resume, shard=args.shard, cache=_cache(args, dict(os.environ)),
                          max_error_rate=args.max_error_rate, max_cost=args.max_cost, on_result=progress)
+    resume = f"finish with: bilan run --config {args.config} --out {run_dir} --resume"
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
     except RunStopped as stop:
         progress.close()
-        print(f"bilan: stopped: {stop}\nbilan: the {monitor.done} results written are kept in {run_dir}; finish with: "
-              f"bilan run --config {args.config} --out {run_dir} --resume", file=sys.stderr)
+        print(f"bilan: stopped: {stop}\nbilan: the {monitor.done} results written are kept in {run_dir}; {resume}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as stop:
+        progress.close()
+        print(f"bilan: {'terminated (SIGTERM)' if isinstance(stop, Terminated) else 'interrupted'}; the {monitor.done} results "
+              f"written in this session are kept in {run_dir}; {resume}", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.close()
         if options.cache is not None:
             options.cache.close()
@@ -326,6 +342,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a share from 0 to 1, such as 0.8")
+    return value
+
+
 def _alpha(text: str) -> float:
     value = _fraction(text)
     if not 0 < value < 0.5:
@@ -365,7 +391,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             print(f"bilan gate: cannot compare: {reason}", file=sys.stderr)
         return 2
     options = GateOptions(max_drop=args.max_drop, alpha=args.alpha, seed=base.manifest.get("seed", 0),
-                          never_threshold=args.never_threshold, reference=args.reference)
+                          never_threshold=args.never_threshold, reference=args.reference, min_coverage=args.min_coverage)
     result = gate(base, cand, options)
     write_gate(result, args.markdown, args.junit, args.json)
     print(gate_markdown(result), end="")
@@ -390,6 +416,8 @@ def _decision_parsers(sub) -> None:
     p.add_argument("--target", help="the target to gate when the runs have several")
     p.add_argument("--reference", default="fr", help="language whose grading coverage the others are held against (default fr)")
     p.add_argument("--never-threshold", type=int, default=-8, help="criteria worth this many points or fewer are never-events (default -8)")
+    p.add_argument("--min-coverage", type=_share, default=0.95,
+                   help="fail when fewer than this share of the paired answers are scored in both runs (default 0.95)")
     p.add_argument("--markdown", help="write a Markdown summary (for a pull-request comment) here")
     p.add_argument("--junit", help="write JUnit XML here")
     p.add_argument("--json", help="write the full result as JSON here")
