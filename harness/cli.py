@@ -156,12 +156,16 @@ def _print_estimate(est: dict, total: int) -> float:
     return known
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the run is, so that it stops as Ctrl-C stops it: what is written stays."""
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated()
+def _sigterm_as_interrupt(received: list[int]):
+    """A SIGTERM handler that stops the run exactly as Ctrl-C does (asyncio's own SIGINT handler while a run is
+    under way: the tasks are cancelled, what is written stays), noting that it came."""
+    def handler(signum, frame) -> None:
+        received.append(signum)
+        current = signal.getsignal(signal.SIGINT)
+        if not callable(current):           # SIGINT ignored (a background job): stop all the same
+            raise KeyboardInterrupt
+        current(signal.SIGINT, frame)
+    return handler
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -189,18 +193,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(resume=args.resume, shard=args.shard, cache=_cache(args, dict(os.environ)),
                          max_error_rate=args.max_error_rate, max_cost=args.max_cost, on_result=progress)
     resume = f"finish with: bilan run --config {args.config} --out {run_dir} --resume"
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    terminated: list[int] = []
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt(terminated))
     try:
         run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
     except RunStopped as stop:
         progress.close()
         print(f"bilan: stopped: {stop}\nbilan: the {monitor.done} results written are kept in {run_dir}; {resume}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as stop:
+    except KeyboardInterrupt:
         progress.close()
-        print(f"bilan: {'terminated (SIGTERM)' if isinstance(stop, Terminated) else 'interrupted'}; the {monitor.done} results "
-              f"written in this session are kept in {run_dir}; {resume}", file=sys.stderr)
-        return 143 if isinstance(stop, Terminated) else 130
+        print(f"bilan: {'terminated (SIGTERM)' if terminated else 'interrupted'}; the {monitor.done} results written in this "
+              f"session are kept in {run_dir}; {resume}", file=sys.stderr)
+        return 143 if terminated else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
         progress.close()
