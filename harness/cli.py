@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -194,7 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          max_error_rate=args.max_error_rate, max_cost=args.max_cost, on_result=progress)
     resume = f"finish with: bilan run --config {args.config} --out {run_dir} --resume"
     terminated: list[int] = []
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt(terminated))
+    # Signal handlers can only be set from the main thread (a host program may run bilan in another one).
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt(terminated)) if threading.current_thread() is threading.main_thread() else None
     try:
         run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
     except RunStopped as stop:
@@ -207,7 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"session are kept in {run_dir}; {resume}", file=sys.stderr)
         return 143 if terminated else 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         progress.close()
         if options.cache is not None:
             options.cache.close()

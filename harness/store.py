@@ -158,7 +158,10 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def flat_inputs(manifest_data: dict, sections: tuple[str, ...] = ("suite", "grader", "config", "targets")) -> dict[str, str] | None:
+INPUT_SECTIONS = ("suite", "grader", "config", "targets")
+
+
+def flat_inputs(manifest_data: dict, sections: tuple[str, ...] = INPUT_SECTIONS) -> dict[str, str] | None:
     """A manifest's inputs as one flat mapping, `section: id` -> hash or value; None for a run made before
     bilan recorded them."""
     recorded = manifest_data.get("inputs")
@@ -174,9 +177,9 @@ def flat_inputs(manifest_data: dict, sections: tuple[str, ...] = ("suite", "grad
     return out
 
 
-def input_differences(first: dict, other: dict, names: tuple[str, str], sections: tuple[str, ...] | None = None) -> list[str]:
+def input_differences(first: dict, other: dict, names: tuple[str, str], sections: tuple[str, ...] = INPUT_SECTIONS) -> list[str]:
     """Each input that differs between two manifests (or is in one only), named; empty when they match."""
-    a, b = (flat_inputs(m, sections) if sections else flat_inputs(m) for m in (first, other))
+    a, b = flat_inputs(first, sections), flat_inputs(other, sections)
     if a is None or b is None:
         which = names[0] if a is None else names[1]
         return [f"the {which} run was made by an older bilan that did not record the content of its inputs; "
