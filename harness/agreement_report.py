@@ -12,7 +12,7 @@ from .charts import bar_chart
 from .errors import InputError, Problem, display
 from .graders.labels import answer_sha256, load_labels
 from .report import b64, render
-from .store import read_json, read_results, write_json
+from .store import read_json, read_results, write_file, write_json
 
 NO_CATEGORY = ""
 
@@ -127,5 +127,5 @@ def write_agreement(run_dir: Path, summary: dict[str, Any]) -> Path:
         for c in summary["grader"]["by_language"].values()]}, "Grader-clinician agreement by language") if languages else None
     manifest = read_json(run_dir / "manifest.json")
     html = render("agreement.html.j2", manifest=manifest, s=summary, chart=b64(chart) if chart else None)
-    (run_dir / "agreement.html").write_text(html, encoding="utf-8")
+    write_file(run_dir / "agreement.html", html)
     return run_dir / "agreement.html"

@@ -6,8 +6,10 @@ import datetime as dt
 import json
 import math
 import os
+import signal
 import sqlite3
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -189,15 +191,27 @@ def _print_estimate(est: dict, total: int) -> float:
     return known
 
 
+def _sigterm_as_interrupt(received: list[int]):
+    """A SIGTERM handler that stops the run exactly as Ctrl-C does (asyncio's own SIGINT handler while a run is
+    under way: the tasks are cancelled, what is written stays), noting that it came."""
+    def handler(signum, frame) -> None:
+        received.append(signum)
+        current = signal.getsignal(signal.SIGINT)
+        if not callable(current):           # SIGINT ignored (a background job): stop all the same
+            raise KeyboardInterrupt
+        current(signal.SIGINT, frame)
+    return handler
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, generate, grade, write the run directory and its reports."""
-    from .run import Monitor, RunOptions, RunStopped, count_jobs, estimate, prepare_resume, rebuild, run, unpriced
+    from .run import Monitor, RunOptions, RunStopped, check_resume, count_jobs, estimate, rebuild, run, unpriced
     config, suite, answers = load_project(Path(args.config))
     _print_warnings(suite)
     if args.resume and not args.out:
         raise InputError([Problem("bilan run", 0, 0, "--resume needs --out DIR: the run directory to finish")])
     run_dir = _run_dir(config, args.out)
-    done = prepare_resume(run_dir) if args.resume and (run_dir / "results.jsonl").exists() else set()
+    done = check_resume(config, suite, run_dir) if args.resume else set()
     total = count_jobs(config, suite, args.shard, done)
     if args.max_cost is not None and not args.allow_unpriced and (problems := unpriced(config)):
         raise InputError(problems)
@@ -216,14 +230,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(resume=args.resume, shard=args.shard, cache=_cache(args, dict(os.environ)),
                          max_error_rate=args.max_error_rate, max_cost=args.max_cost,
                          allow_unpriced=args.allow_unpriced, on_result=progress)
+    resume = f"finish with: bilan run --config {args.config} --out {run_dir} --resume"
+    terminated: list[int] = []
+    # Signal handlers can only be set from the main thread (a host program may run bilan in another one).
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt(terminated)) if threading.current_thread() is threading.main_thread() else None
     try:
         run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
     except RunStopped as stop:
         progress.close()
-        print(f"bilan: stopped: {stop}\nbilan: the {monitor.done} results written are kept in {run_dir}; finish with: "
-              f"bilan run --config {args.config} --out {run_dir} --resume", file=sys.stderr)
+        print(f"bilan: stopped: {stop}\nbilan: the {monitor.done} results written are kept in {run_dir}; {resume}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"bilan: {'terminated (SIGTERM)' if terminated else 'interrupted'}; the {monitor.done} results written in this "
+              f"session are kept in {run_dir}; {resume}", file=sys.stderr)
+        return 143 if terminated else 130
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         progress.close()
         if options.cache is not None:
             options.cache.close()
@@ -364,6 +388,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a share from 0 to 1, such as 0.8")
+    return value
+
+
 def _alpha(text: str) -> float:
     value = _fraction(text)
     if not 0 < value < 0.5:
@@ -403,7 +437,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             print(f"bilan gate: cannot compare: {reason}", file=sys.stderr)
         return 2
     options = GateOptions(max_drop=args.max_drop, alpha=args.alpha, seed=base.manifest.get("seed", 0),
-                          never_threshold=args.never_threshold, reference=args.reference)
+                          never_threshold=args.never_threshold, reference=args.reference, min_coverage=args.min_coverage)
     result = gate(base, cand, options)
     write_gate(result, args.markdown, args.junit, args.json)
     print(gate_markdown(result), end="")
@@ -428,6 +462,8 @@ def _decision_parsers(sub) -> None:
     p.add_argument("--target", help="the target to gate when the runs have several")
     p.add_argument("--reference", default="fr", help="language whose grading coverage the others are held against (default fr)")
     p.add_argument("--never-threshold", type=int, default=-8, help="criteria worth this many points or fewer are never-events (default -8)")
+    p.add_argument("--min-coverage", type=_share, default=0.95,
+                   help="fail when fewer than this share of the paired answers are scored in both runs (default 0.95)")
     p.add_argument("--markdown", help="write a Markdown summary (for a pull-request comment) here")
     p.add_argument("--junit", help="write JUnit XML here")
     p.add_argument("--json", help="write the full result as JSON here")

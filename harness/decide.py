@@ -4,6 +4,7 @@ Everything here is read from run directories (no model call) and returns plain d
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
@@ -16,10 +17,7 @@ from .analyze import (AnalysisOptions, answers_frame, coverage_parity, coverage_
                       summarize, verdicts_frame)
 from .errors import InputError, Problem
 from .stats import holm, paired_difference, rng_for, win_counts
-from .store import MANIFEST, read_json
-
-GRADER_FIELDS = ("provider", "model", "prompt_version", "use_checks", "mode")
-
+from .store import MANIFEST, input_differences, read_json
 
 @dataclass(frozen=True)
 class Contender:
@@ -49,29 +47,12 @@ def contender(run_dir: Path, manifest: dict, rows: Sequence[dict], target: str, 
     return Contender(label or target, target, Path(run_dir), manifest, mine, answers_frame(mine, axes), verdicts_frame(mine))
 
 
-def suite_files(manifest: dict) -> dict[str, str]:
-    """The hashes of a run's case, rubric and locale files (YAML), leaving out its config and answer files."""
-    config = Path(manifest.get("config_file", "")).name
-    return {k: v for k, v in manifest.get("files", {}).items() if k != config and Path(k).suffix in (".yaml", ".yml")}
-
-
 def suite_differences(first: dict, other: dict, names: tuple[str, str] = ("baseline", "candidate")) -> list[str]:
-    """Why two runs cannot be compared: differing case or rubric files, axes, or grader; empty if they can."""
-    a, b = suite_files(first), suite_files(other)
-    out = []
-    for key in sorted(set(a) | set(b)):
-        if key not in b:
-            out.append(f"{key}: only in the {names[0]} run")
-        elif key not in a:
-            out.append(f"{key}: only in the {names[1]} run")
-        elif a[key] != b[key]:
-            out.append(f"{key}: differs (sha256 {a[key][:12]} in the {names[0]} run, {b[key][:12]} in the {names[1]} run)")
+    """Why two runs cannot be compared: a case, rubric or locale file whose content differs (by id relative to its
+    folder, wherever the runs' configs are), the grader's template or settings, or the axes; empty if they can."""
+    out = input_differences(first, other, names, ("suite", "grader"))
     if list(first.get("axes", [])) != list(other.get("axes", [])):
         out.append(f"axes differ: {first.get('axes')} and {other.get('axes')}")
-    for field in GRADER_FIELDS:
-        x, y = first.get("grader", {}).get(field), other.get("grader", {}).get(field)
-        if x != y:
-            out.append(f"grader {field} differs: {x!r} in the {names[0]} run, {y!r} in the {names[1]} run")
     return out
 
 
@@ -203,6 +184,7 @@ class GateOptions:
     never_threshold: int = -8
     reference: str = "fr"
     coverage_gap: float = 0.10
+    min_coverage: float = 0.95      # fail when fewer paired answers than this share are scored in both runs
 
 
 def _outcome(d: dict[str, Any], p_holm: float | None, options: GateOptions) -> tuple[bool, str]:
@@ -262,6 +244,34 @@ def _never_checks(base: Contender, cand: Contender, threshold: int) -> list[dict
     return out
 
 
+def _units(c: Contender) -> tuple[set, set]:
+    """The (case, sample) units a contender was to answer (its suite snapshot times its samples, and every row it
+    has), and those it answered with a score."""
+    expected = set(zip(c.answers["case_id"], c.answers["sample"]))
+    snapshot = c.run_dir / "cases.jsonl"
+    if snapshot.exists() and not c.manifest.get("shard"):
+        samples = next((t.get("samples", 1) for t in c.manifest.get("targets", []) if t.get("name") == c.target), 1)
+        ids = [json.loads(line)["case_id"] for line in snapshot.read_text(encoding="utf-8").splitlines() if line.strip()]
+        expected |= {(case, s) for case in ids for s in range(samples)}
+    ok = c.answers[c.answers["status"].eq("ok") & c.answers["score"].notna()]
+    return expected, set(zip(ok["case_id"], ok["sample"]))
+
+
+def coverage_floor(base: Contender, cand: Contender, min_coverage: float) -> dict[str, Any]:
+    """How many of the paired answers are scored in both runs, and whether that is below the floor: a gate that
+    passes on the few answers a broken candidate did give proves nothing."""
+    (eb, sb), (ec, sc) = _units(base), _units(cand)
+    units = eb | ec
+    both = len(units & sb & sc)
+    share = both / len(units) if units else 0.0
+    out = {"units": len(units), "scored_in_both": both, "share": share, "min_coverage": min_coverage,
+           "unscored_baseline": len(units - sb), "unscored_candidate": len(units - sc), "below": share < min_coverage}
+    out["message"] = (f"only {both} of {len(units)} paired answers ({100 * share:.1f}%) are scored in both runs, below "
+                      f"--min-coverage {min_coverage:g}: {out['unscored_candidate']} missing, failed or not graded in the "
+                      f"candidate, {out['unscored_baseline']} in the baseline; the gate cannot vouch for the rest")
+    return out
+
+
 def _failures(c: Contender) -> int:
     return int((c.answers["status"] != "ok").sum() + (c.answers["status"].eq("ok") & c.answers["score"].isna()).sum())
 
@@ -278,10 +288,12 @@ def gate(base: Contender, cand: Contender, options: GateOptions | None = None) -
     coverage = {role: coverage_parity(c.verdicts, analysis) for role, c in (("candidate", cand), ("baseline", base))}
     covered = [w for role, entries in coverage.items() for w in coverage_warnings(f"the {role} run", entries)]
     regressions = sum(c["regression"] for c in checks)
+    floor = coverage_floor(base, cand, options.min_coverage)
+    failed = bool(regressions) or floor["below"]
     describe = lambda c: {"run_id": c.manifest.get("run_id"), "run_dir": str(c.run_dir), "target": c.target,
                           "answers": int(len(c.answers))}
-    return {"status": "fail" if regressions else "pass", "exit_code": 1 if regressions else 0, "regressions": regressions,
-            "baseline": describe(base), "candidate": describe(cand), "options": asdict(options),
+    return {"status": "fail" if failed else "pass", "exit_code": 1 if failed else 0, "regressions": regressions,
+            "answer_coverage": floor, "baseline": describe(base), "candidate": describe(cand), "options": asdict(options),
             "paired_cases": checks[0]["n"], "tested": sum(c.get("p_value") is not None for c in checks),
             "checks": checks, "warnings": warnings + [w["message"] for w in covered], "coverage_parity": coverage,
             "coverage_warnings": covered}

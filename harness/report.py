@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 
 from .analyze import VARIETIES, commits_never_event, outcome, percent
 from .charts import bar_chart, curve_chart, forest_chart
-from .store import SUMMARY, write_json
+from .store import SUMMARY, refuse_symlinks, write_file, write_json
 
 RTL_FAMILIES = {"ar", "ary", "arb", "fa", "he", "ur"}
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#"})
@@ -340,7 +340,7 @@ def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary:
     axes = summary["axes"] + ["overall"]
     png = bar_chart(axes, {n: [t["by_language_axis"].get(language, {}).get(a) for a in summary["axes"]] + [t["by_language"].get(language)]
                            for n, t in summary["targets"].items()}, f"{language}: score by axis")
-    (run_dir / f"{language}.png").write_bytes(png)
+    write_file(run_dir / f"{language}.png", png)
     varieties = {name: variety_text(langs.get(language)) for name, langs in summary.get("answer_variety", {}).items()}
     html = render("language.html.j2", manifest=manifest, summary=summary, language=language, language_name=language_name(language),
                   direction=direction(language), cases=cases, verdict_filter=VERDICT_FILTER,
@@ -348,8 +348,8 @@ def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary:
                   warnings=warning_messages(summary.get("coverage_warnings", []), language),
                   varieties={name: text for name, text in varieties.items() if text},
                   review_counts=dict(Counter(c["review"] for c in cases)), chart=b64(png))
-    (run_dir / f"{language}.html").write_text(html, encoding="utf-8")
-    (run_dir / f"{language}.md").write_text(_language_md(language, summary, cases), encoding="utf-8")
+    write_file(run_dir / f"{language}.html", html)
+    write_file(run_dir / f"{language}.md", _language_md(language, summary, cases))
     return [run_dir / f"{language}.{ext}" for ext in ("html", "md", "png")]
 
 
@@ -357,12 +357,14 @@ def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: 
                   conversations: dict[str, dict]) -> list[Path]:
     """Write summary.json, index.html/.md/.png and <language>.html/.md/.png; returns the files written."""
     run_dir = Path(run_dir)
+    refuse_symlinks([run_dir / SUMMARY] + [run_dir / f"{page}.{ext}" for page in ["index", *summary["languages"]]
+                                           for ext in ("html", "md", "png")])
     write_json(run_dir / SUMMARY, summary)
     written = [run_dir / SUMMARY]
     languages = summary["languages"]
     index_png = bar_chart(languages, {n: [t["by_language"].get(l) for l in languages] for n, t in summary["targets"].items()},
                           "Overall score by language")
-    (run_dir / "index.png").write_bytes(index_png)
+    write_file(run_dir / "index.png", index_png)
     descriptions = {t["name"]: t.get("description", "") for t in manifest.get("targets", [])}
     never_listed = never_event_answers(rows, summary.get("never_event_threshold", -8))
     html = render("index.html.j2", manifest=manifest, summary=summary, targets=list(summary["targets"]), descriptions=descriptions,
@@ -373,8 +375,8 @@ def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: 
                   any_ungraded=any(t["ungraded_criteria"] for t in summary["targets"].values()),
                   warnings=warning_messages(summary.get("coverage_warnings", [])),
                   charts={"index": b64(index_png), **_findings_charts(summary)})
-    (run_dir / "index.html").write_text(html, encoding="utf-8")
-    (run_dir / "index.md").write_text(_index_md(summary, manifest, never_listed), encoding="utf-8")
+    write_file(run_dir / "index.html", html)
+    write_file(run_dir / "index.md", _index_md(summary, manifest, never_listed))
     written += [run_dir / "index.html", run_dir / "index.md", run_dir / "index.png"]
     for language in languages:
         written += _write_language(run_dir, language, rows, summary, manifest, conversations)

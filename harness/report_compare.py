@@ -1,13 +1,30 @@
 """Comparison and gate data -> HTML, Markdown, JSON, JUnit XML and PNG. Everything a model wrote is escaped."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from .charts import bar_chart, cost_chart, curve_chart, forest_chart
 from .report import b64, ci, coverage_md, coverage_text, fmt, language_name, md_inline, render, warning_messages
-from .store import write_json
+from .store import refuse_symlinks, write_file, write_json
+
+
+def pr_inline(text: Any) -> str:
+    """Untrusted text made inert in a pull-request comment: Markdown escaped (md_inline) and no live @mention
+    (a zero-width space after each @, so GitHub notifies no one)."""
+    return md_inline(text).replace("@", "@\u200b")
+
+
+def code_span(text: Any) -> str:
+    """Untrusted text as a Markdown code span that it cannot close: fenced by more backticks than its longest run
+    of them (CommonMark), padded with spaces so a leading or trailing backtick stays inside. Nothing in a code span
+    is a mention or a link."""
+    flat = " ".join(str(text).split())
+    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {flat} {fence}"
 
 
 def _oriented(pair: dict, label: str) -> tuple[str, dict]:
@@ -132,44 +149,44 @@ def compare_markdown(data: dict[str, Any], charts: dict[str, bytes]) -> str:
     """The comparison as Markdown, the charts linked as PNG files beside it."""
     cs, langs = data["contenders"], data["languages"]
     said = headline(data)
-    lines = ["# Bilan comparison: " + ", ".join(md_inline(c["label"]) for c in cs), "", f"**{md_inline(said[0])}**", ""]
-    lines += [f"- {md_inline(sentence)}" for sentence in said[1:]] + [""]
-    lines += [f"> **Warning:** {md_inline(w)}" for w in warning_messages(data.get("coverage_warnings", []))]
+    lines = ["# Bilan comparison: " + ", ".join(pr_inline(c["label"]) for c in cs), "", f"**{pr_inline(said[0])}**", ""]
+    lines += [f"- {pr_inline(sentence)}" for sentence in said[1:]] + [""]
+    lines += [f"> **Warning:** {pr_inline(w)}" for w in warning_messages(data.get("coverage_warnings", []))]
     lines += ["", "## Which system scores best overall?", "", "![overall](compare-overall.png)", "",
              "| system | score | 95% CI | cases | never-events | cost per 100 cases | latency p50 / p95 |", "|---|---:|---|---:|---:|---:|---|"]
     for c in cs:
         ne = c["never_events"]
-        lines.append(f"| {md_inline(c['label'])} | {fmt(c['overall'])} | {ci(c['overall'])} | {c['overall']['n']} | "
+        lines.append(f"| {pr_inline(c['label'])} | {fmt(c['overall'])} | {ci(c['overall'])} | {c['overall']['n']} | "
                      f"{ne['count']} of {ne['n']} | {_money(c['cost']['per_100_cases_usd'])} | {_latency(c)} |")
     lines += ["", "## Are the differences real?", ""] + (["![differences](compare-differences.png)", ""] if "differences" in charts else [])
     lines += ["| pair | difference | 95% CI | cases | real? | wins / losses / ties |", "|---|---:|---|---:|---|---|"]
     for p in data["pairs"]:
         d, w = p["overall"], p["win"]
         real = "yes" if d["diff"] is not None and (d["ci_low"] > 0 or d["ci_high"] < 0) else "no"
-        lines.append(f"| {md_inline(p['a'])} - {md_inline(p['b'])} | {fmt(d, 'diff', True)} | {ci(d, 'diff')} | {d['n']} | {real} | "
+        lines.append(f"| {pr_inline(p['a'])} - {pr_inline(p['b'])} | {fmt(d, 'diff', True)} | {ci(d, 'diff')} | {d['n']} | {real} | "
                      f"{w['wins']} / {w['losses']} / {w['ties']} |")
     lines += ["", "## How does each system score in each language?", "", "![languages](compare-languages.png)", "",
-              "| language | " + " | ".join(md_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
+              "| language | " + " | ".join(pr_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
     lines += [f"| {l} ({language_name(l)}) | " + " | ".join(f"{fmt(c['by_language'].get(l))} {ci(c['by_language'].get(l))}" for c in cs) + " |"
               for l in langs]
     lines += ["", f"## Is each system as good in every language as in {data['reference']}?", ""]
     lines += (["![parity](compare-parity.png)", ""] if "parity" in charts else [])
-    lines += ["| language | " + " | ".join(md_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
+    lines += ["| language | " + " | ".join(pr_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
     lines += [f"| {l} | " + " | ".join(_parity_cell(c["parity"].get(l)) for c in cs) + " |" for l in langs if l != data["reference"]]
     lines += ["", "## How often does each system commit a never-event?", "", "![never-events](compare-never.png)", "",
-              "| language | " + " | ".join(md_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
+              "| language | " + " | ".join(pr_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
     events = lambda c, l: c["never_events_by_language"].get(l)
     lines += [f"| {l} | " + " | ".join(f"{events(c, l)['count']} of {events(c, l)['n']}" if events(c, l) else "n/a" for c in cs) + " |"
               for l in langs]
     lines += ["", "## What does it cost, and how fast is it?", ""] + (["![cost](compare-cost.png)", ""] if "cost" in charts else [])
     lines += ["| system | per 100 cases | total | latency p50 / p95 |", "|---|---:|---:|---|"]
-    lines += [f"| {md_inline(c['label'])} | {_money(c['cost']['per_100_cases_usd'])} | {_money(c['cost']['total_usd'])} | {_latency(c)} |" for c in cs]
+    lines += [f"| {pr_inline(c['label'])} | {_money(c['cost']['per_100_cases_usd'])} | {_money(c['cost']['total_usd'])} | {_latency(c)} |" for c in cs]
     if "reliability" in charts:
         lines += ["", "## How bad is the worst of k answers?", "", "![reliability](compare-reliability.png)"]
     lines += ["", "## Grading coverage", "", "| system | criteria graded | " + " | ".join(langs) + " |", "|---|---:|" + "---|" * len(langs)]
-    lines += [f"| {md_inline(c['label'])} | {coverage_text(c['coverage'])} | " + " | ".join(coverage_md(c["coverage_parity"].get(l)) for l in langs)
+    lines += [f"| {pr_inline(c['label'])} | {coverage_text(c['coverage'])} | " + " | ".join(coverage_md(c["coverage_parity"].get(l)) for l in langs)
               + " |" for c in cs]
-    lines += ["", "## Method", "", md_inline(method_note(data)), ""]
+    lines += ["", "## Method", "", pr_inline(method_note(data)), ""]
     return "\n".join(lines)
 
 
@@ -178,16 +195,17 @@ def write_comparison(out_dir: Path, data: dict[str, Any], listed: list[dict]) ->
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = _charts(data)
+    refuse_symlinks([out_dir / f"compare-{name}.png" for name in charts] + [out_dir / f"compare.{e}" for e in ("html", "md", "json")])
     written = []
     for name, data_png in charts.items():
-        (out_dir / f"compare-{name}.png").write_bytes(data_png)
+        write_file(out_dir / f"compare-{name}.png", data_png)
         written.append(out_dir / f"compare-{name}.png")
     html = render("compare.html.j2", data=data, headline=headline(data), method=method_note(data), listed=listed,
                   charts={k: b64(v) for k, v in charts.items()}, labels=[c["label"] for c in data["contenders"]],
                   target_options=[(c["label"], c["label"]) for c in data["contenders"]],
                   language_options=[(l, f"{l} ({language_name(l)})") for l in data["languages"]])
-    (out_dir / "compare.html").write_text(html, encoding="utf-8")
-    (out_dir / "compare.md").write_text(compare_markdown(data, charts), encoding="utf-8")
+    write_file(out_dir / "compare.html", html)
+    write_file(out_dir / "compare.md", compare_markdown(data, charts))
     write_json(out_dir / "compare.json", data)
     return [out_dir / "compare.html", out_dir / "compare.md", out_dir / "compare.json"] + written
 
@@ -212,26 +230,28 @@ def gate_markdown(result: dict[str, Any]) -> str:
     """A pull-request comment: the verdict, one sentence on the rule, and a table with regressions first."""
     if result["status"] == "incomparable":
         return "\n".join(["## Bilan gate: cannot compare", "", "The baseline and candidate runs cannot be compared:", ""]
-                         + [f"- {md_inline(r)}" for r in result["reasons"]]) + "\n"
-    o = result["options"]
+                         + [f"- {pr_inline(r)}" for r in result["reasons"]]) + "\n"
+    o, floor = result["options"], result.get("answer_coverage") or {}
     head = f"## Bilan gate: {'FAIL' if result['status'] == 'fail' else 'pass'}"
-    if result["regressions"]:
-        head += f" ({result['regressions']} regression{'s' if result['regressions'] > 1 else ''})"
-    lines = [head, "", f"Candidate `{md_inline(result['candidate']['run_id'])}` against baseline `{md_inline(result['baseline']['run_id'])}` "
-             f"(target `{md_inline(result['candidate']['target'])}`) on {result['paired_cases']} paired cases. A regression is a drop "
+    why = [f"{result['regressions']} regression{'s' if result['regressions'] > 1 else ''}"] if result["regressions"] else []
+    why += [f"{100 * floor['share']:.0f}% of the answers scored in both runs, below {100 * floor['min_coverage']:g}%"] if floor.get("below") else []
+    head += f" ({'; '.join(why)})" if why else ""
+    lines = [head, ""] + ([f"**Too few answers to gate:** {pr_inline(floor['message'])}.", ""] if floor.get("below") else [])
+    lines += [f"Candidate {code_span(result['candidate']['run_id'])} against baseline {code_span(result['baseline']['run_id'])} "
+             f"(target {code_span(result['candidate']['target'])}) on {result['paired_cases']} paired cases. A regression is a drop "
              f"larger than {o['max_drop']:g} that is significant at alpha {o['alpha']:g} (one-sided paired bootstrap, "
              f"Holm-adjusted over {result['tested']} score checks), or more answers committing a never-event.", "",
              f"| check | baseline | candidate | change | {100 * (1 - 2 * o['alpha']):.0f}% CI | p of a drop (Holm) | result |",
              "|---|---:|---:|---:|---|---:|---|"]
     for c in _ordered(result["checks"]):
-        name = f"{c['scope'].replace('_', '-')}: {md_inline(c['name'])}" if c["scope"] != "overall" else "overall"
+        name = f"{c['scope'].replace('_', '-')}: {pr_inline(c['name'])}" if c["scope"] != "overall" else "overall"
         interval = f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if c.get("ci_low") is not None else ""
         p = f"{c['p_holm']:.3f}" if c.get("p_holm") is not None else ""
         change = _cell(c, "change") if c["scope"] == "never_events" else (f"{c['change']:+.3f}" if c["change"] is not None else "n/a")
         verdict = f"**{c['outcome']}**" if c["regression"] else c["outcome"]
         row = f"| {'**' + name + '**' if c['regression'] else name} | {_cell(c, 'baseline')} | {_cell(c, 'candidate')} | {change} | {interval} | {p} | {verdict} |"
         lines.append(row)
-    lines += [""] + [f"> warning: {md_inline(w)}" for w in result["warnings"]]
+    lines += [""] + [f"> warning: {pr_inline(w)}" for w in result["warnings"]]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -249,11 +269,20 @@ def _detail(c: dict) -> str:
 
 def gate_junit(result: dict[str, Any]) -> str:
     """JUnit XML: one test case per check (overall, each language, each axis, never-events), a failure per regression."""
-    suite = ET.Element("testsuite", name="bilan-gate", tests=str(len(result.get("checks", [])) or 1),
-                       failures=str(result.get("regressions", 0)), errors="0" if result["status"] != "incomparable" else "1")
+    floor = result.get("answer_coverage") or {}
+    suite = ET.Element("testsuite", name="bilan-gate", tests=str(len(result.get("checks", [])) + bool(floor) or 1),
+                       failures=str(result.get("regressions", 0) + bool(floor.get("below"))),
+                       errors="0" if result["status"] != "incomparable" else "1")
     if result["status"] == "incomparable":
         case = ET.SubElement(suite, "testcase", classname="bilan.gate", name="comparable runs")
         ET.SubElement(case, "error", message="the runs cannot be compared").text = "\n".join(result["reasons"])
+    floor = result.get("answer_coverage")
+    if floor:
+        case = ET.SubElement(suite, "testcase", classname="bilan.gate.coverage", name="answers scored in both runs")
+        if floor["below"]:
+            ET.SubElement(case, "failure", message="too few answers to gate", type="coverage").text = floor["message"]
+        else:
+            ET.SubElement(case, "system-out").text = f"{floor['scored_in_both']} of {floor['units']} paired answers scored in both runs"
     for c in result.get("checks", []):
         case = ET.SubElement(suite, "testcase", classname=f"bilan.gate.{c['scope']}", name=str(c["name"]))
         if c["regression"]:
@@ -265,9 +294,10 @@ def gate_junit(result: dict[str, Any]) -> str:
 
 def write_gate(result: dict[str, Any], markdown: Path | None = None, junit: Path | None = None, json_path: Path | None = None) -> None:
     """Write the gate's result where asked: Markdown, JUnit XML, JSON."""
+    refuse_symlinks([Path(p) for p in (markdown, junit, json_path) if p])
     if markdown:
-        Path(markdown).write_text(gate_markdown(result), encoding="utf-8")
+        write_file(Path(markdown), gate_markdown(result))
     if junit:
-        Path(junit).write_text(gate_junit(result), encoding="utf-8")
+        write_file(Path(junit), gate_junit(result))
     if json_path:
         write_json(Path(json_path), result)

@@ -20,14 +20,15 @@ from .errors import InputError, Problem
 from .load import display
 from .generate import generate
 from .grade import result_row
-from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, TEMPLATE, ModelGrader
+from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, SYSTEM, TEMPLATE, ModelGrader
 from .graders.labels import LabelsGrader, load_labels
 from .graders.rules import RulesGrader
 from .providers.base import Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, cost, estimate_tokens
 from .providers.replay import ReplayProvider
 from .report import write_reports
 from .secrets import Scrubber
-from .store import MANIFEST, RESULTS, ResponseCache, RunStore, read_json, read_results, sha256_file, write_json
+from .store import (MANIFEST, RESULTS, ResponseCache, RunStore, input_differences, read_json, read_results, refuse_symlinks,
+                    results_state, run_lock, sha256_file, write_file, write_json, write_lines)
 from .types import Case, Config, EndpointConfig, Suite, Usage
 from .yamldoc import parse_yaml
 
@@ -160,12 +161,43 @@ def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None =
         "grader": endpoint(config.grader) | {"prompt_version": PROMPT_VERSION},
         "seed": config.seed, "bootstrap": config.bootstrap, "axes": list(config.axes), "prices": config.prices,
         "languages": sorted({c.language for c in suite.cases}), "cases": len(suite.cases),
-        "files": hashes, "versions": _versions(),
+        "files": hashes, "inputs": inputs(config, suite), "versions": _versions(),
     }
 
 
 def _sha(text: str | None) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest() if text else None
+
+
+def _relative(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
+
+
+def _tree(entry: Path) -> list[Path]:
+    return sorted(p for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else [entry]
+
+
+def inputs(config: Config, suite: Suite) -> dict[str, dict[str, str]]:
+    """The content of everything that can change a verdict, hashed, by ids that do not depend on where the files
+    are: case and rubric files relative to their folders, the locale, the grader's template and settings, each
+    target's system prompt and replayed answers, and the config. `suite` and `grader` must match for runs to be
+    compared or gated; every section must match for a run to be resumed or shards merged."""
+    locale = Path(config.locale).resolve()
+    cases = sorted({Path(c.source.rsplit(":", 1)[0]).resolve() for c in suite.cases})
+    rubrics = sorted(p for p in Path(config.rubrics).rglob("*.y*ml") if p.suffix in (".yaml", ".yml") and p.resolve() != locale)
+    suite_part = {f"cases/{_relative(f, config.cases)}": sha256_file(f) for f in cases}
+    suite_part |= {f"rubrics/{_relative(f, config.rubrics)}": sha256_file(f) for f in rubrics}
+    suite_part["locale"] = sha256_file(locale)
+    g = config.grader
+    grader = {"provider": g.provider, "model": g.model, "prompt_version": PROMPT_VERSION, "mode": g.mode,
+              "use_checks": str(g.use_checks), "compare_checks": str(g.compare_checks), "temperature": str(g.temperature),
+              "max_tokens": str(g.max_tokens), "template": _sha(SYSTEM + TEMPLATE + BATCH_TEMPLATE)}
+    grader |= {f"labels/{_relative(f, entry)}": sha256_file(f) for entry in map(Path, g.labels) for f in _tree(entry)}
+    targets = {t.name: {"system_prompt": _sha(t.system_prompt) or "none"}
+               | {f"answers/{_relative(f, Path(config.path).parent)}": sha256_file(Path(f)) for f in t.answers}
+               for t in config.targets}
+    return {"suite": suite_part, "grader": grader, "config": {"config": sha256_file(Path(config.path))},
+            "targets": targets}
 
 
 def job_key(target: str, case_id: str, sample: int) -> tuple[str, str, int]:
@@ -198,23 +230,29 @@ def _final(row: dict) -> bool:
         v.get("error") and not str(v["error"]).startswith(("parse:", "refusal:")) for v in row.get("verdicts", []))
 
 
-def prepare_resume(run_dir: Path) -> set[tuple[str, str, int]]:
-    """Keep the final rows of an interrupted run (one per unit) and return their keys; failed rows are dropped
-    so that they are done again (their successful calls come back from the cache)."""
-    rows = read_results(run_dir, repair=True)
+def _resume_rows(run_dir: Path) -> tuple[dict[tuple, dict], bool]:
+    """The final rows of an interrupted run (one per unit), and whether results.jsonl must be rewritten to hold
+    only them (failed rows are done again, their successful calls coming back from the cache; a torn line is cut)."""
+    rows, torn = results_state(run_dir)
     kept: dict[tuple, dict] = {}
     for row in rows:
         if _final(row):
             kept[job_key(row["target"], row["case_id"], row.get("sample", 0))] = row
-    if len(kept) != len(rows):
-        tmp = run_dir / (RESULTS + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in kept.values():
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, run_dir / RESULTS)
-    return set(kept)
+    return kept, torn or len(kept) != len(rows)
+
+
+def check_resume(config: Config, suite: Suite, run_dir: Path, new_manifest: dict | None = None) -> set[tuple[str, str, int]]:
+    """The units a resumed run keeps, after checking (and changing nothing) that every input is as it was when
+    the run started; an input error naming each input that changed."""
+    run_dir = Path(run_dir)
+    if not (run_dir / MANIFEST).exists():
+        return set()
+    new_manifest = new_manifest or manifest(config, suite, run_dir.name)
+    changed = input_differences(read_json(run_dir / MANIFEST), new_manifest, ("earlier", "new"))
+    if changed:
+        raise InputError([Problem(str(run_dir / MANIFEST), 0, 0, f"cannot resume: an input changed since this run started "
+                                  f"({why}); expected the same inputs, or a new --out folder") for why in changed])
+    return set(_resume_rows(run_dir)[0])
 
 
 def _failed(row: dict) -> bool:
@@ -290,31 +328,34 @@ def run(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dic
         raise InputError(problems)
     monitor.budget.max_cost = options.max_cost
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    done: set = set()
-    new_manifest = manifest(config, suite, run_dir.name, argv)
-    if options.resume and (run_dir / MANIFEST).exists():
-        old = read_json(run_dir / MANIFEST)
-        changed = sorted(k for k in set(old.get("files", {})) | set(new_manifest["files"])
-                         if old.get("files", {}).get(k) != new_manifest["files"].get(k))
-        if changed:
-            raise InputError([Problem(str(run_dir / MANIFEST), 0, 0, f"cannot resume: the suite changed since this run started "
-                                      f"({', '.join(changed[:5])}); expected the same files, or a new --out folder")])
-        done = prepare_resume(run_dir)
-        new_manifest["run_id"], new_manifest["created"] = old.get("run_id", run_dir.name), old.get("created")
-        new_manifest["resumed"] = old.get("resumed", 0) + 1
-    elif (run_dir / RESULTS).exists() and (run_dir / RESULTS).stat().st_size:
-        raise InputError([Problem(str(run_dir), 0, 0, "this run directory already has results; expected --resume to "
-                                  "finish it, or a new --out folder")])
-    new_manifest["shard"] = list(options.shard) if options.shard else None
-    scrubber = Scrubber(keys.values())
-    write_json(run_dir / MANIFEST, scrubber.value(new_manifest))
-    snapshot_cases(suite, run_dir)
-    monitor.total = count_jobs(config, suite, options.shard, done)
-    try:
-        asyncio.run(run_async(config, suite, answers, run_dir, keys, options, monitor, done))
-    except RunStopped as stop:
-        raise RunStopped(scrubber.text(str(stop))) from None
+    with run_lock(run_dir):
+        new_manifest = manifest(config, suite, run_dir.name, argv)
+        # Every check first: a refused command leaves every file in the run directory as it was.
+        resuming = options.resume and (run_dir / MANIFEST).exists()
+        if resuming:
+            check_resume(config, suite, run_dir, new_manifest)
+            old = read_json(run_dir / MANIFEST)
+            kept, rewrite = _resume_rows(run_dir)
+        elif (run_dir / RESULTS).exists() and (run_dir / RESULTS).stat().st_size:
+            raise InputError([Problem(str(run_dir), 0, 0, "this run directory already has results; expected --resume to "
+                                      "finish it, or a new --out folder")])
+        refuse_symlinks([run_dir / name for name in (MANIFEST, RESULTS, CASES)])
+        done: set = set()
+        if resuming:
+            if rewrite:
+                write_lines(run_dir / RESULTS, kept.values())
+            done = set(kept)
+            new_manifest["run_id"], new_manifest["created"] = old.get("run_id", run_dir.name), old.get("created")
+            new_manifest["resumed"] = old.get("resumed", 0) + 1
+        new_manifest["shard"] = list(options.shard) if options.shard else None
+        scrubber = Scrubber(keys.values())
+        write_json(run_dir / MANIFEST, scrubber.value(new_manifest))
+        snapshot_cases(suite, run_dir)
+        monitor.total = count_jobs(config, suite, options.shard, done)
+        try:
+            asyncio.run(run_async(config, suite, answers, run_dir, keys, options, monitor, done))
+        except RunStopped as stop:
+            raise RunStopped(scrubber.text(str(stop))) from None
     return monitor
 
 
@@ -366,12 +407,10 @@ CASES = "cases.jsonl"
 def snapshot_cases(suite: Suite, run_dir: Path) -> None:
     """Keep each case's title and conversation in the run directory, so reports need nothing else."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / CASES, "w", encoding="utf-8") as f:
-        for c in suite.cases:
-            f.write(json.dumps({"case_id": c.id, "scenario": c.scenario, "language": c.language, "title": c.title,
-                                "review": c.review, "source": c.source,
-                                "conversation": [{"role": m.role, "content": m.content} for m in c.conversation]},
-                               ensure_ascii=False) + "\n")
+    write_lines(run_dir / CASES, ({"case_id": c.id, "scenario": c.scenario, "language": c.language, "title": c.title,
+                                   "review": c.review, "source": c.source,
+                                   "conversation": [{"role": m.role, "content": m.content} for m in c.conversation]}
+                                  for c in suite.cases))
 
 
 def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: Path | None = None) -> dict[str, Any]:
@@ -389,11 +428,12 @@ def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: 
                         manifest_data.get("bootstrap", 1000), target_prices, grader_price, options)
     summary["run_id"] = manifest_data.get("run_id")
     if redacted_to is None:
-        write_reports(run_dir, rows, summary, manifest_data, conversations)
+        with run_lock(run_dir):
+            write_reports(run_dir, rows, summary, manifest_data, conversations)
     else:
-        redacted_to.mkdir(parents=True, exist_ok=True)
-        write_json(redacted_to / MANIFEST, manifest_data | {"redacted": True})
-        write_reports(redacted_to, [], summary, manifest_data | {"redacted": True}, {})
+        with run_lock(redacted_to):
+            write_json(redacted_to / MANIFEST, manifest_data | {"redacted": True})
+            write_reports(redacted_to, [], summary, manifest_data | {"redacted": True}, {})
     return summary
 
 
@@ -402,9 +442,11 @@ def merge(run_dirs: list[Path], out: Path) -> int:
     manifests = [read_json(d / MANIFEST) for d in run_dirs]
     problems = []
     for d, m in zip(run_dirs[1:], manifests[1:]):
-        if m.get("files") != manifests[0].get("files") or m.get("targets") != manifests[0].get("targets"):
-            problems.append(Problem(str(d / MANIFEST), 0, 0, f"not the same suite or targets as {run_dirs[0]}; "
-                                    "expected shards of one configuration"))
+        names = (str(run_dirs[0]), str(d))
+        why = input_differences(manifests[0], m, names)
+        why += [] if m.get("targets") == manifests[0].get("targets") else [f"the targets' settings differ from {run_dirs[0]}'s"]
+        problems += [Problem(str(d / MANIFEST), 0, 0, f"not a shard of the same configuration as {run_dirs[0]}: {w}; "
+                             "expected shards of one configuration") for w in why]
     rows: dict[tuple, dict] = {}
     for d in run_dirs:
         for row in read_results(d):
@@ -414,13 +456,9 @@ def merge(run_dirs: list[Path], out: Path) -> int:
             rows[key] = row
     if problems:
         raise InputError(problems)
-    out.mkdir(parents=True, exist_ok=True)
-    merged = dict(manifests[0], run_id=out.name, shard=None, merged_from=[str(d) for d in run_dirs])
-    write_json(out / MANIFEST, merged)
-    (out / CASES).write_bytes((run_dirs[0] / CASES).read_bytes())
-    tmp = out / (RESULTS + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for key in sorted(rows):
-            f.write(json.dumps(rows[key], ensure_ascii=False) + "\n")
-    os.replace(tmp, out / RESULTS)
+    with run_lock(out):
+        refuse_symlinks([out / name for name in (MANIFEST, RESULTS, CASES)])
+        write_json(out / MANIFEST, dict(manifests[0], run_id=out.name, shard=None, merged_from=[str(d) for d in run_dirs]))
+        write_file(out / CASES, (run_dirs[0] / CASES).read_bytes())
+        write_lines(out / RESULTS, (rows[key] for key in sorted(rows)))
     return len(rows)

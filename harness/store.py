@@ -1,11 +1,16 @@
 """The run directory: manifest, append-only results, summary; read back for reports and resume."""
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import sqlite3
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +20,79 @@ from .errors import InputError, Problem, display
 RESULTS = "results.jsonl"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
+LOCK = ".lock"
+
+
+def refuse_symlinks(paths: list[Path]) -> None:
+    """An input error naming every path that is a symbolic link: bilan writes its outputs as regular files and
+    never through a link, so that no file elsewhere is overwritten or truncated."""
+    links = [Path(p) for p in paths if Path(p).is_symlink()]
+    if links:
+        raise InputError([Problem(str(p), 0, 0, f"is a symbolic link (to {os.readlink(p)}); bilan does not write through "
+                                  "links; expected a regular file or nothing here (remove the link)") for p in links])
+
+
+def write_file(path: Path, data: str | bytes) -> None:
+    """Write a file atomically through a temporary file beside it (a reader sees the old file or the new one,
+    never half of one), refusing a path that is a symbolic link. Every writer of run-directory files uses this."""
+    path = Path(path)
+    refuse_symlinks([path])
+    blob = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())        # mkstemp's 0600 would hide reports from the rest of a team
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically (write_file)."""
+    write_file(path, json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
+
+
+def write_lines(path: Path, rows: Any) -> None:
+    """Write JSON rows, one a line, atomically (write_file)."""
+    write_file(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for one process: a second one is refused with the holder's pid. An flock on
+    run_dir/.lock, which the operating system drops when the process ends, so even a kill -9 leaves no stale lock."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    refuse_symlinks([path])
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise InputError([Problem(str(run_dir), 0, 0, f"another bilan process (pid {holder}) is using this run directory; "
+                                      "expected it to finish first (then --resume), or a different --out folder")]) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)         # released: the file is left as it was found
+    finally:
+        os.close(fd)                    # closing drops the flock
 
 
 def sha256_file(path: Path) -> str:
@@ -35,7 +106,9 @@ class RunStore:
     def __init__(self, run_dir: Path):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.dir / RESULTS, "a", encoding="utf-8")
+        refuse_symlinks([self.dir / RESULTS])
+        fd = os.open(self.dir / RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self._file = open(fd, "a", encoding="utf-8")
 
     def append(self, row: dict[str, Any]) -> None:
         """Append one result row and flush it to the operating system."""
@@ -53,12 +126,17 @@ class RunStore:
         self.close()
 
 
-def read_results(run_dir: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """Every complete row of results.jsonl. A half-written last line (a crash, or a run in progress) is left out,
-    and cut off the file only with `repair` (a resume about to append); any other bad line is an InputError."""
+def read_results(run_dir: Path) -> list[dict[str, Any]]:
+    """Every complete row of results.jsonl; a half-written last line (from a crash) is left out. Reading never
+    changes the file: a resumed run rewrites it without the torn line (results_state says when that is needed)."""
+    return results_state(run_dir)[0]
+
+
+def results_state(run_dir: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The complete rows of results.jsonl, and whether the file ends with a torn line."""
     path = Path(run_dir) / RESULTS
     if not path.exists():
-        return []
+        return [], False
     raw = path.read_bytes()
     complete = raw[:raw.rfind(b"\n") + 1]          # a last line without its newline was never finished
     try:
@@ -75,15 +153,49 @@ def read_results(run_dir: Path, repair: bool = False) -> list[dict[str, Any]]:
             rows.append(row)
     if problems:
         raise InputError(problems)
-    if repair and len(complete) < len(raw):
-        with open(path, "r+b") as f:
-            f.truncate(len(complete))
-    return rows
+    return rows, len(complete) < len(raw)
 
 
 def read_json(path: Path) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+INPUT_SECTIONS = ("suite", "grader", "config", "targets")
+
+
+def flat_inputs(manifest_data: dict, sections: tuple[str, ...] = INPUT_SECTIONS) -> dict[str, str] | None:
+    """A manifest's inputs as one flat mapping, `section: id` -> hash or value; None for a run made before
+    bilan recorded them."""
+    recorded = manifest_data.get("inputs")
+    if recorded is None:
+        return None
+    out = {}
+    for section in sections:
+        part = recorded.get(section, {})
+        if section == "targets":
+            out |= {f"target {name}: {key}": value for name, entries in part.items() for key, value in entries.items()}
+        else:
+            out |= {f"{section}: {key}": value for key, value in part.items()}
+    return out
+
+
+def input_differences(first: dict, other: dict, names: tuple[str, str], sections: tuple[str, ...] = INPUT_SECTIONS) -> list[str]:
+    """Each input that differs between two manifests (or is in one only), named; empty when they match."""
+    a, b = flat_inputs(first, sections), flat_inputs(other, sections)
+    if a is None or b is None:
+        which = names[0] if a is None else names[1]
+        return [f"the {which} run was made by an older bilan that did not record the content of its inputs; "
+                "expected a run made by this version (run it again)"]
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key not in b:
+            out.append(f"{key}: only in the {names[0]} run")
+        elif key not in a:
+            out.append(f"{key}: only in the {names[1]} run")
+        elif a[key] != b[key]:
+            out.append(f"{key}: differs ({a[key][:12]} in the {names[0]} run, {b[key][:12]} in the {names[1]} run)")
+    return out
 
 
 # --- response cache ---------------------------------------------------------------------------------
