@@ -117,37 +117,26 @@ class Progress:
             self.bar = None
 
 
-def _positive(text: str) -> int:
-    """A count of at least 1 (rows, resamples)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of at least 1")
-    return value
+def _number(convert: type, accept, expected: str):
+    """An argparse type: `convert`ed text that `accept` takes, else a usage error saying what was expected."""
+    what = "a whole number" if convert is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"'{text}': expected {expected}")
+        return value
+    return parse
 
 
-def _dollars(text: str) -> float:
-    """An amount of money: a finite number, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"'{text}': expected an amount in US dollars, 0 or more, such as 5")
-    return value
-
-
-def _share(text: str) -> float:
-    """A share from 0 to 1 inclusive."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a share from 0 to 1, such as 0.5")
-    return value
+_positive = _number(int, lambda v: v >= 1, "a whole number of at least 1")
+_dollars = _number(float, lambda v: math.isfinite(v) and v >= 0, "an amount in US dollars, 0 or more, such as 5")
+_share = _number(float, lambda v: 0 <= v <= 1, "a share from 0 to 1, such as 0.8")
+_fraction = _number(float, lambda v: 0 <= v < 1, "a number from 0 to 1, such as 0.05")
+_alpha = _number(float, lambda v: 0 < v < 0.5, "a significance level above 0 and below 0.5, such as 0.05")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -376,33 +365,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     _print_summary(rebuild(run_dir), run_dir)
     return 0
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a number from 0 to 1, such as 0.05")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a share from 0 to 1, such as 0.8")
-    return value
-
-
-def _alpha(text: str) -> float:
-    value = _fraction(text)
-    if not 0 < value < 0.5:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a significance level above 0 and below 0.5, such as 0.05")
-    return value
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
