@@ -36,7 +36,7 @@ def _category(verdict: dict) -> str | None:
     return next((t for t in verdict.get("tags") or [] if t.startswith("cluster:")), None)
 
 
-def collect(run_dir: Path, folders: Sequence[Path] = ()) -> tuple[list[dict], dict[str, list], list[dict]]:
+def collect(run_dir: Path, folders: Sequence[Path] = ()) -> tuple[list[dict], dict[tuple, list], list[dict]]:
     """Items (grader verdict, clinicians' labels, language, axis, criterion, theme, category), per-item labels by
     reviewer, and the verdicts that model and deterministic checks both gave (compare_checks)."""
     labels = load_labels(folders)

@@ -42,7 +42,8 @@ def load_attacks(folder: Path, suite: Suite) -> list[dict[str, Any]]:
 
 def attack_setup(config: Config, suite: Suite, attacks: list[dict]) -> tuple[Config, Suite, dict]:
     """A config whose only target replays the attacks (one sample per attack on a case) on the attacked cases."""
-    answers, per_case = {}, defaultdict(int)
+    answers: dict = {}
+    per_case: defaultdict[str, int] = defaultdict(int)
     for row in attacks:
         row["sample"] = per_case[row["case_id"]]
         answers[(row["case_id"], row["sample"])] = row["answer"]

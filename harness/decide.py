@@ -133,7 +133,7 @@ class CompareOptions:
 def _pair(a: Contender, b: Contender, languages: Sequence[str], options: CompareOptions) -> dict[str, Any]:
     label = f"{a.label} vs {b.label}"
     scores = paired_scores(a.answers, b.answers)
-    out = {"a": a.label, "b": b.label,
+    out: dict[str, Any] = {"a": a.label, "b": b.label,
            "overall": paired_difference(scores["a"], scores["b"], rng_for(options.seed, "compare", label), options.resamples),
            "win": win_rate(a.answers, b.answers), "by_language": {}}
     for language in languages:
@@ -264,7 +264,7 @@ def coverage_floor(base: Contender, cand: Contender, min_coverage: float) -> dic
     units = eb | ec
     both = len(units & sb & sc)
     share = both / len(units) if units else 0.0
-    out = {"units": len(units), "scored_in_both": both, "share": share, "min_coverage": min_coverage,
+    out: dict[str, Any] = {"units": len(units), "scored_in_both": both, "share": share, "min_coverage": min_coverage,
            "unscored_baseline": len(units - sb), "unscored_candidate": len(units - sc), "below": share < min_coverage}
     out["message"] = (f"only {both} of {len(units)} paired answers ({100 * share:.1f}%) are scored in both runs, below "
                       f"--min-coverage {min_coverage:g}: {out['unscored_candidate']} missing, failed or not graded in the "

@@ -184,6 +184,7 @@ class _Dumper(yaml.SafeDumper):
 def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # Plain only for text that starts with a letter and is no keyword, so "null", "12" or "1e3" stay text under
     # both YAML 1.1 and 1.2 readings; line breaks other than \n are escaped only inside double quotes.
+    style: str | None
     if _OTHER_BREAKS.search(value):
         style = '"'
     elif "\n" in value:
@@ -206,7 +207,7 @@ def dump_yaml(data: dict) -> str:
 
 def _case_yaml(scenario: str, title: str, theme: str, persona: str, tags: list[str], language: str,
                messages: Sequence[dict], origin: str) -> str:
-    head = {"scenario": scenario, "title": title, "theme": theme, "use_case": "healthbench", "persona": persona}
+    head: dict[str, Any] = {"scenario": scenario, "title": title, "theme": theme, "use_case": "healthbench", "persona": persona}
     if tags:
         head["tags"] = tags
     variant = {"language": language, "conversation": [{"role": m["role"], "content": m["content"]} for m in messages]}
@@ -414,6 +415,7 @@ def _meta_labels(lines: Sequence[Line], summary: ImportSummary) -> tuple[dict[st
 def _meta_case_files(case: _MetaCase, source: str) -> dict[str, str]:
     data = case.line.data
     theme = _theme_of(next(iter(case.criteria))[1])
+    assert theme is not None, case.scenario     # every category was checked when its line was read
     criteria = [{"id": cid, "text": rubric, "points": 1, "axis": META_AXIS, "tags": [category]}
                 for (rubric, category), cid in case.criteria.items()]
     language = case.case_id.rsplit(".", 1)[1]

@@ -89,7 +89,7 @@ def _pick_target(rows: Sequence[dict], target: str | None, run_dir: Path) -> str
         return names[0]
     if not names:
         raise InputError([Problem(display(run_dir), 0, 0, "this run has no results yet; expected a run directory with answers")])
-    if target not in names:
+    if target is None or target not in names:
         said = f"this run has {len(names)} targets; give --target NAME" if target is None else f"no target '{target}' in this run"
         raise InputError([Problem(display(run_dir), 0, 0, f"{said}, one of {', '.join(names)}")])
     return target

@@ -286,15 +286,6 @@ def _suite(config: Config, problems: list[Problem]) -> Suite:
     return Suite(cases=tuple(cases), criteria=criteria, locale=locale, axes=config.axes)
 
 
-def load_suite(config: Config) -> Suite:
-    """Load and cross-check the whole suite; raise InputError holding every problem."""
-    problems: list[Problem] = []
-    suite = _suite(config, problems)
-    if any(p.severity == "error" for p in problems):
-        raise InputError(problems)
-    return replace(suite, warnings=tuple(sorted(problems)))
-
-
 # --- configuration ----------------------------------------------------------------------------------
 
 def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[Problem]) -> EndpointConfig:

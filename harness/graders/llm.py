@@ -28,7 +28,6 @@ from ..types import Case, Criterion, Message, Usage, Verdict
 from .rules import RulesGrader, view_of
 
 PROMPT_VERSION = "bilan-grader-3"
-MODES = ("per_criterion", "batched")
 VERDICT_SCHEMA = {
     "type": "object",
     "properties": {"explanation": {"type": "string"}, "criteria_met": {"type": "boolean"}},
@@ -170,7 +169,7 @@ def parse_batch(text: str, ids: Sequence[str]) -> dict[str, tuple[bool, str]]:
     out: dict[str, tuple[bool, str]] = {}
     for item in items:
         cid = item.get("id") if isinstance(item, dict) else None
-        if cid not in ids:
+        if not isinstance(cid, str) or cid not in ids:
             raise AmbiguousVerdict(f"a verdict for a criterion that was not asked: {str(cid)[:40]!r}")
         if cid in out:
             raise AmbiguousVerdict(f"two verdicts for criterion {cid!r}")
@@ -250,11 +249,12 @@ class ModelGrader:
             done = await asyncio.gather(*(self._single(case, answer, c) for c in to_model), return_exceptions=True)
             if failed := next((v for v in done if isinstance(v, BaseException)), None):
                 raise failed
-            model = {v.criterion_id: v for v in done}
+            model = {v.criterion_id: v for v in done if isinstance(v, Verdict)}
         out = []
         for c in criteria:
             check, judged = by_check.get(c.id), model.get(c.id)
             chosen = check if (self.use_checks and c.id in decided) else judged
+            assert chosen is not None, c.id         # every criterion is decided by its check or sent to the model
             if self.compare_checks and check is not None and judged is not None:
                 chosen = replace(chosen, check_met=check.met, model_met=judged.met, usage=judged.usage)
             out.append(chosen)

@@ -78,7 +78,7 @@ def _messages(err: ValidationError) -> list[tuple[tuple, str, bool]]:
         hint = ""
         if "string" in want and isinstance(value, dict) and len(value) == 1:
             hint = " (an unquoted ': ' makes a mapping; put the whole text in quotes)"
-        return [(path, f"expected {' or '.join(_TYPE_WORDS.get(t, t) for t in want)}, got {_describe_value(value)}{hint}", False)]
+        return [(path, f"expected {' or '.join(_TYPE_WORDS.get(str(t), str(t)) for t in want)}, got {_describe_value(value)}{hint}", False)]
     if kind in ("anyOf", "oneOf") and err.context:
         branch = _matching_branch(err)
         if branch:
@@ -126,11 +126,6 @@ def schema_errors(doc: Document, name: str) -> list[tuple[tuple, Problem]]:
                 seen.add(problem)
                 out.append((path, problem))
     return out
-
-
-def schema_problems(doc: Document, name: str) -> list[Problem]:
-    """Validate a parsed document against a format's schema; every problem, located."""
-    return [problem for _, problem in schema_errors(doc, name)]
 
 
 def value_problems(value: Any, name: str) -> list[tuple[tuple, str]]:
