@@ -363,14 +363,9 @@ def _theme_of(category: str) -> str | None:
     return next((t for t in sorted(THEMES, key=len, reverse=True) if name.startswith(t + "_")), None)
 
 
-def text_sha256(text: str) -> str:
-    """Hex SHA-256 of a text's UTF-8 bytes: ties a label to the answer it judged, as the labels grader expects."""
-    return answer_sha256(text)
-
-
 def _reviewer_file(reviewer: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", reviewer).strip("._") or "reviewer"
-    return safe if safe == reviewer else f"{safe}-{text_sha256(reviewer)[:8]}"
+    return safe if safe == reviewer else f"{safe}-{answer_sha256(reviewer)[:8]}"
 
 
 @dataclass
@@ -408,7 +403,7 @@ def _meta_labels(lines: Sequence[Line], summary: ImportSummary) -> tuple[dict[st
                 continue
             given[label_key] = met
             labels[reviewer].append({"target": META_TARGET, "case_id": case.case_id, "sample": 0, "criterion": criterion,
-                                     "met": met, "reviewer": reviewer, "answer_sha256": text_sha256(line.data["completion"])})
+                                     "met": met, "reviewer": reviewer, "answer_sha256": answer_sha256(line.data["completion"])})
     return cases, labels
 
 
@@ -483,7 +478,7 @@ def meta_agreement(run_dir: Path, labels_dir: Path, target: str = META_TARGET) -
     labels = read_labels(labels_dir)
     grader, references, grader_groups, items, groups = [], [], [], [], []
     for row in read_results(run_dir):
-        digest = text_sha256(row.get("answer") or "")
+        digest = answer_sha256(row.get("answer") or "")
         for v in row.get("verdicts", []) if row["target"] == target else []:
             key = (row["target"], row["case_id"], row.get("sample", 0), v["id"])
             given = [(who, met) for who, met, sha in labels.get(key, []) if sha in (None, digest)]

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import jsonl
 from .errors import InputError, Problem
-from .graders.labels import answer_sha256 as text_sha256
+from .graders.labels import answer_sha256
 from .load import display, load_cases, load_config
 from .store import MANIFEST, read_json, read_results
 
@@ -137,7 +137,7 @@ def _example(row: dict, case: dict, prompt_id: str, tags: list[str], replay: boo
     meta = {"score": row["score"], "usage": _usage(row, replay), "rubric_items": graded,
             "ungraded_rubric_items": [_item(v) for v in row["verdicts"] if v["met"] is None],
             "prompt": prompt, "completion": completion, "prompt_id": prompt_id,
-            "completion_id": text_sha256(prompt_id + row["answer"]),
+            "completion_id": answer_sha256(prompt_id + row["answer"]),
             "bilan": {"target": row["target"], "case_id": row["case_id"], "sample": row.get("sample", 0), "language": row["language"]}}
     return meta, metrics, prompt + completion
 
