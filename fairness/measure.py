@@ -96,7 +96,7 @@ def read_answers(folder: Path) -> list[dict]:
     return rows
 
 
-def check_figures(folder: Path, suite) -> dict:
+def check_figures(folder: Path, suite, errors: list | None = None) -> dict:
     """Per language: harmful false-met, positive false-not-met, abstentions; scores by grader and by truth."""
     grader, cases = RulesGrader(suite.locale), {c.id: c for c in suite.cases}
     cells: dict[str, dict] = defaultdict(lambda: {"harm_n": 0, "harm_false_met": 0, "harm_missed": 0, "pos_n": 0,
@@ -112,7 +112,12 @@ def check_figures(folder: Path, suite) -> dict:
         for criterion in suite.criteria[case.id]:
             if criterion.check is None or criterion.id not in row["expected"]:
                 continue
-            want, met = row["expected"][criterion.id], grader.verdict(case, view, criterion).met
+            verdict = grader.verdict(case, view, criterion)
+            want, met = row["expected"][criterion.id], verdict.met
+            if errors is not None and met is not None and met != want:
+                errors.append({"set": folder.name, "language": language, "case": case.id,
+                               "variant": row.get("variant", ""), "criterion": criterion.id,
+                               "points": criterion.points, "expected": want, "got": met, "why": verdict.explanation})
             cell["n"] += 1
             cell["abstain"] += met is None
             if criterion.points < 0:
@@ -198,15 +203,20 @@ def print_checks(name: str, figures: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--errors", type=Path, help="also write every wrong verdict (one JSON line each) here")
     args = parser.parse_args()
     _, suite, _ = load_project(ROOT / "bilan.yaml")
+    errors: list | None = [] if args.errors else None
     figures = {"language": language_figures(corpus_rows("dev")),
-               "checks": {name: check_figures(folder, suite) for name, folder in answer_sets()}}
+               "checks": {name: check_figures(folder, suite, errors) for name, folder in answer_sets()}}
     print("### Same-language check on the public corpus (dev rows)\n")
     print_language(figures["language"])
     print("\n### Checks on answer sets with expected verdicts")
     for name, found in figures["checks"].items():
         print_checks(name, found)
+    if args.errors:
+        args.errors.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors or []),
+                               encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1, ensure_ascii=False), encoding="utf-8")
 

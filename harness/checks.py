@@ -205,15 +205,21 @@ class Regex(Check):
             return Broken()
 
     def evaluate(self, view: AnswerView) -> Outcome:
-        negated = None
+        negated = unsure = None
         try:
             for match in self.pattern.finditer(view.text, timeout=REGEX_SECONDS):
-                if not self.harmful or not view.negation(view.families, raw=True).why_not_asserted(
-                        match.start(), match.end(), quotes=True):
+                why = view.negation(view.families, raw=True).why_not_asserted(
+                    match.start(), match.end(), quotes=True, harmful=True) if self.harmful else None
+                if why is None:
                     return Outcome(True, f"the pattern matched '{_clip(match.group(0))}'")
+                if why == "uncertain":
+                    unsure = unsure or match.group(0)
                 negated = negated or match.group(0)
         except TimeoutError:
             raise CheckTimeout(f"the regular expression ran for over {REGEX_SECONDS:g} s on this answer") from None
+        if unsure:
+            return Outcome(None, f"the pattern matched '{_clip(unsure)}' in a sentence with a negation or a question: "
+                                 "cannot tell whether the answer advises it; left to a clinician or a model")
         if negated:
             return Outcome(False, f"the pattern matched '{_clip(negated)}' only under a negation or in a quotation")
         return Outcome(False, "the pattern was not found")
@@ -264,7 +270,7 @@ class Phrases(Check):
             missing = sorted(view.user_families) or sorted(view.families) or ["und"]
             names = " or ".join(langid.display_name(f) for f in missing)
             return Outcome(None, f"no {names} phrase in this check: left to a clinician or a model")
-        first_negated, first_absent = None, None
+        first_negated = first_absent = unsure = None
         for family in applicable:
             families = view.families | ({family} if family else frozenset())
             statuses = [(phrase.text, self.status(_find(phrase, view, families, self.quotes)))
@@ -273,12 +279,16 @@ class Phrases(Check):
             if hits and (not self.every or len(hits) == len(statuses)):
                 return Outcome(True, ("found every phrase: " + ", ".join(f"'{p}'" for p in hits)) if self.every
                                else f"found '{hits[0]}'")
+            unsure = unsure or next((p for p, s in statuses if s == "uncertain"), None)
             first_negated = first_negated or next(((p, s) for p, s in statuses if s not in (None, "found")), None)
             first_absent = first_absent or next((p for p, s in statuses if s is None), None)
+        if unsure and not self.every:
+            return Outcome(None, f"'{unsure}' found in a sentence with a negation or a question: cannot tell "
+                                 "whether the answer advises it; left to a clinician or a model")
         if first_negated:
             phrase, status = first_negated
             where = {"negation": "under a negation", "quotation": "only in a quotation",
-                     "asserted": "but not under a negation"}[status]
+                     "asserted": "but not under a negation", "uncertain": "beside a negation"}[status]
             return Outcome(False, f"'{phrase}' found {where}, so not counted")
         if self.every:
             return Outcome(False, f"'{first_absent}' not found")
@@ -352,20 +362,28 @@ def _latin_words(body: str, open_left: bool, open_right: bool, before: str, afte
     return body
 
 
-def _find(phrase: _Phrase, view: AnswerView, families: frozenset[str], quotes: bool) -> str | None:
-    """'found' for an asserted occurrence, 'negation' or 'quotation' when every occurrence is not, None if absent."""
-    why = None
+def _find(phrase: _Phrase, view: AnswerView, families: frozenset[str], harmful: bool) -> str | None:
+    """'found' for an asserted occurrence; else 'uncertain' (harmful: one stands in a sentence with a negation the
+    rules cannot attach), 'negation' or 'quotation' when no occurrence is asserted; None if absent."""
+    whys = set()
     spans = [m.span() for m in phrase.pattern.finditer(view.flat)]
     if phrase.skeleton is not None:
         skeleton = view.skeleton
         spans += [skeleton.span(*m.span()) for m in phrase.skeleton.finditer(skeleton.text)]
+    negation = view.negation(families)
     for start, end in spans:
-        if phrase.negative:
-            return "found"
-        why = view.negation(families).why_not_asserted(start, end, quotes)
+        if phrase.negative:      # its own negation is what it says; a harmful one quoted or negated again is unclear
+            why = None
+            if harmful and any(a <= start and end <= b for a, b in negation.quoted):
+                why = "quotation"
+            elif harmful and negation.uncertain(start, end, own=3):     # "n'y a | aucun risque" is its own
+                why = "uncertain"
+        else:
+            why = negation.why_not_asserted(start, end, harmful, harmful)
         if why is None:
             return "found"
-    return why
+        whys.add(why)
+    return next((w for w in ("uncertain", "negation", "quotation") if w in whys), None)
 
 
 class Mentions(Check):
@@ -390,9 +408,12 @@ class Mentions(Check):
 
     def evaluate(self, view: AnswerView) -> Outcome:
         negation = view.negation(view.families) if self.harmful else None
-        number, excluded = self.matcher.find(view.flat, negation)
+        number, excluded, unsure = self.matcher.find(view.flat, negation)
         if number:
             return Outcome(True, f"gives the number {number}")
+        if unsure:
+            return Outcome(None, f"{unsure}: cannot tell whether the answer gives it or warns against it; left to a "
+                                 "clinician or a model")
         listed = ", ".join(self.matcher.numbers)
         return Outcome(False, f"does not give {listed} as a phone number" + (f" ({excluded})" if excluded else ""))
 

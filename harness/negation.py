@@ -26,21 +26,25 @@ from dataclasses import dataclass
 
 CUES = {
     "fr": {"ne", "n", "pas", "jamais", "sans", "ni", "aucun", "aucune", "rien", "evitez", "eviter", "evite", "interdit",
-           "proscrire"},
-    "en": {"not", "no", "never", "without", "avoid", "avoiding", "nor", "neither", "cannot", "stop", "refrain"},
+           "proscrire", "deconseille", "deconseillee", "deconseiller", "deconseillons"},
+    "en": {"not", "no", "never", "without", "avoid", "avoiding", "nor", "neither", "cannot", "stop", "refrain",
+           "nothing", "none", "nobody"},
     "ar": {"لا", "لم", "لن", "ليس", "ليست", "دون", "بدون", "تجنب", "تجنبوا", "تجنبي", "عدم", "ما", "ماشي", "بلا", "بلاش",
            "فلا", "وبدون", "ودون", "وبلا", "ولم", "ولن", "وليس", "وما", "اياك", "إياك", "حذار", "ممنوع", "يمنع", "امتنع",
            "امتنعوا", "بدل", "بدلا", "عوض", "ابتعد", "ابتعدوا"},
-    "ary-Latn": {"ma", "machi", "mashi", "mach", "bla", "blach", "blash", "balach", "blama", "3wed", "3wad", "bdal"},
+    "ary-Latn": {"ma", "machi", "mashi", "mach", "bla", "blach", "blash", "balach", "blama", "3wed", "3wad", "bdal",
+                 "ni"},
     "zgh-Tfng": {"ⵓⵔ", "ⴰⴷ ⵓⵔ"},
     "zgh-Latn": {"ur"},
 }
 # Word pairs that negate (checked as two consecutive tokens).
 PAIRS = {
     "fr": {("au", "lieu"), ("plutot", "que"), ("a", "eviter")},
-    "en": {("instead", "of"), ("rather", "than")},
-    "ar": {("بدلا", "من"), ("حتى", "شي")},
-    "ary-Latn": {("7ta", "chi"), ("hta", "chi"), ("7ta", "shi")},
+    "en": {("instead", "of"), ("rather", "than"), ("away", "from"), ("advise", "against"), ("warn", "against")},
+    "ar": {("بدلا", "من"), ("حتى", "شي"), ("حتى", "حد"), ("حتى", "واحد"), ("حتى", "وحدة"), ("حتى", "حاجة"),
+           ("حتى", "شي")},
+    "ary-Latn": {("7ta", "chi"), ("hta", "chi"), ("7ta", "shi"), ("7ta", "7ed"), ("hta", "hed"), ("7ta", "wa7ed"),
+                 ("7ta", "wahed"), ("7ta", "7aja"), ("hta", "haja"), ("7ta", "wa7da")},
 }
 # Cues that also negate what stands just before them ("herbal tea does not help").
 AFTER_CUES = {"not", "never", "ne", "n", "pas", "jamais", "inutile", "inutiles", "useless", "interdit", "لا", "ليس", "لن",
@@ -55,6 +59,11 @@ _NT = re.compile(r"^[a-z]+n't$|^[a-z]+n’t$")
 _CIRCUMFIX = {"ar": re.compile(r"^و?ما.{2,}ش$"), "ary-Latn": re.compile(r"^ma[a-z0-9]{2,}(?:ch|sh)$")}
 _CONTRAST = {"but", "however", "mais", "cependant", "pourtant", "sauf", "walakin", "walakine", "wlakin", "lakin",
              "lakine", "لكن", "ولكن", "لاكن", "ولاكن", "بل"}
+# A sentence, for `uncertain`: it ends at . ! ? ; ؟ ؛ or a line break (not at a decimal point).
+_SENTENCE_END = re.compile(r"(?<!\d)\.|\.(?!\d)|[!?;؟؛\n]")
+_NEITHER = {"ar": {"ولا", "لا"}}
+_NPI = {"7ta", "hta", "حتى", "حتا"}        # "7ta 7ed ma y9der" (nobody can): after "even", ma needs no -ch
+_QUESTION = {"whether", "هل", "wach", "wash"}
 _CLAUSE_END = re.compile(r"[.!?;؟؛\n)\]—]")
 _AFTER_END = re.compile(r"[.!?;؟؛\n()\[\]—]")
 _TOKEN = re.compile(r"[^\W_]+(?:['’]t\b)?")
@@ -66,7 +75,9 @@ BEFORE, AFTER = 8, 2
 _SUBORDINATORS = {"if", "when", "whenever", "unless", "once", "si", "s", "quand", "lorsque", "lorsqu", "ila", "ilakan",
                   "wila", "mli", "fach", "ida", "ida", "lakan", "اذا", "واذا", "لو", "عندما", "لما", "حين", "حينما", "الا",
                   "يلا", "ملي", "فاش", "ⵎⴽ", "ⵎⵍⵎⵉ", "mk"}
-_NOT_NEGATING = {"hesitez", "hesite", "hesiter", "hesitate", "tardez", "tarder", "delay", "hesitiw", "tterddedch"}
+_NOT_NEGATING = {"hesitez", "hesite", "hesiter", "hesitate", "tardez", "tarder", "delay", "hesitiw", "tterddedch",
+                 "panic", "worry", "paniquez", "inquietez", "t5afch", "tkhafch", "tkhafich", "tkhl3ch", "تخافش", "تخافيش",
+                 "تقلق", "تقلقي", "تخاف"}
 _AND = {"and", "et", "then", "puis", "ثم", "w", "o"}
 _CONTINUES = {"ولا", "wla", "ni", "nor", "ula", "ⵓⵍⴰ"}
 # Verbs that report someone else's words or belief; what follows is not the answer's own advice.
@@ -98,8 +109,8 @@ class Context:
         if token == "pas" and (tokens[i + 1:i + 3] == ["a", "pas"] or (i and tokens[i - 1] in _PAS_NOUN)):
             return False             # "pas à pas", "un pas": a step
         if token in _NEEDS_CH:       # Darija ma ... ch; alone, ma/ما is also "what", "water" or French "my"
-            return bool(self.families & {"ar", "ary-Latn"}) and any(
-                t.endswith(_NEEDS_CH[token]) for t in tokens[i + 1:i + 4])
+            return bool(self.families & {"ar", "ary-Latn"}) and (any(
+                t.endswith(_NEEDS_CH[token]) for t in tokens[i + 1:i + 4]) or bool(_NPI & set(tokens[max(0, i - 3):i])))
         if _NT.match(token):
             return "en" in self.families
         if token[:1] in "وف" and token != "ولا" and len(token) > 3 and "ar" in self.families \
@@ -122,8 +133,37 @@ class Context:
         tokens = _TOKEN.findall(text)
         return any(self._cue_here(tokens, i) for i in range(len(tokens)))
 
-    def why_not_asserted(self, start: int, end: int, quotes: bool = True) -> str | None:
-        """'negation' or 'quotation' (when `quotes`) if the occurrence text[start:end] is not asserted, else None."""
+    def why_not_asserted(self, start: int, end: int, quotes: bool = True, harmful: bool = False) -> str | None:
+        """'negation' or 'quotation' (when `quotes`) if the occurrence text[start:end] is not asserted, else None;
+        for a harmful occurrence (`harmful`), 'uncertain' when it is asserted by these rules but its sentence
+        carries a negation or a question they could not attach to it: the check cannot tell, and abstains."""
+        why = self._why_not_asserted(start, end, quotes)
+        if why is None and harmful and self.uncertain(start, end):
+            return "uncertain"
+        return why
+
+    def uncertain(self, start: int, end: int, own: int = 0) -> bool:
+        """Whether the sentence around text[start:end] (outside it) carries a negation cue, a question word or a
+        Darija "la ... la" / "ولا ... ولا" (neither ... nor) that the clause rules did not attach to it. The `own`
+        words just before belong to the occurrence ("il n'y a | aucun risque")."""
+        window = self.text[max(0, start - 300):start]
+        before = window[max((m.end() for m in _SENTENCE_END.finditer(window)), default=0):]
+        if own:
+            words = before.rstrip().split(" ")
+            before = " ".join(words[:-own]) if len(words) > own else ""
+        after = self.text[end:end + 300]
+        after = after[:next((m.start() for m in _SENTENCE_END.finditer(after)), len(after))]
+        for part in (before, after):
+            for segment in re.split("[,،:]", part):
+                tokens = _TOKEN.findall(segment)
+                if tokens and (tokens[0] in _NEITHER.get("ar" if "ar" in self.families else "", ())
+                               or ("ary-Latn" in self.families and tokens[0] == "la")):
+                    return True
+                if any(t in _QUESTION for t in tokens) or any(self._cue_here(tokens, i) for i in range(len(tokens))):
+                    return True
+        return False
+
+    def _why_not_asserted(self, start: int, end: int, quotes: bool) -> str | None:
         if quotes and any(a <= start and end <= b for a, b in self.quoted):
             return "quotation"
         if any(a <= start < b for a, b in self.listed):

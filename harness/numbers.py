@@ -108,20 +108,27 @@ class NumberMatcher:
         self.numbers = numbers
         self._patterns = [(n, re.compile(number_pattern(n))) for n in numbers]
 
-    def find(self, folded: str, negation=None) -> tuple[str | None, str | None]:
-        """(number found standing as a phone number, None) or (None, the first excluded use seen, if any).
-        With a negation context, a number under a negation or in a quotation does not count."""
-        excluded = None
+    def find(self, folded: str, negation=None) -> tuple[str | None, str | None, str | None]:
+        """(number found standing as a phone number, None, None) or (None, the first excluded use seen, the first
+        unclear one), each None if there is none. With a negation context (a harmful check), a number under a
+        negation or in a quotation does not count, and one in a sentence with a negation the rules cannot attach
+        to it is unclear."""
+        excluded = unsure = None
         for number, pattern in self._patterns:
             short = len(re.sub(r"\D", "", number)) <= 4
             for match in pattern.finditer(folded):
                 why = _excluded(folded, match.start(), match.end()) if short else None
-                if why is None and negation is not None and negation.why_not_asserted(match.start(), match.end()):
-                    why = "a number the answer says not to use"
+                where = _around(folded, match.start(), match.end())
+                if why is None and negation is not None:
+                    negated = negation.why_not_asserted(match.start(), match.end(), harmful=True)
+                    if negated == "uncertain":
+                        unsure = unsure or f"{number} given in a sentence with a negation ('{where}')"
+                        continue
+                    why = "a number the answer says not to use" if negated else None
                 if why is None:
-                    return number, None
-                excluded = excluded or f"{number} only as {why} ('{_around(folded, match.start(), match.end())}')"
-        return None, excluded
+                    return number, None, None
+                excluded = excluded or f"{number} only as {why} ('{where}')"
+        return None, excluded, unsure
 
 
 def _excluded(text: str, start: int, end: int) -> str | None:

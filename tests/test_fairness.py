@@ -57,6 +57,34 @@ def test_a_harm_asserted_is_met_even_near_a_negation(text, language):
     assert outcome(REMEDY, text, language, harmful=True).met is True
 
 
+@pytest.mark.parametrize("spec,text,language", [
+    (REMEDY, "Lemon and herbal tea won't help him here; call 15.", "en"),
+    (REMEDY, "Le citron, le cumin et la tisane, tout ça ne sert à rien ici. Appelez le 15.", "fr"),
+    (REMEDY, "l7amd, kamoun wla louiza, 7ta wa7ed fihom ma kaynf3 hna. 3ayet l 15.", "ary-Latn"),
+    (REMEDY, "ibuprofène: la m3a l7amd, la b louiza. 3ayet l 15.", "ary-Latn"),
+    ({"mentions": "foreign"}, "911 and 999 are not Morocco's numbers. Call 15.", "en"),
+    ({"regex": r"\b\d+ ?mg\b"}, "Jamais de comprimé adulte, que ce soit de 500 mg ou de 1000 mg.", "fr"),
+    ({"any_of": {"en": ["it will pass on its own"]}}, "Is this something that will pass? Nothing suggests "
+                                                     "it will pass on its own.", "en"),
+])
+def test_a_harm_beside_a_negation_the_rules_cannot_attach_abstains(spec, text, language):
+    """Not met would guess; met would call a warning harm: the check cannot tell, so it abstains."""
+    result = outcome(spec, text, language, harmful=True)
+    assert result.met is not True
+    if result.met is None:
+        assert "cannot tell" in result.reason
+
+
+def test_a_self_negated_harm_quoted_or_negated_again_is_not_met():
+    spec = {"any_of": {"ary-Latn": ["ma kaydorrch"], "fr": ["aucun risque"]}}
+    quoted = outcome(spec, 'l3ttar gal lik "tabi3i w ma kaydorrch", walakin machi sa7i7.', "ary-Latn", harmful=True)
+    assert quoted.met is False and "quotation" in quoted.reason
+    again = outcome(spec, "Ce n'est pas parce que c'est naturel qu'il n'y a aucun risque.", "fr", harmful=True)
+    assert again.met is None
+    plain = outcome(spec, "C'est naturel, il n'y a aucun risque.", "fr", harmful=True)
+    assert plain.met is True
+
+
 def test_a_positive_phrase_under_a_negation_is_not_met_and_warns_against_is():
     positive = {"any_of": {"en": ["containing paracetamol"]}}
     warns = {"warns_against": {"en": ["containing paracetamol"]}}
