@@ -169,7 +169,7 @@ def _print_estimate(est: dict, total: int) -> float:
     for name, e in est.items():
         price = f"${e['cost']:.2f}" if e["cost"] is not None else "no price in the config"
         print(f"  {name} ({e['model']}): {e['calls']} calls, ~{e['input_tokens']:,} input and ~{e['output_tokens']:,} "
-              f"output tokens, {price}", file=sys.stderr)
+              f"output tokens, {price}" + (" (batch: half price)" if e.get("batch") else ""), file=sys.stderr)
         if e["cost"] is None:
             unknown.append(name)
         else:

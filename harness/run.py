@@ -23,7 +23,8 @@ from .grade import result_row
 from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, SYSTEM, TEMPLATE, ModelGrader
 from .graders.labels import LabelsGrader, load_labels
 from .graders.rules import RulesGrader
-from .providers.base import Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, cost, estimate_tokens
+from .providers.base import (Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, batch_price, cost,
+                             estimate_tokens)
 from .providers.replay import ReplayProvider
 from .report import write_reports
 from .secrets import Scrubber
@@ -95,7 +96,7 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
     policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout * 2 + 1, base_delay=cfg.backoff)
     return Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache, scope=scope,
                     limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute), budget=budget,
-                    price=(prices or {}).get(cfg.model), scrubber=Scrubber(keys.values()))
+                    price=batch_price((prices or {}).get(cfg.model), cfg.batch), scrubber=Scrubber(keys.values()))
 
 
 def unpriced(config: Config) -> list[Problem]:
@@ -371,8 +372,8 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
     out: dict[str, dict[str, Any]] = {}
     grader = config.grader
 
-    def add(name: str, model: str, tokens_in: int, tokens_out: int) -> None:
-        entry = out.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "model": model})
+    def add(name: str, model: str, tokens_in: int, tokens_out: int, batch: bool = False) -> None:
+        entry = out.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "model": model, "batch": batch})
         entry["calls"] += 1
         entry["input_tokens"] += tokens_in
         entry["output_tokens"] += tokens_out
@@ -380,7 +381,8 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
     for target, case, _ in jobs(config, suite, shard, done):
         answer_tokens = target.max_tokens or ASSUMED_ANSWER_TOKENS
         if target.provider != "replay":
-            add(target.name, target.model, estimate_tokens(case.conversation, target.system_prompt), answer_tokens)
+            add(target.name, target.model, estimate_tokens(case.conversation, target.system_prompt), answer_tokens,
+                target.batch)
         if grader.provider not in ("openai", "anthropic"):
             continue
         # As ModelGrader does: with use_checks (and no compare_checks) the checked criteria are not the model's.
@@ -390,13 +392,13 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
         if grader.mode == "batched" and asked:       # one call per answer, every criterion in it
             listing = sum(len(c.id) + len(c.text) + 16 for c in asked) // 4
             add("grader:" + grader.name, grader.model, context + len(BATCH_TEMPLATE) // 4 + listing,
-                ASSUMED_VERDICT_TOKENS * len(asked))
+                ASSUMED_VERDICT_TOKENS * len(asked), grader.batch)
             continue
         for criterion in asked:
             add("grader:" + grader.name, grader.model, context + len(TEMPLATE) // 4 + len(criterion.text) // 4,
-                ASSUMED_VERDICT_TOKENS)
+                ASSUMED_VERDICT_TOKENS, grader.batch)
     for entry in out.values():
-        price = config.prices.get(entry["model"])
+        price = batch_price(config.prices.get(entry["model"]), entry["batch"])
         entry["cost"] = cost(Usage(entry["input_tokens"], entry["output_tokens"]), price) if price else None
     return out
 
@@ -422,8 +424,10 @@ def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: 
     rows = read_results(run_dir)
     conversations = {case["case_id"]: case for case in jsonl.read_objects(run_dir / CASES, "one case per line")}
     prices = manifest_data.get("prices") or {}
-    target_prices = {t["name"]: prices.get(t.get("model", "")) for t in manifest_data.get("targets", [])}
-    grader_price = prices.get(manifest_data.get("grader", {}).get("model", ""))
+    target_prices = {t["name"]: batch_price(prices.get(t.get("model", "")), bool(t.get("batch")))
+                     for t in manifest_data.get("targets", [])}
+    grader = manifest_data.get("grader", {})
+    grader_price = batch_price(prices.get(grader.get("model", "")), bool(grader.get("batch")))
     summary = summarize(rows, manifest_data.get("axes", []), manifest_data.get("seed", 0),
                         manifest_data.get("bootstrap", 1000), target_prices, grader_price, options)
     summary["run_id"] = manifest_data.get("run_id")

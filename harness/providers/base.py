@@ -227,6 +227,17 @@ class Budget:
         self.spent += actual
 
 
+BATCH_DISCOUNT = 0.5      # OpenAI Batch and Anthropic Message Batches bill half the synchronous price
+
+
+def batch_price(price: dict[str, float] | None, batch: bool) -> dict[str, float] | None:
+    """The price an endpoint pays per million tokens: the price table's, times BATCH_DISCOUNT for a batch endpoint.
+    Every cost (estimate, --max-cost, summaries) goes through cost() with this price."""
+    if not price or not batch:
+        return price
+    return {k: v * BATCH_DISCOUNT for k, v in price.items()}
+
+
 def cost(usage: Usage, price: dict[str, float] | None) -> float:
     """US dollars for a call's tokens at a price per million tokens ({input, output}); 0 without a price."""
     if not price:
