@@ -64,6 +64,7 @@ class RunOptions:
     max_cost: float | None = None
     allow_unpriced: bool = False                  # under max_cost, let models without a price spend uncounted
     on_result: Callable[[dict], None] | None = None
+    wrap: Callable[[Endpoint], None] | None = None     # set by batches.py on each batch endpoint it makes
 
 
 @dataclass
@@ -94,9 +95,12 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
     # The SDK enforces `timeout` itself and closes the connection cleanly; the policy's own limit is a backstop
     # (cancelling a request from outside can leave a pooled connection unusable).
     policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout * 2 + 1, base_delay=cfg.backoff)
-    return Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache, scope=scope,
-                    limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute), budget=budget,
-                    price=batch_price((prices or {}).get(cfg.model), cfg.batch), scrubber=Scrubber(keys.values()))
+    endpoint = Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache, scope=scope,
+                        limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute), budget=budget,
+                        price=batch_price((prices or {}).get(cfg.model), cfg.batch), scrubber=Scrubber(keys.values()))
+    if cfg.batch and options.wrap is not None:      # batch endpoints: requests are collected, replies come from batches
+        options.wrap(endpoint)
+    return endpoint
 
 
 def unpriced(config: Config) -> list[Problem]:

@@ -347,10 +347,15 @@ class Endpoint:
         except ProviderError as exc:       # where a failure becomes text: no key leaves in it
             exc.args = (self.scrubber.text(str(exc)),)
             raise
+        return self.store(key, reply)
+
+    def store(self, key: str | None, reply: Reply) -> Reply:
+        """A reply made safe to keep (no key in it, no lone surrogate) and cached under `key`: the one way a reply,
+        synchronous or from a batch, enters the cache."""
         reply = replace(reply, text=self.scrubber.text(reply.text))
         if _SURROGATE.search(reply.text):      # "\ud800" in a JSON reply: no file can store it, so U+FFFD as a reader sees
             reply = replace(reply, text=_SURROGATE.sub("\ufffd", reply.text))
-        if key is not None:
+        if key is not None and self.cache is not None:
             if reply.refusal:       # first, with its text: a crash between the writes leaves no refusal unmarked,
                 self.cache.put(key + REFUSAL_MARK, reply.text, 0, 0, 0.0)     # and marks no other reply
             self.cache.put(key, reply.text, reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.latency)
