@@ -252,6 +252,7 @@ async def _phases(config: Config, suite: Suite, answers: Answers, run_dir: Path,
     endpoints = _batch_endpoints(config, answers, keys, options, budget)
     reserved: dict[str, float] = {}
     for round_number in range(MAX_ROUNDS):
+        ledger = Ledger.read(run_dir)          # what was submitted and collected so far, as a resume would see it
         await _wait_and_collect(run_dir, ledger, endpoints, keys, budget, reserved, batch, say)
         wanted = await _collect_pass(config, suite, answers, keys, options, ledger, budget)
         if not wanted:
@@ -261,7 +262,7 @@ async def _phases(config: Config, suite: Suite, answers: Answers, run_dir: Path,
             reserved |= await _submit(run_dir, wanted, keys, budget, say)
         except BudgetExceeded as exc:
             raise RunStopped(f"cost ceiling reached: {exc}; spent ${budget.spent:.4f}") from None
-    return ledger
+    return Ledger.read(run_dir)
 
 
 def _tag(endpoint: Endpoint, config: Config) -> Endpoint:
@@ -307,3 +308,14 @@ def status(run_dir: Path) -> list[str]:
     lines.append(f"{len(ledger.submitted)} batches, {len(ledger.pending())} waiting; {len(failed)} requests failed for "
                  f"good; {len(rows)} results written")
     return lines
+
+
+def with_batch(config: Config) -> Config:
+    """`bilan run --batch`: batch: true on every target and grader whose provider has a batch API."""
+    on = lambda e: replace(e, batch=True) if e.provider in BATCH_ADAPTERS else e
+    return replace(config, targets=tuple(on(t) for t in config.targets), grader=on(config.grader))
+
+
+def uses_batches(config: Config) -> bool:
+    """True when any endpoint goes through a batch API."""
+    return any(e.batch for e in list(config.targets) + [config.grader])

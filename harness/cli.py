@@ -197,6 +197,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import Monitor, RunOptions, RunStopped, check_resume, count_jobs, estimate, rebuild, run, unpriced
     config, suite, answers = load_project(Path(args.config))
     _print_warnings(suite)
+    if args.batch:
+        from .batches import with_batch
+        config = with_batch(config)
     if args.resume and not args.out:
         raise InputError([Problem("bilan run", 0, 0, "--resume needs --out DIR: the run directory to finish")])
     run_dir = _run_dir(config, args.out)
@@ -224,7 +227,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Signal handlers can only be set from the main thread (a host program may run bilan in another one).
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt(terminated)) if threading.current_thread() is threading.main_thread() else None
     try:
-        run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
+        if _batched(config):
+            from .batches import BatchOptions, run_batched
+            say = lambda line: print(f"bilan: {line}", file=sys.stderr, flush=True)
+            run_batched(config, suite, answers, run_dir, keys, options, monitor,
+                        BatchOptions(wait=not args.no_wait, progress=say), argv=sys.argv)
+        else:
+            run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
     except RunStopped as stop:
         progress.close()
         print(f"bilan: stopped: {stop}\nbilan: the {monitor.done} results written are kept in {run_dir}; {resume}", file=sys.stderr)
@@ -245,6 +254,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     hits = sum(e.meter.cache_hits for e in models)
     print(f"bilan: {calls} model calls made, {hits} answered from the cache, ${monitor.cost():.4f} spent", file=sys.stderr)
     _print_summary(rebuild(run_dir), run_dir)
+    return 0
+
+
+# --- batch runs (issue 16) ---
+def _batched(config) -> bool:
+    from .batches import uses_batches
+    return uses_batches(config)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print where a (batch) run stands, reading only its run directory."""
+    from .batches import BATCHES, status
+    run_dir = Path(args.run_dir)
+    if not (run_dir / BATCHES).exists() and not (run_dir / "results.jsonl").exists():
+        raise InputError([Problem(display(run_dir), 0, 0, "neither batches.jsonl nor results.jsonl here; expected a run "
+                                  "directory written by `bilan run`")])
+    for line in status(run_dir):
+        print(line)
     return 0
 
 
@@ -452,7 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-unpriced", action="store_true",
                    help="with --max-cost: let models that have no price in the config spend without being counted")
     p.add_argument("--dry-run", action="store_true", help="print the calls, tokens and cost a run would need; call nothing")
+    p.add_argument("--batch", action="store_true", help="send every openai and anthropic endpoint's calls through its "
+                   "batch API (half price, up to 24 h; see README: Batch runs)")
+    p.add_argument("--no-wait", action="store_true", help="batch runs: submit, then stop; finish later with --resume")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("status", help="where a batch run stands, from its run directory (calls nothing)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_status)
     p = sub.add_parser("attack-grader", help="measure how often the configured grader is fooled by adversarial answers")
     p.add_argument("--config", default="bilan.yaml", help="run configuration whose grader is tested (default: bilan.yaml)")
     p.add_argument("--answers", default="cases/adversarial", help="adversarial answers: a .jsonl file or a folder of them")
