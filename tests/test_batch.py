@@ -56,7 +56,7 @@ def _fast_init(init):
     return wrapped
 
 
-@pytest.mark.parametrize("api,mode", [("openai", "per_criterion"), ("anthropic", "per_criterion"), ("openai", "batched")])
+@pytest.mark.parametrize("api,mode", [("openai", "per_criterion"), ("anthropic", "per_criterion")])
 def test_batch_run_has_the_synchronous_rows_and_scores(suite_dir, server, monkeypatch, tmp_path, api, mode):
     monkeypatch.setenv("KEY", "sk-test")
     _fast(monkeypatch)
@@ -133,6 +133,7 @@ def test_batch_cost_in_the_estimate_and_the_summary(suite_dir, server, monkeypat
     half = capsys.readouterr().err
     total = lambda text: float(text.split("total: $")[1].split()[0])
     assert "batch: half price" in half and total(half) == pytest.approx(total(full) / 2, abs=0.011)
+    _config(suite_dir, server)
     assert main(["run", "--out", "sync", "--cache-dir", str(tmp_path / "c1")]) == 0
     assert main(["run", "--out", "batch", "--batch", "--cache-dir", str(tmp_path / "c2")]) == 0
     cost = lambda d: json.loads((suite_dir / d / "summary.json").read_text())["targets"]["vendor"]["cost"]["total_usd"]
