@@ -23,10 +23,10 @@ from pathlib import Path
 from . import jsonl
 from .errors import InputError, PermanentError, Problem, ProviderError
 from .generate import generate
-from .providers.base import BudgetExceeded, Endpoint, cost, estimate_tokens
+from .providers.base import Budget, BudgetExceeded, Endpoint, cost, estimate_tokens
 from .providers.batch import BATCH_ADAPTERS
 from .run import Answers, Monitor, RunOptions, RunStopped, jobs, make_endpoint, make_grader, run
-from .store import RESULTS, read_results, refuse_symlinks, run_lock
+from .store import RESULTS, read_results, refuse_symlinks, run_lock, write_file
 from .types import Config, Suite
 
 BATCHES = "batches.jsonl"
@@ -319,3 +319,63 @@ def with_batch(config: Config) -> Config:
 def uses_batches(config: Config) -> bool:
     """True when any endpoint goes through a batch API."""
     return any(e.batch for e in list(config.targets) + [config.grader])
+
+
+REQUESTS = "requests"        # RUN/requests/<endpoint>.jsonl: `bilan batch export`, in the OpenAI batch format
+
+
+def export_requests(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dict,
+                    options: RunOptions) -> dict[str, Path]:
+    """Write the requests the cache cannot answer, per openai endpoint, in the OpenAI batch input format (what
+    `vllm run-batch -i` reads); one round: import the output, then export again for the grading."""
+    if options.cache is None:
+        raise InputError([Problem(str(run_dir), 0, 0, "batch export needs the response cache; expected no --no-cache")])
+    on = lambda e: replace(e, batch=e.provider == "openai")
+    config = replace(config, targets=tuple(on(t) for t in config.targets), grader=on(config.grader))
+    wanted = asyncio.run(_collect_pass(config, suite, answers, keys, options, Ledger(), Budget()))
+    out: dict[str, Path] = {}
+    by_endpoint: dict[str, list[bytes]] = {}
+    for key, (endpoint, messages, params) in wanted.items():
+        adapter = BATCH_ADAPTERS["openai"](endpoint.cfg, None)
+        by_endpoint.setdefault(endpoint.cfg_name, []).append(adapter.line(key, messages, params))
+    folder = Path(run_dir) / REQUESTS
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, lines in by_endpoint.items():
+        out[name] = folder / f"{name.replace('/', '_')}.jsonl"
+        write_file(out[name], b"".join(lines))
+    return out
+
+
+def import_results(file: Path, options: RunOptions) -> tuple[int, int]:
+    """Take an OpenAI batch output file (vLLM's `run-batch -o`, or OpenAI's) into the response cache: (replies
+    stored, items with an error, left out)."""
+    import openai
+    from .providers.openai import reply_of
+    if options.cache is None:
+        raise InputError([Problem(str(file), 0, 0, "batch import needs the response cache; expected no --no-cache")])
+    from types import SimpleNamespace          # only Endpoint.store is used: no provider is called
+    store = Endpoint(SimpleNamespace(name="import"), asyncio.Semaphore(1), None, cache=options.cache,  # type: ignore[arg-type]
+                     scope={})
+    stored = errors = 0
+    problems = []
+    if not Path(file).is_file():
+        raise InputError([Problem(str(file), 0, 0, "not found; expected an OpenAI batch output file")])
+    for number, item in enumerate(jsonl.read_objects(Path(file), "one batch result per line"), 1):
+        response, cid = item.get("response") or {}, item.get("custom_id")
+        if not isinstance(cid, str) or len(cid) != 64:
+            problems.append(Problem(str(file), number, 1, "expected a custom_id written by `bilan batch export`"))
+            continue
+        if response.get("status_code") != 200 or item.get("error"):
+            errors += 1
+            continue
+        try:
+            reply = reply_of(openai.types.chat.ChatCompletion.model_validate(response["body"]), 0.0)
+        except Exception as exc:        # a malformed body is named with its line, never a traceback
+            problems.append(Problem(str(file), number, 1, f"not a chat completion ({type(exc).__name__}); expected "
+                                    "the OpenAI batch output format"))
+            continue
+        store.store(cid, reply)
+        stored += 1
+    if problems:
+        raise InputError(problems)
+    return stored, errors

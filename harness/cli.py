@@ -275,6 +275,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """`bilan batch export RUN` / `bilan batch import RUN FILE`: request files for vLLM's offline runner, and back."""
+    from .batches import export_requests, import_results
+    from .run import RunOptions
+    options = RunOptions(cache=_cache(args, dict(os.environ)))
+    try:
+        if args.batch_command == "export":
+            config, suite, answers = load_project(Path(args.config))
+            files = export_requests(config, suite, answers, Path(args.run_dir), resolve_keys(config, dict(os.environ)), options)
+            for name, path in files.items():
+                print(f"{name}: {sum(1 for _ in path.open(encoding='utf-8'))} requests -> {path}")
+            if not files:
+                print("nothing to export: the cache answers every request; `bilan run` can write the results")
+        else:
+            stored, errors = import_results(Path(args.file), options)
+            print(f"{stored} replies into the response cache, {errors} items with an error left out")
+    finally:
+        if options.cache is not None:
+            options.cache.close()
+    return 0
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     """Grade the adversarial answers with the configured grader and report how often it is fooled."""
     from .attack import attack_setup, fooled, load_attacks
@@ -486,6 +508,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="where a batch run stands, from its run directory (calls nothing)")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_status)
+    batch = sub.add_parser("batch", help="request files for an offline batch runner (vllm run-batch), and their results")
+    bsub = batch.add_subparsers(dest="batch_command", required=True)
+    for name, text in (("export", "write RUN/requests/<endpoint>.jsonl in the OpenAI batch format"),
+                       ("import", "take an OpenAI batch output file into the response cache")):
+        p = bsub.add_parser(name, help=text)
+        p.add_argument("run_dir")
+        if name == "import":
+            p.add_argument("file")
+        p.add_argument("--config", default="bilan.yaml", help="run configuration (default: bilan.yaml)")
+        p.add_argument("--cache-dir", help="response cache folder")
+        p.add_argument("--no-cache", action="store_true", help=argparse.SUPPRESS)
+        p.set_defaults(func=cmd_batch)
     p = sub.add_parser("attack-grader", help="measure how often the configured grader is fooled by adversarial answers")
     p.add_argument("--config", default="bilan.yaml", help="run configuration whose grader is tested (default: bilan.yaml)")
     p.add_argument("--answers", default="cases/adversarial", help="adversarial answers: a .jsonl file or a folder of them")

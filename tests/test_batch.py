@@ -146,3 +146,34 @@ def test_batch_on_a_replay_target_is_a_located_error(suite_dir, capsys):
     assert main(["validate"]) == 2
     err = capsys.readouterr().err
     assert "targets[0].batch" in err and "no batch API" in err
+
+
+def test_export_for_vllm_then_import_gives_the_synchronous_rows(suite_dir, server, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("KEY", "sk-test")
+    _config(suite_dir, server)
+    assert main(["run", "--out", "sync", "--cache-dir", str(tmp_path / "c1")]) == 0
+    calls = server.count
+    cache = ["--cache-dir", str(tmp_path / "c2")]
+    for _ in range(4):               # answers, then grading: what `vllm run-batch` would do, done by the fake server
+        capsys.readouterr()
+        assert main(["batch", "export", "run"] + cache) == 0
+        files = sorted((suite_dir / "run" / "requests").glob("*.jsonl"))
+        if "nothing to export" in capsys.readouterr().out:
+            break
+        for f in files:
+            out = tmp_path / f"{f.stem}.out.jsonl"
+            lines = []
+            for line in f.read_text(encoding="utf-8").splitlines():
+                item = json.loads(line)
+                import openai
+                client = openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0)
+                body = client.chat.completions.create(**item["body"]).model_dump()
+                lines.append(json.dumps({"custom_id": item["custom_id"], "response": {"status_code": 200, "body": body},
+                                         "error": None}))
+            out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            assert main(["batch", "import", "run", str(out)] + cache) == 0
+            f.unlink()
+    assert server.count == 2 * calls
+    assert main(["run", "--out", "run2"] + cache) == 0
+    assert server.count == 2 * calls                 # everything came from the imported replies
+    assert _rows(suite_dir / "sync") == _rows(suite_dir / "run2")
