@@ -153,7 +153,14 @@ def _chunks(lines: list[tuple[str, bytes]], adapter) -> list[list[tuple[str, byt
     return [c for c in out if c]
 
 
-async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say) -> dict[str, float]:
+def _adapter(adapters: dict, cfg, keys: dict):
+    """One batch adapter (one SDK client) per endpoint for the whole run; closed when the phases end."""
+    if cfg.name not in adapters:
+        adapters[cfg.name] = BATCH_ADAPTERS[cfg.provider](cfg, keys.get(cfg.name))
+    return adapters[cfg.name]
+
+
+async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say, adapters: dict) -> dict[str, float]:
     """Submit the round's requests (per endpoint, in chunks); each batch is on record before the next is sent.
     Returns the budget reserved per batch id."""
     by_endpoint: dict[str, list] = {}
@@ -162,7 +169,7 @@ async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say) -> dict[
     plans, problems = [], []
     for name, items in by_endpoint.items():
         endpoint = items[0][1]
-        adapter = BATCH_ADAPTERS[endpoint.cfg.provider](endpoint.cfg, keys.get(endpoint.cfg.name))
+        adapter = _adapter(adapters, endpoint.cfg, keys)
         lines = [(key, adapter.line(key, messages, params)) for key, _, messages, params in items]
         problems += [Problem(name, 0, 0, f"request {key[:12]} is {len(line):,} bytes, more than a batch may hold "
                              f"({adapter.max_bytes:,}); expected a shorter conversation, or batch: false")
@@ -186,7 +193,7 @@ async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say) -> dict[
 
 
 async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, Endpoint], keys: dict, budget,
-                            reserved: dict[str, float], batch: BatchOptions, say) -> None:
+                            reserved: dict[str, float], batch: BatchOptions, say, adapters: dict) -> None:
     """Poll every pending batch until it ends (backoff), then put its replies into the cache and record them."""
     pending = ledger.pending()
     delay, last = batch.poll, {}
@@ -196,7 +203,7 @@ async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, 
             endpoint = endpoints.get(record["endpoint"])
             if endpoint is None:
                 continue            # an endpoint no longer in the config: its batch is left as it is
-            adapter = BATCH_ADAPTERS[record["provider"]](endpoint.cfg, keys.get(endpoint.cfg.name))
+            adapter = _adapter(adapters, endpoint.cfg, keys)
             state = await adapter.state(record["batch_id"])
             line = f"batch {record['batch_id']} ({record['endpoint']}): {state.status}" + (
                 " (" + ", ".join(f"{k} {v}" for k, v in state.counts.items()) + ")" if state.counts else "")
@@ -248,18 +255,28 @@ async def _phases(config: Config, suite: Suite, answers: Answers, run_dir: Path,
                   monitor: Monitor, batch: BatchOptions) -> Ledger:
     say = batch.progress or (lambda line: None)
     budget = monitor.budget
-    ledger = Ledger.read(run_dir)
     endpoints = _batch_endpoints(config, answers, keys, options, budget)
     reserved: dict[str, float] = {}
+    adapters: dict = {}
+    try:
+        return await _rounds(config, suite, answers, run_dir, keys, options, budget, batch, say, endpoints, reserved,
+                             adapters)
+    finally:
+        for adapter in adapters.values():
+            await adapter.client.close()
+
+
+async def _rounds(config, suite, answers, run_dir, keys, options, budget, batch, say, endpoints, reserved,
+                  adapters) -> Ledger:
     for round_number in range(MAX_ROUNDS):
         ledger = Ledger.read(run_dir)          # what was submitted and collected so far, as a resume would see it
-        await _wait_and_collect(run_dir, ledger, endpoints, keys, budget, reserved, batch, say)
+        await _wait_and_collect(run_dir, ledger, endpoints, keys, budget, reserved, batch, say, adapters)
         wanted = await _collect_pass(config, suite, answers, keys, options, ledger, budget)
         if not wanted:
             break
         say(f"batch round {round_number + 1}: {len(wanted)} requests to send")
         try:
-            reserved |= await _submit(run_dir, wanted, keys, budget, say)
+            reserved |= await _submit(run_dir, wanted, keys, budget, say, adapters)
         except BudgetExceeded as exc:
             raise RunStopped(f"cost ceiling reached: {exc}; spent ${budget.spent:.4f}") from None
     return Ledger.read(run_dir)

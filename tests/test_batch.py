@@ -104,6 +104,9 @@ def test_partial_errors_are_resubmitted_then_recorded_as_errors(suite_dir, serve
     server.batches.expire = lambda number: number == 2          # the first grading batch expires: resubmitted
     _config(suite_dir, server, batch=", batch: true")
     assert main(["run", "--out", "run", "--cache-dir", str(tmp_path / "c")]) == 0
+    ledger = [json.loads(l) for l in (suite_dir / "run" / "batches.jsonl").read_text().splitlines()]
+    sent = [cid for r in ledger if r["event"] == "submitted" for cid in r["custom_ids"]]
+    assert max(sent.count(cid) for cid in sent) == 3          # resubmitted, and at most MAX_SUBMISSIONS times
     rows = _rows(suite_dir / "run")
     failed = [r for r in rows if r["status"] == "error"]
     assert failed and all(r["answer"] is None and r["verdicts"] == [] for r in failed)
