@@ -19,11 +19,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from . import jsonl
 from .errors import InputError, PermanentError, Problem, ProviderError
 from .generate import generate
-from .providers.base import Budget, BudgetExceeded, Endpoint, cost, estimate_tokens
+from .providers.base import Budget, BudgetExceeded, Endpoint, RetryPolicy, cost, estimate_tokens
 from .providers.batch import BATCH_ADAPTERS
 from .run import Answers, Monitor, RunOptions, RunStopped, jobs, make_endpoint, make_grader, run
 from .store import RESULTS, read_results, refuse_symlinks, run_lock, write_file
@@ -52,7 +53,7 @@ class Ledger:
     submitted: dict[str, dict] = field(default_factory=dict)       # batch id -> its submission record
     collected: set[str] = field(default_factory=set)
     sent: dict[str, int] = field(default_factory=dict)             # custom id -> times submitted
-    failed: dict[str, dict] = field(default_factory=dict)          # custom id -> last failure {kind, message, transient}
+    failed: dict[str, dict] = field(default_factory=dict)          # custom id -> last {kind, message, transient}
 
     @classmethod
     def read(cls, run_dir: Path) -> "Ledger":
@@ -105,7 +106,8 @@ class Collector:
     raises the error a request failed with for good (the final pass)."""
 
     def __init__(self, endpoint: Endpoint, ledger: Ledger, collecting: bool, wanted: dict):
-        self.name, self.endpoint, self.ledger, self.collecting, self.wanted = endpoint.name, endpoint, ledger, collecting, wanted
+        self.name, self.endpoint, self.ledger = endpoint.name, endpoint, ledger
+        self.collecting, self.wanted = collecting, wanted
         endpoint.provider = self
 
     async def complete(self, messages, params):
@@ -174,7 +176,8 @@ async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say, adapters
         problems += [Problem(name, 0, 0, f"request {key[:12]} is {len(line):,} bytes, more than a batch may hold "
                              f"({adapter.max_bytes:,}); expected a shorter conversation, or batch: false")
                      for key, line in lines if len(line) > adapter.max_bytes]
-        reserve = sum(endpoint.reservation(params, estimate_tokens(messages, params.system)) for _, _, messages, params in items)
+        reserve = sum(endpoint.reservation(params, estimate_tokens(messages, params.system))
+                      for _, _, messages, params in items)
         plans.append((name, endpoint, adapter, _chunks(lines, adapter), reserve / max(1, len(items))))
     if problems:          # reported before anything is sent
         raise InputError(problems)
@@ -235,7 +238,8 @@ async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, 
         pending = still
         if pending:
             if not batch.wait:
-                raise RunStopped(f"{len(pending)} batch(es) submitted and not finished; `bilan status` shows where they "
+                raise RunStopped(f"{len(pending)} batch(es) submitted and not finished; `bilan status` shows where "
+                                 "they "
                                  "stand, `bilan run --resume` collects them")
             await asyncio.sleep(delay)
             delay = min(batch.max_poll, delay * 1.5)
@@ -371,8 +375,8 @@ def import_results(file: Path, options: RunOptions) -> tuple[int, int]:
     if options.cache is None:
         raise InputError([Problem(str(file), 0, 0, "batch import needs the response cache; expected no --no-cache")])
     from types import SimpleNamespace          # only Endpoint.store is used: no provider is called
-    store = Endpoint(SimpleNamespace(name="import"), asyncio.Semaphore(1), None, cache=options.cache,  # type: ignore[arg-type]
-                     scope={})
+    stub: Any = SimpleNamespace(name="import")
+    store = Endpoint(stub, asyncio.Semaphore(1), RetryPolicy(), cache=options.cache, scope={})
     stored = errors = 0
     problems = []
     if not Path(file).is_file():

@@ -268,8 +268,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .batches import BATCHES, status
     run_dir = Path(args.run_dir)
     if not (run_dir / BATCHES).exists() and not (run_dir / "results.jsonl").exists():
-        raise InputError([Problem(display(run_dir), 0, 0, "neither batches.jsonl nor results.jsonl here; expected a run "
-                                  "directory written by `bilan run`")])
+        raise InputError([Problem(display(run_dir), 0, 0, "neither batches.jsonl nor results.jsonl here; expected a "
+                                  "run directory written by `bilan run`")])
     for line in status(run_dir):
         print(line)
     return 0
@@ -283,7 +283,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     try:
         if args.batch_command == "export":
             config, suite, answers = load_project(Path(args.config))
-            files = export_requests(config, suite, answers, Path(args.run_dir), resolve_keys(config, dict(os.environ)), options)
+            keys = resolve_keys(config, dict(os.environ))
+            files = export_requests(config, suite, answers, Path(args.run_dir), keys, options)
             for name, path in files.items():
                 print(f"{name}: {sum(1 for _ in path.open(encoding='utf-8'))} requests -> {path}")
             if not files:
@@ -508,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="where a batch run stands, from its run directory (calls nothing)")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_status)
-    batch = sub.add_parser("batch", help="request files for an offline batch runner (vllm run-batch), and their results")
+    batch = sub.add_parser("batch", help="request files for an offline batch runner (vllm run-batch), and back")
     bsub = batch.add_subparsers(dest="batch_command", required=True)
     for name, text in (("export", "write RUN/requests/<endpoint>.jsonl in the OpenAI batch format"),
                        ("import", "take an OpenAI batch output file into the response cache")):

@@ -95,9 +95,10 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
     # The SDK enforces `timeout` itself and closes the connection cleanly; the policy's own limit is a backstop
     # (cancelling a request from outside can leave a pooled connection unusable).
     policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout * 2 + 1, base_delay=cfg.backoff)
-    endpoint = Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache, scope=scope,
-                        limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute), budget=budget,
-                        price=batch_price((prices or {}).get(cfg.model), cfg.batch), scrubber=Scrubber(keys.values()))
+    endpoint = Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache,
+                        scope=scope, limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute),
+                        budget=budget, price=batch_price((prices or {}).get(cfg.model), cfg.batch),
+                        scrubber=Scrubber(keys.values()))
     if cfg.batch and options.wrap is not None:      # batch endpoints: requests are collected, replies come from batches
         options.wrap(endpoint)
     return endpoint
@@ -377,7 +378,8 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
     grader = config.grader
 
     def add(name: str, model: str, tokens_in: int, tokens_out: int, batch: bool = False) -> None:
-        entry = out.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "model": model, "batch": batch})
+        entry = out.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "model": model,
+                                      "batch": batch})
         entry["calls"] += 1
         entry["input_tokens"] += tokens_in
         entry["output_tokens"] += tokens_out

@@ -42,7 +42,8 @@ class FakeBatches:
         if parts[0] == "messages":
             return await self._anthropic(server, method, parts[2:], raw)
         if not self.openai_api:
-            return 404, json.dumps({"error": {"message": f"unknown path {path}", "type": "invalid_request_error"}}).encode()
+            error = {"message": f"unknown path {path}", "type": "invalid_request_error"}
+            return 404, json.dumps({"error": error}).encode()
         return await self._openai(server, method, parts, headers, raw)
 
     async def _answer(self, server, api: str, custom_id: str, body: dict) -> tuple[int, dict]:
@@ -62,7 +63,8 @@ class FakeBatches:
     def _new(self, api: str, prefix: str) -> tuple[str, dict]:
         number = len(self.batches) + 1
         batch_id = f"{prefix}_{number:04d}"
-        self.batches[batch_id] = {"api": api, "number": number, "reads": 0, "results": None, "created": int(time.time())}
+        self.batches[batch_id] = {"api": api, "number": number, "reads": 0, "results": None,
+                                  "created": int(time.time())}
         return batch_id, self.batches[batch_id]
 
     def _ended(self, batch: dict) -> bool:
@@ -75,7 +77,8 @@ class FakeBatches:
             file_id = f"file-{len(self.files) + 1:04d}"
             self.files[file_id] = content
             return 200, json.dumps({"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
-                                    "filename": "bilan-batch.jsonl", "purpose": "batch", "status": "processed"}).encode()
+                                    "filename": "bilan-batch.jsonl", "purpose": "batch",
+                                    "status": "processed"}).encode()
         if parts[0] == "files" and len(parts) == 3 and parts[2] == "content":
             return 200, self.files[parts[1]]
         if parts == ["batches"] and method == "GET":
@@ -140,8 +143,8 @@ class FakeBatches:
                 rows.append({"custom_id": item["custom_id"], "result": {"type": "expired"}})
                 continue
             status, body = await self._answer(server, "anthropic", item["custom_id"], item["params"])
-            rows.append({"custom_id": item["custom_id"], "result": {"type": "succeeded", "message": body} if status == 200
-                         else {"type": "errored", "error": body}})
+            result = {"type": "succeeded", "message": body} if status == 200 else {"type": "errored", "error": body}
+            rows.append({"custom_id": item["custom_id"], "result": result})
         batch["results"] = rows
 
     def _anthropic_view(self, server, batch_id: str, batch: dict, status: str) -> dict:
@@ -149,7 +152,8 @@ class FakeBatches:
         count = lambda kind: sum(1 for r in rows if r["result"]["type"] == kind)
         return {"id": batch_id, "type": "message_batch", "processing_status": status,
                 "request_counts": {"processing": 0 if rows else len(batch["requests"]), "succeeded": count("succeeded"),
-                                   "errored": count("errored"), "canceled": count("canceled"), "expired": count("expired")},
+                                   "errored": count("errored"), "canceled": count("canceled"),
+                                   "expired": count("expired")},
                 "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z", "ended_at": None,
                 "archived_at": None, "cancel_initiated_at": None,
                 "results_url": f"{server.anthropic_base_url}/v1/messages/batches/{batch_id}/results" if rows else None}

@@ -46,7 +46,8 @@ class OpenAIBatches:
         """One request of the batch input file (also what `vllm run-batch` reads)."""
         from .openai import request_body
         return (json.dumps({"custom_id": custom_id, "method": "POST", "url": OPENAI_ENDPOINT,
-                            "body": request_body(self.cfg.model, messages, params)}, ensure_ascii=False) + "\n").encode()
+                            "body": request_body(self.cfg.model, messages, params)},
+                           ensure_ascii=False) + "\n").encode()
 
     async def check(self) -> None:
         """A PermanentError if the server has no batch API (many OpenAI-compatible servers): nothing is sent."""
@@ -54,7 +55,8 @@ class OpenAIBatches:
             await self.client.batches.list(limit=1)
         except Exception as exc:
             error = sdk_error(exc, self.sdk)
-            raise PermanentError(f"{self.cfg.name}: the server at {self.cfg.base_url or 'api.openai.com'} has no usable "
+            where = self.cfg.base_url or "api.openai.com"
+            raise PermanentError(f"{self.cfg.name}: the server at {where} has no usable "
                                  f"batch API (/v1/batches: {error}); expected batch: false for this endpoint",
                                  kind="no_batch_api") from None
 
@@ -121,7 +123,8 @@ class AnthropicBatches:
     def line(self, custom_id: str, messages: Sequence[Message], params: GenParams) -> bytes:
         """One request of the batch, as JSON."""
         from .anthropic import request_body
-        return (json.dumps({"custom_id": custom_id, "params": request_body(self.cfg.model, messages, params, wire=True)},
+        body = request_body(self.cfg.model, messages, params, wire=True)
+        return (json.dumps({"custom_id": custom_id, "params": body},
                            ensure_ascii=False) + "\n").encode()
 
     async def check(self) -> None:
