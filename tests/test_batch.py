@@ -180,3 +180,15 @@ def test_export_for_vllm_then_import_gives_the_synchronous_rows(suite_dir, serve
     assert main(["run", "--out", "run2"] + cache) == 0
     assert server.count == 2 * calls                 # everything came from the imported replies
     assert _rows(suite_dir / "sync") == _rows(suite_dir / "run2")
+
+
+def test_a_request_too_large_for_a_batch_is_reported_before_anything_is_sent(suite_dir, server, monkeypatch, tmp_path,
+                                                                             capsys):
+    monkeypatch.setenv("KEY", "sk-test")
+    from harness.providers.batch import OpenAIBatches
+    monkeypatch.setattr(OpenAIBatches, "max_bytes", 200)
+    _config(suite_dir, server, batch=", batch: true")
+    assert main(["run", "--out", "run", "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "more than a batch may hold" in err and "Traceback" not in err
+    assert server.count == 0 and not any(c[0] == "POST" for c in server.batches.calls)
