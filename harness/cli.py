@@ -169,7 +169,7 @@ def _print_estimate(est: dict, total: int) -> float:
     for name, e in est.items():
         price = f"${e['cost']:.2f}" if e["cost"] is not None else "no price in the config"
         print(f"  {name} ({e['model']}): {e['calls']} calls, ~{e['input_tokens']:,} input and ~{e['output_tokens']:,} "
-              f"output tokens, {price}", file=sys.stderr)
+              f"output tokens, {price}" + (" (batch: half price)" if e.get("batch") else ""), file=sys.stderr)
         if e["cost"] is None:
             unknown.append(name)
         else:
@@ -197,6 +197,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import Monitor, RunOptions, RunStopped, check_resume, count_jobs, estimate, rebuild, run, unpriced
     config, suite, answers = load_project(Path(args.config))
     _print_warnings(suite)
+    if args.batch:
+        from .batches import with_batch
+        config = with_batch(config)
     if args.resume and not args.out:
         raise InputError([Problem("bilan run", 0, 0, "--resume needs --out DIR: the run directory to finish")])
     run_dir = _run_dir(config, args.out)
@@ -224,7 +227,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Signal handlers can only be set from the main thread (a host program may run bilan in another one).
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt(terminated)) if threading.current_thread() is threading.main_thread() else None
     try:
-        run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
+        if _batched(config):
+            from .batches import BatchOptions, run_batched
+            say = lambda line: print(f"bilan: {line}", file=sys.stderr, flush=True)
+            run_batched(config, suite, answers, run_dir, keys, options, monitor,
+                        BatchOptions(wait=not args.no_wait, progress=say), argv=sys.argv)
+        else:
+            run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
     except RunStopped as stop:
         progress.close()
         print(f"bilan: stopped: {stop}\nbilan: the {monitor.done} results written are kept in {run_dir}; {resume}", file=sys.stderr)
@@ -245,6 +254,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     hits = sum(e.meter.cache_hits for e in models)
     print(f"bilan: {calls} model calls made, {hits} answered from the cache, ${monitor.cost():.4f} spent", file=sys.stderr)
     _print_summary(rebuild(run_dir), run_dir)
+    return 0
+
+
+# --- batch runs (issue 16) ---
+def _batched(config) -> bool:
+    from .batches import uses_batches
+    return uses_batches(config)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print where a (batch) run stands, reading only its run directory."""
+    from .batches import BATCHES, status
+    run_dir = Path(args.run_dir)
+    if not (run_dir / BATCHES).exists() and not (run_dir / "results.jsonl").exists():
+        raise InputError([Problem(display(run_dir), 0, 0, "neither batches.jsonl nor results.jsonl here; expected a "
+                                  "run directory written by `bilan run`")])
+    for line in status(run_dir):
+        print(line)
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """`bilan batch export RUN` / `bilan batch import RUN FILE`: request files for vLLM's offline runner, and back."""
+    from .batches import export_requests, import_results
+    from .run import RunOptions
+    options = RunOptions(cache=_cache(args, dict(os.environ)))
+    try:
+        if args.batch_command == "export":
+            config, suite, answers = load_project(Path(args.config))
+            keys = resolve_keys(config, dict(os.environ))
+            files = export_requests(config, suite, answers, Path(args.run_dir), keys, options)
+            for name, path in files.items():
+                print(f"{name}: {sum(1 for _ in path.open(encoding='utf-8'))} requests -> {path}")
+            if not files:
+                print("nothing to export: the cache answers every request; `bilan run` can write the results")
+        else:
+            stored, errors = import_results(Path(args.file), options)
+            print(f"{stored} replies into the response cache, {errors} items with an error left out")
+    finally:
+        if options.cache is not None:
+            options.cache.close()
     return 0
 
 
@@ -452,7 +502,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-unpriced", action="store_true",
                    help="with --max-cost: let models that have no price in the config spend without being counted")
     p.add_argument("--dry-run", action="store_true", help="print the calls, tokens and cost a run would need; call nothing")
+    p.add_argument("--batch", action="store_true", help="send every openai and anthropic endpoint's calls through its "
+                   "batch API (half price, up to 24 h; see README: Batch runs)")
+    p.add_argument("--no-wait", action="store_true", help="batch runs: submit, then stop; finish later with --resume")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("status", help="where a batch run stands, from its run directory (calls nothing)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_status)
+    batch = sub.add_parser("batch", help="request files for an offline batch runner (vllm run-batch), and back")
+    bsub = batch.add_subparsers(dest="batch_command", required=True)
+    for name, text in (("export", "write RUN/requests/<endpoint>.jsonl in the OpenAI batch format"),
+                       ("import", "take an OpenAI batch output file into the response cache")):
+        p = bsub.add_parser(name, help=text)
+        p.add_argument("run_dir")
+        if name == "import":
+            p.add_argument("file")
+        p.add_argument("--config", default="bilan.yaml", help="run configuration (default: bilan.yaml)")
+        p.add_argument("--cache-dir", help="response cache folder")
+        p.add_argument("--no-cache", action="store_true", help=argparse.SUPPRESS)
+        p.set_defaults(func=cmd_batch)
     p = sub.add_parser("attack-grader", help="measure how often the configured grader is fooled by adversarial answers")
     p.add_argument("--config", default="bilan.yaml", help="run configuration whose grader is tested (default: bilan.yaml)")
     p.add_argument("--answers", default="cases/adversarial", help="adversarial answers: a .jsonl file or a folder of them")

@@ -302,6 +302,9 @@ def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[
     elif "labels" in raw:
         problems.append(doc.problem(path + ("labels",), f"'labels' is only for the labels grader, not {raw['provider']}; expected no labels here, or provider: labels", key=True))
     provider = raw["provider"]
+    if raw.get("batch") and provider not in ("openai", "anthropic"):
+        problems.append(doc.problem(path + ("batch",), f"the {provider} provider has no batch API; expected batch only "
+                                    "on an openai or anthropic endpoint"))
     if provider in ("openai", "anthropic") and "model" not in raw:
         problems.append(doc.problem(path, f"missing key 'model': the {provider} provider needs a model name"))
     if "system_prompt" in raw:

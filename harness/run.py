@@ -23,7 +23,8 @@ from .grade import result_row
 from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, SYSTEM, TEMPLATE, ModelGrader
 from .graders.labels import LabelsGrader, load_labels
 from .graders.rules import RulesGrader
-from .providers.base import Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, cost, estimate_tokens
+from .providers.base import (Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, batch_price, cost,
+                             estimate_tokens)
 from .providers.replay import ReplayProvider
 from .report import write_reports
 from .secrets import Scrubber
@@ -63,6 +64,7 @@ class RunOptions:
     max_cost: float | None = None
     allow_unpriced: bool = False                  # under max_cost, let models without a price spend uncounted
     on_result: Callable[[dict], None] | None = None
+    wrap: Callable[[Endpoint], None] | None = None     # set by batches.py on each batch endpoint it makes
 
 
 @dataclass
@@ -93,9 +95,13 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
     # The SDK enforces `timeout` itself and closes the connection cleanly; the policy's own limit is a backstop
     # (cancelling a request from outside can leave a pooled connection unusable).
     policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout * 2 + 1, base_delay=cfg.backoff)
-    return Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache, scope=scope,
-                    limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute), budget=budget,
-                    price=(prices or {}).get(cfg.model), scrubber=Scrubber(keys.values()))
+    endpoint = Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache,
+                        scope=scope, limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute),
+                        budget=budget, price=batch_price((prices or {}).get(cfg.model), cfg.batch),
+                        scrubber=Scrubber(keys.values()))
+    if cfg.batch and options.wrap is not None:      # batch endpoints: requests are collected, replies come from batches
+        options.wrap(endpoint)
+    return endpoint
 
 
 def unpriced(config: Config) -> list[Problem]:
@@ -371,8 +377,9 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
     out: dict[str, dict[str, Any]] = {}
     grader = config.grader
 
-    def add(name: str, model: str, tokens_in: int, tokens_out: int) -> None:
-        entry = out.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "model": model})
+    def add(name: str, model: str, tokens_in: int, tokens_out: int, batch: bool = False) -> None:
+        entry = out.setdefault(name, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "model": model,
+                                      "batch": batch})
         entry["calls"] += 1
         entry["input_tokens"] += tokens_in
         entry["output_tokens"] += tokens_out
@@ -380,7 +387,8 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
     for target, case, _ in jobs(config, suite, shard, done):
         answer_tokens = target.max_tokens or ASSUMED_ANSWER_TOKENS
         if target.provider != "replay":
-            add(target.name, target.model, estimate_tokens(case.conversation, target.system_prompt), answer_tokens)
+            add(target.name, target.model, estimate_tokens(case.conversation, target.system_prompt), answer_tokens,
+                target.batch)
         if grader.provider not in ("openai", "anthropic"):
             continue
         # As ModelGrader does: with use_checks (and no compare_checks) the checked criteria are not the model's.
@@ -390,13 +398,13 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
         if grader.mode == "batched" and asked:       # one call per answer, every criterion in it
             listing = sum(len(c.id) + len(c.text) + 16 for c in asked) // 4
             add("grader:" + grader.name, grader.model, context + len(BATCH_TEMPLATE) // 4 + listing,
-                ASSUMED_VERDICT_TOKENS * len(asked))
+                ASSUMED_VERDICT_TOKENS * len(asked), grader.batch)
             continue
         for criterion in asked:
             add("grader:" + grader.name, grader.model, context + len(TEMPLATE) // 4 + len(criterion.text) // 4,
-                ASSUMED_VERDICT_TOKENS)
+                ASSUMED_VERDICT_TOKENS, grader.batch)
     for entry in out.values():
-        price = config.prices.get(entry["model"])
+        price = batch_price(config.prices.get(entry["model"]), entry["batch"])
         entry["cost"] = cost(Usage(entry["input_tokens"], entry["output_tokens"]), price) if price else None
     return out
 
@@ -422,8 +430,10 @@ def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: 
     rows = read_results(run_dir)
     conversations = {case["case_id"]: case for case in jsonl.read_objects(run_dir / CASES, "one case per line")}
     prices = manifest_data.get("prices") or {}
-    target_prices = {t["name"]: prices.get(t.get("model", "")) for t in manifest_data.get("targets", [])}
-    grader_price = prices.get(manifest_data.get("grader", {}).get("model", ""))
+    target_prices = {t["name"]: batch_price(prices.get(t.get("model", "")), bool(t.get("batch")))
+                     for t in manifest_data.get("targets", [])}
+    grader = manifest_data.get("grader", {})
+    grader_price = batch_price(prices.get(grader.get("model", "")), bool(grader.get("batch")))
     summary = summarize(rows, manifest_data.get("axes", []), manifest_data.get("seed", 0),
                         manifest_data.get("bootstrap", 1000), target_prices, grader_price, options)
     summary["run_id"] = manifest_data.get("run_id")

@@ -96,6 +96,7 @@ class EndpointConfig:
     compare_checks: bool = False           # model graders: also grade checked criteria, keep both verdicts
     labels: tuple[str, ...] = ()           # labels grader: folders or files of clinician labels
     max_reply_bytes: int = 1_000_000       # a reply's body larger than this is an error of kind too_large
+    batch: bool = False                    # calls go through the provider's batch API (openai, anthropic)
 
 
 @dataclass(frozen=True)

@@ -23,22 +23,18 @@ or a plain ``str`` (shorthand for ``FakeReply(text=...)``)::
         ...
         assert server.count == 2
 
-Endpoints: ``POST /v1/chat/completions`` (give the OpenAI SDK ``server.openai_base_url``,
-which ends in ``/v1``) and ``POST /v1/messages`` (give the Anthropic SDK
-``server.anthropic_base_url``). Streaming (``"stream": true``) is not supported and is
+Endpoints: ``POST /v1/chat/completions`` (give the OpenAI SDK ``server.openai_base_url``, which ends in
+``/v1``) and ``POST /v1/messages`` (give the Anthropic SDK ``server.anthropic_base_url``). Streaming is
 answered with a 400. Errors use each API's own error body shape.
 
-The responder runs on the server's event loop thread (so calls are serialised); it should be
-fast: use ``FakeReply.delay`` or the server ``latency`` to simulate slow models. It may also
-be an ``async def`` function. A responder that raises produces a 500 with the exception text.
+The responder runs on the server's event loop thread (so calls are serialised); it should be fast: use
+``FakeReply.delay`` or the server ``latency`` to simulate slow models. It may also be an ``async def``
+function. A responder that raises produces a 500 with the exception text. Security: the server only ever
+binds 127.0.0.1 and never logs request headers (they carry API keys), nor puts them in ``repr``.
 
-Security: the server only ever binds 127.0.0.1 and never logs request headers (they carry
-API keys); ``FakeRequest.headers`` is also left out of the dataclass ``repr``.
-
-As a script, it serves :func:`echo_responder` until killed and prints the port on the first
-line of stdout::
-
-    python tests/fake_server.py --port 8000 --latency 0.05
+As a script (``python tests/fake_server.py --port 8000 --latency 0.05``), it serves
+:func:`echo_responder` until killed and prints the port on the first line of stdout. Batch
+endpoints: pass ``batches=fake_batches.FakeBatches(...)``.
 """
 
 from __future__ import annotations
@@ -333,13 +329,14 @@ class FakeModelServer:
         latency: float = 0.0,
         host: str = ALLOWED_HOST,
         port: int = 0,
+        batches: Any = None,  # a fake_batches.FakeBatches: the batch API endpoints
     ) -> None:
         """Configure the server; nothing listens until start() or ``with``."""
         if host != ALLOWED_HOST:
             raise ValueError(f"the fake model server only binds {ALLOWED_HOST}, not {host!r}")
         if latency < 0:
             raise ValueError("latency must be >= 0")
-        self.responder = responder
+        self.responder, self.batches = responder, batches
         self.latency = float(latency)
         self.host = host
         self._requested_port = port
@@ -488,6 +485,11 @@ class FakeModelServer:
         keep_alive = headers.get("connection", "").lower() != "close"
         try:
             body = await _read_body(reader, api, headers)
+            if self.batches is not None and self.batches.owns(path):
+                status, payload = await self.batches.handle(self, method, path, headers, body)
+                writer.write(_encode_response(status, {}, payload, keep_alive))
+                await writer.drain()
+                return keep_alive
             request = self._make_request(method, path, api, headers, body)
         except _HTTPError as err:
             payload = json.dumps(_error_body(err.api, err.status, err.message)).encode()

@@ -20,13 +20,14 @@ LAYERS = [
     ["checks"],
     ["load", "store"],
     ["providers", "providers.base", "providers.capped", "providers.openai", "providers.anthropic",
-     "providers.replay"],
+     "providers.replay", "providers.batch"],
     ["generate", "grade", "graders", "graders.rules", "graders.llm", "graders.labels", "stats", "charts",
      "agreement"],
     ["analyze", "attack"],
     ["review", "decide", "report", "healthbench_export"],
     ["report_compare", "agreement_report", "healthbench"],
     ["run"],
+    ["batches"],          # above run: it runs rounds of run's pipeline, then run() itself
     ["cli"],
     ["__main__", ""],
 ]

@@ -27,24 +27,37 @@ class AnthropicProvider:
 
     async def complete(self, messages: Sequence[Message], params: GenParams) -> Reply:
         """One message."""
-        extra = {}
-        if params.system:
-            extra["system"] = params.system
-        if params.temperature is not None:
-            # anthropic 2.x dropped `temperature` from messages.create's signature; the API still takes it.
-            extra["extra_body"] = {"temperature": params.temperature}
-        if params.json_schema is not None:
-            extra["output_config"] = {"format": {"type": "json_schema", "schema": params.json_schema}}
         start = time.perf_counter()
         try:
             self.turn += 1
             response = await self.clients[self.turn % len(self.clients)].messages.create(
-                model=self.endpoint.model, max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
-                messages=[{"role": m.role, "content": m.content} for m in messages], **extra)
+                **request_body(self.endpoint.model, messages, params))
         except Exception as exc:  # every SDK failure becomes a classified value for the retry policy
             raise sdk_error(exc, anthropic) from None
-        latency = time.perf_counter() - start
-        text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
-        usage = response.usage
-        return Reply(text, usage_of(getattr(usage, "input_tokens", 0), getattr(usage, "output_tokens", 0), latency),
-                     refusal=response.stop_reason == "refusal")
+        return reply_of(response, time.perf_counter() - start)
+
+
+def request_body(model: str, messages: Sequence[Message], params: GenParams, wire: bool = False) -> dict:
+    """The messages request body: the one builder of the synchronous and the batch path. `wire`: as the API reads
+    it (a batch request's params), not as messages.create takes it (temperature through extra_body)."""
+    body: dict = {"model": model, "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
+                  "messages": [{"role": m.role, "content": m.content} for m in messages]}
+    if params.system:
+        body["system"] = params.system
+    if params.temperature is not None:
+        # anthropic 2.x dropped `temperature` from messages.create's signature; the API still takes it.
+        if wire:
+            body["temperature"] = params.temperature
+        else:
+            body["extra_body"] = {"temperature": params.temperature}
+    if params.json_schema is not None:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": params.json_schema}}
+    return body
+
+
+def reply_of(response, latency: float) -> Reply:
+    """A message (the SDK's object) as a Reply: the one reader of the synchronous and the batch path."""
+    text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
+    usage = response.usage
+    return Reply(text, usage_of(getattr(usage, "input_tokens", 0), getattr(usage, "output_tokens", 0), latency),
+                 refusal=response.stop_reason == "refusal")

@@ -227,6 +227,17 @@ class Budget:
         self.spent += actual
 
 
+BATCH_DISCOUNT = 0.5      # OpenAI Batch and Anthropic Message Batches bill half the synchronous price
+
+
+def batch_price(price: dict[str, float] | None, batch: bool) -> dict[str, float] | None:
+    """The price an endpoint pays per million tokens: the price table's, times BATCH_DISCOUNT for a batch endpoint.
+    Every cost (estimate, --max-cost, summaries) goes through cost() with this price."""
+    if not price or not batch:
+        return price
+    return {k: v * BATCH_DISCOUNT for k, v in price.items()}
+
+
 def cost(usage: Usage, price: dict[str, float] | None) -> float:
     """US dollars for a call's tokens at a price per million tokens ({input, output}); 0 without a price."""
     if not price:
@@ -336,10 +347,15 @@ class Endpoint:
         except ProviderError as exc:       # where a failure becomes text: no key leaves in it
             exc.args = (self.scrubber.text(str(exc)),)
             raise
+        return self.store(key, reply)
+
+    def store(self, key: str | None, reply: Reply) -> Reply:
+        """A reply made safe to keep (no key in it, no lone surrogate) and cached under `key`: the one way a reply,
+        synchronous or from a batch, enters the cache."""
         reply = replace(reply, text=self.scrubber.text(reply.text))
         if _SURROGATE.search(reply.text):      # "\ud800" in a JSON reply: no file can store it, so U+FFFD as a reader sees
             reply = replace(reply, text=_SURROGATE.sub("\ufffd", reply.text))
-        if key is not None:
+        if key is not None and self.cache is not None:
             if reply.refusal:       # first, with its text: a crash between the writes leaves no refusal unmarked,
                 self.cache.put(key + REFUSAL_MARK, reply.text, 0, 0, 0.0)     # and marks no other reply
             self.cache.put(key, reply.text, reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.latency)

@@ -28,29 +28,38 @@ class OpenAIProvider:
 
     async def complete(self, messages: Sequence[Message], params: GenParams) -> Reply:
         """One chat completion."""
-        wire = ([{"role": "system", "content": params.system}] if params.system else [])
-        wire += [{"role": m.role, "content": m.content} for m in messages]
-        extra = {}
-        if params.temperature is not None:
-            extra["temperature"] = params.temperature
-        if params.max_tokens is not None:
-            extra["max_tokens"] = params.max_tokens
-        if params.json_schema is not None:
-            extra["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": "verdict", "schema": params.json_schema, "strict": True}}
         start = time.perf_counter()
         try:
             self.turn += 1
             client = self.clients[self.turn % len(self.clients)]
-            response = await client.chat.completions.create(model=self.endpoint.model, messages=wire, **extra)
+            response = await client.chat.completions.create(**request_body(self.endpoint.model, messages, params))
         except Exception as exc:  # every SDK failure becomes a classified value for the retry policy
             raise sdk_error(exc, openai) from None
-        latency = time.perf_counter() - start
-        if not response.choices:
-            raise classify_sdk_error(ValueError("no choices"), openai)
-        message = response.choices[0].message
-        refusal = getattr(message, "refusal", None)
-        text = message.content if message.content is not None else (refusal or "")   # a refusal is the answer
-        usage = response.usage
-        return Reply(text, usage_of(getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0), latency),
-                     refusal=bool(refusal))
+        return reply_of(response, time.perf_counter() - start)
+
+
+def request_body(model: str, messages: Sequence[Message], params: GenParams) -> dict:
+    """The chat completions request body: the one builder of the synchronous and the batch path."""
+    wire = ([{"role": "system", "content": params.system}] if params.system else [])
+    wire += [{"role": m.role, "content": m.content} for m in messages]
+    body: dict = {"model": model, "messages": wire}
+    if params.temperature is not None:
+        body["temperature"] = params.temperature
+    if params.max_tokens is not None:
+        body["max_tokens"] = params.max_tokens
+    if params.json_schema is not None:
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "verdict", "schema": params.json_schema, "strict": True}}
+    return body
+
+
+def reply_of(response, latency: float) -> Reply:
+    """A chat completion (the SDK's object) as a Reply: the one reader of the synchronous and the batch path."""
+    if not response.choices:
+        raise classify_sdk_error(ValueError("no choices"), openai)
+    message = response.choices[0].message
+    refusal = getattr(message, "refusal", None)
+    text = message.content if message.content is not None else (refusal or "")   # a refusal is the answer
+    usage = response.usage
+    return Reply(text, usage_of(getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0), latency),
+                 refusal=bool(refusal))

@@ -1,0 +1,173 @@
+"""Batch adapters through the official SDKs: OpenAI Batch (a JSONL file, batches.create, the output and error files)
+and Anthropic Message Batches (messages.batches.create, retrieve, results). Request bodies and replies go through the
+synchronous adapters' request_body and reply_of, so a batch request is the request the synchronous path sends."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..errors import PermanentError, ProviderError, TransientError
+from ..types import EndpointConfig, Message
+from .base import GenParams, Reply
+from .capped import sdk_error
+
+OPENAI_ENDPOINT = "/v1/chat/completions"
+
+
+@dataclass
+class BatchState:
+    """Where a submitted batch stands: the provider's status word, request counts, and whether it has ended."""
+
+    status: str
+    counts: dict[str, int] = field(default_factory=dict)
+    ended: bool = False
+
+
+def _retryable(status: int | None, kind: str) -> ProviderError:
+    if kind in ("expired", "canceled", "cancelled") or status is None or status == 429 or status >= 500:
+        return TransientError(f"batch item {kind}" + (f" ({status})" if status else ""), kind=kind)
+    return PermanentError(f"batch item refused ({status}): {kind}", kind="bad_request" if status == 400 else "refused",
+                          status=status)
+
+
+class OpenAIBatches:
+    """OpenAI Batch (and OpenAI-compatible servers that have /v1/batches)."""
+
+    max_requests, max_bytes = 50_000, 200 * 1024 * 1024
+
+    def __init__(self, cfg: EndpointConfig, key: str | None):
+        import openai
+        self.sdk, self.cfg = openai, cfg
+        self.client = openai.AsyncOpenAI(api_key=key or "not-needed", base_url=cfg.base_url, max_retries=0,
+                                         timeout=max(cfg.timeout, 300.0))
+
+    def line(self, custom_id: str, messages: Sequence[Message], params: GenParams) -> bytes:
+        """One request of the batch input file (also what `vllm run-batch` reads)."""
+        from .openai import request_body
+        return (json.dumps({"custom_id": custom_id, "method": "POST", "url": OPENAI_ENDPOINT,
+                            "body": request_body(self.cfg.model, messages, params)},
+                           ensure_ascii=False) + "\n").encode()
+
+    async def check(self) -> None:
+        """A PermanentError if the server has no batch API (many OpenAI-compatible servers): nothing is sent."""
+        try:
+            await self.client.batches.list(limit=1)
+        except Exception as exc:
+            error = sdk_error(exc, self.sdk)
+            where = self.cfg.base_url or "api.openai.com"
+            raise PermanentError(f"{self.cfg.name}: the server at {where} has no usable "
+                                 f"batch API (/v1/batches: {error}); expected batch: false for this endpoint",
+                                 kind="no_batch_api") from None
+
+    async def submit(self, lines: Sequence[bytes]) -> str:
+        """Upload the input file and create the batch; its id."""
+        try:
+            uploaded = await self.client.files.create(file=("bilan-batch.jsonl", b"".join(lines)), purpose="batch")
+            batch = await self.client.batches.create(input_file_id=uploaded.id, endpoint=OPENAI_ENDPOINT,
+                                                     completion_window="24h")
+        except Exception as exc:
+            raise sdk_error(exc, self.sdk) from None
+        return batch.id
+
+    async def state(self, batch_id: str) -> BatchState:
+        """The batch's status and counts."""
+        try:
+            batch = await self.client.batches.retrieve(batch_id)
+        except Exception as exc:
+            raise sdk_error(exc, self.sdk) from None
+        counts = batch.request_counts
+        return BatchState(batch.status, {"total": counts.total, "completed": counts.completed, "failed": counts.failed}
+                          if counts else {}, batch.status in ("completed", "failed", "expired", "cancelled"))
+
+    async def results(self, batch_id: str) -> dict[str, Reply | ProviderError]:
+        """Every finished request's reply or error, by custom id (requests not in either file are left out)."""
+        from .openai import reply_of
+        try:
+            batch = await self.client.batches.retrieve(batch_id)
+            out: dict[str, Reply | ProviderError] = {}
+            for file_id in (batch.error_file_id, batch.output_file_id):
+                if not file_id:
+                    continue
+                content = await self.client.files.content(file_id)
+                for raw in content.text.splitlines():
+                    if not raw.strip():
+                        continue
+                    item = json.loads(raw)
+                    response, error = item.get("response") or {}, item.get("error")
+                    status = response.get("status_code")
+                    if status == 200 and not error:
+                        body = self.sdk.types.chat.ChatCompletion.model_validate(response["body"])
+                        out[item["custom_id"]] = reply_of(body, 0.0)
+                    else:
+                        kind = (error or {}).get("code") or "error"
+                        out[item["custom_id"]] = _retryable(status, str(kind))
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise sdk_error(exc, self.sdk) from None
+        return out
+
+
+class AnthropicBatches:
+    """Anthropic Message Batches."""
+
+    max_requests, max_bytes = 100_000, 256 * 1024 * 1024
+
+    def __init__(self, cfg: EndpointConfig, key: str | None):
+        import anthropic
+        self.sdk, self.cfg = anthropic, cfg
+        self.client = anthropic.AsyncAnthropic(api_key=key or "not-needed", base_url=cfg.base_url, max_retries=0,
+                                               timeout=max(cfg.timeout, 300.0))
+
+    def line(self, custom_id: str, messages: Sequence[Message], params: GenParams) -> bytes:
+        """One request of the batch, as JSON."""
+        from .anthropic import request_body
+        body = request_body(self.cfg.model, messages, params, wire=True)
+        return (json.dumps({"custom_id": custom_id, "params": body},
+                           ensure_ascii=False) + "\n").encode()
+
+    async def check(self) -> None:
+        """Nothing to check: every Anthropic endpoint has Message Batches."""
+
+    async def submit(self, lines: Sequence[bytes]) -> str:
+        """Create the batch; its id."""
+        try:
+            batch = await self.client.messages.batches.create(requests=[json.loads(line) for line in lines])
+        except Exception as exc:
+            raise sdk_error(exc, self.sdk) from None
+        return batch.id
+
+    async def state(self, batch_id: str) -> BatchState:
+        """The batch's status and counts."""
+        try:
+            batch = await self.client.messages.batches.retrieve(batch_id)
+        except Exception as exc:
+            raise sdk_error(exc, self.sdk) from None
+        counts = batch.request_counts
+        return BatchState(batch.processing_status, {k: getattr(counts, k) for k in
+                                                    ("processing", "succeeded", "errored", "canceled", "expired")},
+                          batch.processing_status == "ended")
+
+    async def results(self, batch_id: str) -> dict[str, Reply | ProviderError]:
+        """Every request's reply or error, by custom id."""
+        from .anthropic import reply_of
+        out: dict[str, Reply | ProviderError] = {}
+        try:
+            async for entry in await self.client.messages.batches.results(batch_id):
+                result = entry.result
+                if result.type == "succeeded":
+                    out[entry.custom_id] = reply_of(result.message, 0.0)
+                elif result.type == "errored":
+                    kind = getattr(getattr(result.error, "error", None), "type", "api_error")
+                    out[entry.custom_id] = _retryable(500 if kind in ("api_error", "overloaded_error") else 400, kind)
+                else:
+                    out[entry.custom_id] = _retryable(None, result.type)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise sdk_error(exc, self.sdk) from None
+        return out
+
+
+BATCH_ADAPTERS = {"openai": OpenAIBatches, "anthropic": AnthropicBatches}

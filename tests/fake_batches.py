@@ -1,0 +1,169 @@
+"""Fake batch endpoints for the fake model server: OpenAI (/v1/files, /v1/batches, /v1/batches/{id},
+/v1/files/{id}/content) and Anthropic (/v1/messages/batches, /{id}, /{id}/results).
+
+Each item of a batch is answered by the server's responder, as the synchronous endpoints would answer it. Options:
+``polls``: how many status reads a batch stays in progress before it ends; ``fail``: a function of (custom id,
+FakeRequest) giving an HTTP status for that item (an error item), or None; ``expire``: a function of the batch's
+number (1, 2, ...) saying that batch expires with nothing done; ``openai_api=False``: an OpenAI-compatible server
+without /v1/batches (404). ``calls`` records every batch API call as (method, path)."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any, Callable
+
+PATHS = re.compile(r"^/v1/(files|batches|messages/batches)(/|$)")
+
+
+class FakeBatches:
+    """The batch endpoints' state: uploaded files, batches, and the calls received."""
+
+    def __init__(self, polls: int = 1, fail: Callable[[str, Any], int | None] | None = None,
+                 expire: Callable[[int], bool] | None = None, openai_api: bool = True):
+        self.polls, self.fail, self.expire, self.openai_api = polls, fail, expire or (lambda n: False), openai_api
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.items = 0                          # requests received in batches
+
+    def owns(self, path: str) -> bool:
+        """True for a batch API path."""
+        return bool(PATHS.match(path))
+
+    def created(self, api: str) -> int:
+        """How many batches were created through an API."""
+        return sum(1 for b in self.batches.values() if b["api"] == api)
+
+    async def handle(self, server, method: str, path: str, headers: dict, raw: bytes) -> tuple[int, bytes]:
+        """Status and JSON body for one batch API call."""
+        self.calls.append((method, path))
+        parts = path.strip("/").split("/")[1:]
+        if parts[0] == "messages":
+            return await self._anthropic(server, method, parts[2:], raw)
+        if not self.openai_api:
+            error = {"message": f"unknown path {path}", "type": "invalid_request_error"}
+            return 404, json.dumps({"error": error}).encode()
+        return await self._openai(server, method, parts, headers, raw)
+
+    async def _answer(self, server, api: str, custom_id: str, body: dict) -> tuple[int, dict]:
+        from fake_server import _split_anthropic, _split_openai, _success_body, _error_body, FakeRequest
+        system, messages, params = (_split_anthropic if api == "anthropic" else _split_openai)(body)
+        request = FakeRequest(api=api, path="batch", model=str(body.get("model", "")), system=system,
+                              messages=messages, params=params, headers={}, body=body)
+        self.items += 1
+        status = self.fail(custom_id, request) if self.fail else None
+        if status:
+            return status, _error_body(api, status, "fake batch item error")
+        reply = await server._call_responder(request)
+        if reply.status >= 400:
+            return reply.status, _error_body(api, reply.status, reply.text or "error")
+        return 200, _success_body(request, reply, f"b{self.items}")
+
+    def _new(self, api: str, prefix: str) -> tuple[str, dict]:
+        number = len(self.batches) + 1
+        batch_id = f"{prefix}_{number:04d}"
+        self.batches[batch_id] = {"api": api, "number": number, "reads": 0, "results": None,
+                                  "created": int(time.time())}
+        return batch_id, self.batches[batch_id]
+
+    def _ended(self, batch: dict) -> bool:
+        batch["reads"] += 1
+        return batch["reads"] > self.polls
+
+    async def _openai(self, server, method: str, parts: list[str], headers: dict, raw: bytes) -> tuple[int, bytes]:
+        if parts == ["files"] and method == "POST":
+            content = _multipart_file(headers.get("content-type", ""), raw)
+            file_id = f"file-{len(self.files) + 1:04d}"
+            self.files[file_id] = content
+            return 200, json.dumps({"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
+                                    "filename": "bilan-batch.jsonl", "purpose": "batch",
+                                    "status": "processed"}).encode()
+        if parts[0] == "files" and len(parts) == 3 and parts[2] == "content":
+            return 200, self.files[parts[1]]
+        if parts == ["batches"] and method == "GET":
+            return 200, json.dumps({"object": "list", "data": [], "has_more": False}).encode()
+        if parts == ["batches"] and method == "POST":
+            body = json.loads(raw)
+            batch_id, batch = self._new("openai", "batch")
+            batch["input"] = body["input_file_id"]
+            return 200, json.dumps(self._openai_view(batch_id, batch, "validating")).encode()
+        if parts[0] == "batches" and len(parts) == 2:
+            batch = self.batches[parts[1]]
+            if not self._ended(batch):
+                return 200, json.dumps(self._openai_view(parts[1], batch, "in_progress")).encode()
+            if batch["results"] is None:
+                await self._run_openai(server, parts[1], batch)
+            return 200, json.dumps(self._openai_view(parts[1], batch, batch["status"])).encode()
+        return 404, b'{"error": {"message": "not found", "type": "invalid_request_error"}}'
+
+    async def _run_openai(self, server, batch_id: str, batch: dict) -> None:
+        out, errors = [], []
+        expired = self.expire(batch["number"])
+        for line in [] if expired else self.files[batch["input"]].decode().splitlines():
+            item = json.loads(line)
+            status, body = await self._answer(server, "openai", item["custom_id"], item["body"])
+            row = {"id": f"req_{self.items}", "custom_id": item["custom_id"],
+                   "response": {"status_code": status, "request_id": "r", "body": body}, "error": None}
+            (out if status == 200 else errors).append(json.dumps(row))
+        batch["status"] = "expired" if expired else "completed"
+        batch["counts"] = {"total": len(out) + len(errors), "completed": len(out), "failed": len(errors)}
+        batch["results"] = True
+        for name, rows in (("output", out), ("error", errors)):
+            if rows:
+                file_id = f"file-{batch_id}-{name}"
+                self.files[file_id] = ("\n".join(rows) + "\n").encode()
+                batch[name] = file_id
+
+    def _openai_view(self, batch_id: str, batch: dict, status: str) -> dict:
+        return {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": batch["input"],
+                "completion_window": "24h", "status": status, "created_at": batch["created"],
+                "output_file_id": batch.get("output"), "error_file_id": batch.get("error"),
+                "request_counts": batch.get("counts", {"total": 0, "completed": 0, "failed": 0})}
+
+    async def _anthropic(self, server, method: str, parts: list[str], raw: bytes) -> tuple[int, bytes]:
+        if not parts and method == "POST":
+            batch_id, batch = self._new("anthropic", "msgbatch")
+            batch["requests"] = json.loads(raw)["requests"]
+            return 200, json.dumps(self._anthropic_view(server, batch_id, batch, "in_progress")).encode()
+        batch = self.batches[parts[0]]
+        if len(parts) == 1:
+            if not self._ended(batch):
+                return 200, json.dumps(self._anthropic_view(server, parts[0], batch, "in_progress")).encode()
+            if batch["results"] is None:
+                await self._run_anthropic(server, batch)
+            return 200, json.dumps(self._anthropic_view(server, parts[0], batch, "ended")).encode()
+        rows = batch["results"] or []
+        return 200, ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
+
+    async def _run_anthropic(self, server, batch: dict) -> None:
+        rows, expired = [], self.expire(batch["number"])
+        for item in batch["requests"]:
+            if expired:
+                rows.append({"custom_id": item["custom_id"], "result": {"type": "expired"}})
+                continue
+            status, body = await self._answer(server, "anthropic", item["custom_id"], item["params"])
+            result = {"type": "succeeded", "message": body} if status == 200 else {"type": "errored", "error": body}
+            rows.append({"custom_id": item["custom_id"], "result": result})
+        batch["results"] = rows
+
+    def _anthropic_view(self, server, batch_id: str, batch: dict, status: str) -> dict:
+        rows = batch["results"] or []
+        count = lambda kind: sum(1 for r in rows if r["result"]["type"] == kind)
+        return {"id": batch_id, "type": "message_batch", "processing_status": status,
+                "request_counts": {"processing": 0 if rows else len(batch["requests"]), "succeeded": count("succeeded"),
+                                   "errored": count("errored"), "canceled": count("canceled"),
+                                   "expired": count("expired")},
+                "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z", "ended_at": None,
+                "archived_at": None, "cancel_initiated_at": None,
+                "results_url": f"{server.anthropic_base_url}/v1/messages/batches/{batch_id}/results" if rows else None}
+
+
+def _multipart_file(content_type: str, raw: bytes) -> bytes:
+    """The file part of a multipart/form-data body."""
+    boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
+    for part in raw.split(b"--" + boundary):
+        head, _, body = part.partition(b"\r\n\r\n")
+        if b'name="file"' in head:
+            return body[:-2] if body.endswith(b"\r\n") else body
+    return b""
