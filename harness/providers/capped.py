@@ -2,15 +2,13 @@
 or huge reply becomes ReplyTooLarge instead of growing the process without bound."""
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import AsyncIterator
-
-import httpx2
+from typing import Any
 
 from ..errors import PermanentError, ProviderError
 from .base import classify_sdk_error
-
-# The SDKs' own defaults: their clients keep this many connections when they build the transport themselves.
-LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
 class ReplyTooLarge(Exception):
@@ -21,46 +19,58 @@ class ReplyTooLarge(Exception):
                          "or a larger max_reply_bytes on this endpoint")
 
 
-class _CappedStream(httpx2.AsyncByteStream):
-    def __init__(self, stream: httpx2.AsyncByteStream, limit: int):
-        self.stream, self.limit = stream, limit
+def http_module(sdk) -> Any:
+    """The HTTP library an SDK is built on (httpx, or httpx2 in newer releases): its default client's base."""
+    base = next(c for c in sdk.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
+    return importlib.import_module(base.__module__.split(".")[0])
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        read = 0
-        async for chunk in self.stream:
-            read += len(chunk)
-            if read > self.limit:
+
+@functools.cache
+def _transport_class(http) -> type:
+    """CappedTransport for one HTTP library: the default transport, each response body cut off (as
+    ReplyTooLarge) past `limit` bytes. The SDKs' own connection limits are kept."""
+    limits = http.Limits(max_connections=1000, max_keepalive_connections=100)
+
+    class CappedStream(http.AsyncByteStream):
+        def __init__(self, stream, limit: int):
+            self.stream, self.limit = stream, limit
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            read = 0
+            async for chunk in self.stream:
+                read += len(chunk)
+                if read > self.limit:
+                    raise ReplyTooLarge(self.limit)
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.stream.aclose()
+
+    class CappedTransport(http.AsyncBaseTransport):
+        def __init__(self, limit: int):
+            self.inner, self.limit = http.AsyncHTTPTransport(limits=limits), limit
+
+        async def handle_async_request(self, request):
+            """Send the request; the response's body is read through the cap."""
+            response = await self.inner.handle_async_request(request)
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.limit:
+                await response.aclose()
                 raise ReplyTooLarge(self.limit)
-            yield chunk
+            return http.Response(response.status_code, headers=response.headers,
+                                 stream=CappedStream(response.stream, self.limit), extensions=response.extensions)
 
-    async def aclose(self) -> None:
-        await self.stream.aclose()
+        async def aclose(self) -> None:
+            """Close the pooled connections."""
+            await self.inner.aclose()
 
-
-class CappedTransport(httpx2.AsyncBaseTransport):
-    """The default transport, with each response body cut off (as ReplyTooLarge) past `limit` bytes."""
-
-    def __init__(self, limit: int):
-        self.inner, self.limit = httpx2.AsyncHTTPTransport(limits=LIMITS), limit
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        """Send the request; the response's body is read through the cap."""
-        response = await self.inner.handle_async_request(request)
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limit:
-            await response.aclose()
-            raise ReplyTooLarge(self.limit)
-        return httpx2.Response(response.status_code, headers=response.headers,
-                               stream=_CappedStream(response.stream, self.limit), extensions=response.extensions)
-
-    async def aclose(self) -> None:
-        """Close the pooled connections."""
-        await self.inner.aclose()
+    return CappedTransport
 
 
 def capped_client(sdk, limit: int):
-    """The SDK's default async HTTP client (its timeouts and redirects), over a CappedTransport."""
-    return sdk.DefaultAsyncHttpxClient(transport=CappedTransport(limit))
+    """The SDK's default async HTTP client (its timeouts and redirects), over a capped transport built on the
+    HTTP library that SDK release uses."""
+    return sdk.DefaultAsyncHttpxClient(transport=_transport_class(http_module(sdk))(limit))
 
 
 def sdk_error(exc: Exception, sdk) -> ProviderError:
