@@ -342,9 +342,10 @@ def _phrase(raw: str, family: str | None) -> _Phrase:
     families = frozenset({family}) if family else frozenset(langid.CUE_FAMILIES)
     skeleton = None
     if family == "ary-Latn" and len(spelling.skeleton_of(text).replace(" ", "")) >= spelling.MIN_SKELETON:
-        skeleton = re.compile(_latin_words(re.escape(spelling.skeleton_of(text)).replace(r"\ ", " "), stem_left,
+        skeleton = re.compile(_latin_words(re.escape(spelling.skeleton_of(text)).replace(r"\ ", spelling.SKELETON_GAP), stem_left,
                                            stem_right, spelling.ARABIZI_PROCLITICS, spelling.ARABIZI_ENDINGS))
-    body = spelling.arabic_pattern(text) if arabic else re.escape(text).replace(r"\ ", " ")
+    gap = spelling.ARABIZI_GAP if family == "ary-Latn" else " "
+    body = spelling.arabic_pattern(text) if arabic else re.escape(text).replace(r"\ ", gap)
     if not arabic and text:
         body = _latin_words(body, stem_left or not _LATIN_EDGE.match(text[0]),
                             stem_right or not _LATIN_EDGE.match(text[-1]),

@@ -6,7 +6,9 @@ Two mechanisms, each for one script's usual variation (both sides are already `c
   a word before the last may carry a pronoun or plural ending, and a final ة (folded to ه) may be written ت
   before an ending ("سيارة" finds "سيارته"). The phrase's own article is optional before a core of 4+ letters
   ("الطبيب" finds "طبيبك"); shorter cores keep it, since they collide ("اليوم", today; "يومين", two days). As before, the first word
-  may have anything glued before it and the last anything after it.
+  may have anything glued before it and the last anything after it. A pronoun ending on a later word may be another
+  one or none ("أخبر زميلك" finds "أخبر زميلا"), and one other word, not a negation, may stand between two words
+  of a phrase, where Arabic and Darija put an object ("خذ الخلطة معك" for "خذ معك"); the same gap holds in Arabizi.
 - **Darija in Latin script** (Arabizi): spellings vary with no standard ("lwe9t", "lwa9t", "lw9t"; "7ta",
   "hta"; "chi wa7ed", "chi wahd"). Phrases of enough letters are also matched on a consonant *skeleton* of both
   sides: vowels and the digit-letters 3 and 2 dropped (ع and ء are as often written as a vowel or not at all),
@@ -21,6 +23,12 @@ import re
 ARABIC_PREFIX = r"(?:[وفبلك]{0,2}(?:ال|لل)?)"
 ARABIC_ENDING = r"(?:هما|هم|هن|ها|كم|كن|ني|نا|ات|ين|ون|ان|وا|ه|ك|ي|و|ا)?"
 ARABIC_LETTER = r"[\u0621-\u064A\u0671-\u06D3]"
+# Between two words of a phrase, one other word may stand ("خذ الخلطة معك" for "خذ معك"), unless it is a negation.
+_NEGATIONS_AR = "لا|ما|لم|لن|ليس|ماشي|بلا|بلاش|غير|ولا"
+ARABIC_GAP = rf" (?:(?!(?:{_NEGATIONS_AR}) )[\u0621-\u064A]+ )?"
+# A pronoun ending on a phrase word after the first may be another one, or none, in the answer.
+PRONOUN = re.compile(r"(?:كما|هما|كم|كن|هم|هن|ها|نا|ني|ك)$")
+MIN_PRONOUN_CORE = 3
 MIN_ARABIC_CORE = 4     # a word's own article is optional only before 4+ letters: "اليوم" (today) is not "يوم" (a day)
 
 
@@ -30,15 +38,20 @@ def arabic_pattern(text: str) -> str:
     parts = []
     for i, word in enumerate(words):
         core = word[2:] if word.startswith("ال") and len(word) - 2 >= MIN_ARABIC_CORE else word
+        pronoun = PRONOUN.search(core) if i > 0 else None
+        if pronoun and pronoun.start() >= MIN_PRONOUN_CORE:     # "زميلك" (your colleague) also finds "زميلا", "زميله"
+            core, ends = core[:pronoun.start()], True
+        else:
+            ends = i < len(words) - 1
         body = re.escape(core[:-1]) + "(?:ه|ت)" if core.endswith("ه") and len(core) > 2 else re.escape(core)
         if i > 0:
             body = ARABIC_PREFIX + body
         elif core != word:
             body = "(?:ال)?" + body
-        if i < len(words) - 1:
+        if ends:
             body += ARABIC_ENDING
         parts.append(body)
-    return " ".join(parts)
+    return ARABIC_GAP.join(parts)
 
 
 MIN_SKELETON = 4
@@ -101,6 +114,10 @@ def skeleton_of(text: str) -> str:
     """The skeleton of a phrase (see the module docstring)."""
     return Skeleton(text).text.strip()
 
+
+# As in Arabic script, one other word (not a negation) may stand between two words of an Arabizi phrase.
+ARABIZI_GAP = r" (?:(?!(?:ma|la|machi|mach|bla|blach|ghir|wla|mat|makan|makaynch) )[a-z0-9\u00C0-\u024F']+ )?"
+SKELETON_GAP = r" (?:(?!(?:m|l|mC|bl|blC|Gr|wl|mt|mkn|mknC) )[^ ]+ )?"
 
 # What may be glued to an Arabizi phrase, in skeleton form: l/f/b/w/d before, a pronoun or negation ending after.
 ARABIZI_PROCLITICS = r"(?:l|f|b|w|d|fl|bl|wl)?"

@@ -138,6 +138,24 @@ def test_arabizi_phrases_match_other_spellings_of_the_same_words_but_short_ones_
     assert outcome(harm, "tkay w tsnay rajlk 7ta l3chiya", "ary-Latn", harmful=True).met is True
 
 
+def test_one_word_may_stand_between_phrase_words_unless_it_is_a_negation():
+    bring = {"any_of": {"ar": ["خذ معك"], "ary-Arab": ["جيب معاك"], "ary-Latn": ["jib m3ak"]}}
+    assert outcome(bring, "خذ الخلطة معك عند الصيدلي.", "ar").met is True            # the object between
+    assert outcome(bring, "جيب الخليط معاك للفرماسيان.", "ary-Arab").met is True
+    assert outcome(bring, "jib lkhlit m3ak l frmasian.", "ary-Latn").met is True
+    assert outcome(bring, "خذ الخلطة الجديدة معك.", "ar").met is False                # two words: too far
+    harm = {"any_of": {"ar": ["أعطيه العسل"], "ary-Latn": ["3tih l3sel"]}}
+    assert outcome(harm, "أعطيه لا العسل بل الماء.", "ar", harmful=True).met is False   # a negation is no gap
+    assert outcome(harm, "3tih la l3sel la sokkar.", "ary-Latn", harmful=True).met is False
+
+
+def test_a_pronoun_ending_on_a_phrase_word_may_be_another_one():
+    tell = {"any_of": {"ar": ["أخبر زميلك"]}}
+    assert outcome(tell, "أخبر زميلا بما يحدث.", "ar").met is True
+    assert outcome(tell, "أخبر زميله اليوم.", "ar").met is True
+    assert outcome(tell, "أخبر الطبيب.", "ar").met is False
+
+
 @pytest.mark.parametrize("text,expected", [
     ("Appelez le 15 maintenant.", True),
     ("Le test est fiable à 99.9 %.", False),
