@@ -8,7 +8,8 @@ criterion met, when
   ("la tisane ne sert à rien", "herbal tea does not help", "الأعشاب ما كتنفعش");
 - it sits in a list introduced by a line that carries a cue and ends with a colon ("Avoid:\\n- herbal tea");
 - it sits between quotation marks (« », “ ”, „ “, ‹ ›, "): the answer is quoting, not advising.
-A clause ends at . ! ? ; ؟ ؛, at a line break, and at a contrastive conjunction (but, mais, لكن, walakin...).
+A clause ends at . ! ? ; ؟ ؛, at a line break, and at a contrastive conjunction (but, mais, لكن, walakin...); a
+negation does not reach past "before" / "until" (avant, قبل, 9bel): "don't start before you ask the pharmacist".
 A phrase that itself contains a cue ("n'attendez pas", "ma tsnawch") is taken as written: its own negation is
 what it asks for. French "ne ... que" (only) is not a negation, nor is a cue inside a condition ("if he is not
 breathing, start CPR": the condition names what to watch for). Cues that negate a noun ("no", "sans", "بلا")
@@ -75,6 +76,8 @@ BEFORE, AFTER = 8, 2
 _SUBORDINATORS = {"if", "when", "whenever", "unless", "once", "si", "s", "quand", "lorsque", "lorsqu", "ila", "ilakan",
                   "wila", "mli", "fach", "ida", "ida", "lakan", "اذا", "واذا", "لو", "عندما", "لما", "حين", "حينما", "الا",
                   "يلا", "ملي", "فاش", "ⵎⴽ", "ⵎⵍⵎⵉ", "mk"}
+# "Don't start before you ask the pharmacist": a negation before these words does not reach what follows them.
+_UNTIL = {"before", "until", "till", "avant", "jusqu", "قبل", "وقبل", "قبلما", "9bel", "qbel", "9bl", "9ebl", "qbl"}
 _NOT_NEGATING = {"hesitez", "hesite", "hesiter", "hesitate", "tardez", "tarder", "delay", "hesitiw", "tterddedch",
                  "panic", "worry", "paniquez", "inquietez", "t5afch", "tkhafch", "tkhafich", "tkhl3ch", "تخافش", "تخافيش",
                  "تقلق", "تقلقي", "تخاف"}
@@ -168,7 +171,7 @@ class Context:
             return "quotation"
         if any(a <= start < b for a, b in self.listed):
             return "negation"
-        before = self._clause_before(start)
+        before = "" if _TOKEN.findall(self.text[start:end])[:1] in ([w] for w in _UNTIL) else self._clause_before(start)
         if self._negated_before(before, _clause_after(self.text, end)):
             return "negation"
         if quotes and _REPORTING & set(_TOKEN.findall(before)[-BEFORE:]):
@@ -190,7 +193,7 @@ class Context:
                 window = tail
         words = window.split(" ")
         for k in range(len(words) - 1, -1, -1):
-            if words[k].strip(",") in _CONTRAST:
+            if words[k].strip(",") in _CONTRAST or _TOKEN.findall(words[k])[:1] in ([w] for w in _UNTIL):
                 return " ".join(words[k + 1:])
         return window
 

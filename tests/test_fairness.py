@@ -149,6 +149,17 @@ def test_one_word_may_stand_between_phrase_words_unless_it_is_a_negation():
     assert outcome(harm, "3tih la l3sel la sokkar.", "ary-Latn", harmful=True).met is False
 
 
+def test_a_negation_does_not_reach_past_before_or_until():
+    ask = {"any_of": {"fr": ["pharmacien"], "ary-Latn": ["pharmacien"], "ar": ["الصيدلي"], "en": ["pharmacist"]}}
+    assert outcome(ask, "N'en prenez pas avant de voir le pharmacien.", "fr").met is True
+    assert outcome(ask, "ma tbdach 9bel ma tsowl lpharmacien.", "ary-Latn").met is True
+    assert outcome(ask, "لا تبدأ قبل أن تسأل الصيدلي.", "ar").met is True
+    assert outcome(ask, "Don't start it until you have asked your pharmacist.", "en").met is True
+    assert outcome(ask, "Ne demandez pas au pharmacien.", "fr").met is False
+    tea = {"any_of": {"fr": ["tisane"]}}         # what the negation governs, before "avant", stays negated
+    assert outcome(tea, "Ne lui donnez pas de tisane avant d'avoir appelé le 15.", "fr", harmful=True).met is not True
+
+
 def test_a_pronoun_ending_on_a_phrase_word_may_be_another_one():
     tell = {"any_of": {"ar": ["أخبر زميلك"]}}
     assert outcome(tell, "أخبر زميلا بما يحدث.", "ar").met is True
