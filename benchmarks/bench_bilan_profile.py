@@ -17,11 +17,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import pstats
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path

@@ -168,6 +168,11 @@ class Check:
         """The phrase checks inside this one (for coverage counts)."""
         return []
 
+    @classmethod
+    def build(cls, value: Any, path: tuple, compiler: _Compiler) -> Check:
+        """The compiled check of a rubric's `{key: value}` at `path`; problems go to `compiler.fail`."""
+        raise NotImplementedError
+
     def __call__(self, view: AnswerView) -> bool | None:
         return self.evaluate(view).met
 
@@ -517,7 +522,7 @@ class Names(Phrases):
         return "found" if found == "negation" else found
 
 
-KINDS: dict[str, type] = {k.key: k for k in (Regex, AnyOf, AllOf, WarnsAgainst, Names, Mentions, Language, MaxWords,
+KINDS: dict[str, type[Check]] = {k.key: k for k in (Regex, AnyOf, AllOf, WarnsAgainst, Names, Mentions, Language, MaxWords,
                                               Any_, All, Not)}
 
 

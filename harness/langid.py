@@ -93,7 +93,7 @@ def model() -> dict:
 
 
 def _grams(text: str, orders) -> list[str]:
-    out = []
+    out: list[str] = []
     for word in _WORD.findall(text):
         padded = f" {word} "
         for n in orders:
@@ -139,7 +139,7 @@ def _latin(text: str) -> tuple[str, dict[str, float]]:
     """Darija or Tamazight by the shipped model; otherwise py3langid, long trained on French, English and other
     Latin-script languages, names the language."""
     probs = scores(text, "Latn")
-    label = max(probs, key=probs.get)
+    label = max(probs, key=probs.__getitem__)
     if label in ("fr", "en"):
         other, confidence = _other_latin().classify(text)
         if other in ("fr", "en") or (confidence >= 0.9 and not _DIGIT_LETTER.search(text.casefold())):
@@ -155,7 +155,7 @@ def _latin_words(text: str) -> dict[str, int]:
             continue
         probs = scores(word, "Latn")
         if probs:
-            best = max(probs, key=probs.get)
+            best = max(probs, key=probs.__getitem__)
             out[best] = out.get(best, 0) + 1
     return out
 
@@ -181,7 +181,7 @@ def identify(text: str) -> Identification:
     letters = sum(counts.values())
     if letters == 0:
         return Identification("und", frozenset(), reason="the answer has no letters")
-    script = max(counts, key=counts.get)
+    script = max(counts, key=counts.__getitem__)
     shares = {k: v / letters for k, v in counts.items() if v}
     if script == "Tfng":
         label, variety = "zgh-Tfng", None

@@ -22,7 +22,7 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\.([^{}\s]+)\}")
 LANGUAGE_HINT = "a BCP 47 tag such as ar, ary-Arab, ary-Latn, fr, en, zgh-Tfng, zgh-Latn"
 
 
-def _yaml_files(folder: Path, skip: set[Path] = frozenset()) -> list[Path]:
+def _yaml_files(folder: Path, skip: frozenset[Path] | set[Path] = frozenset()) -> list[Path]:
     return sorted(p for p in folder.rglob("*.y*ml") if p.suffix in (".yaml", ".yml") and p.resolve() not in skip)
 
 
@@ -83,8 +83,10 @@ def _variant_problems(doc: Document, i: int, variant: Any) -> list[Problem]:
     if not isinstance(variant, dict):
         return out
     base = ("variants", i)
-    switch = variant.get("code_switch") if isinstance(variant.get("code_switch"), list) else []
-    for j, tag in [(None, variant.get("language"))] + list(enumerate(switch)):
+    switch = variant.get("code_switch")
+    tags: list[tuple[int | None, Any]] = [(None, variant.get("language"))]
+    tags += list(enumerate(switch)) if isinstance(switch, list) else []
+    for j, tag in tags:
         if isinstance(tag, str) and not is_known_tag(tag):
             where = base + (("language",) if j is None else ("code_switch", j))
             out.append(doc.problem(where, f"'{tag}' is not a known language tag; expected {LANGUAGE_HINT}"))
@@ -147,8 +149,8 @@ def load_cases(folder: Path, problems: list[Problem], public: tuple[str, ...] = 
     seen: dict[str, Case] = {}
     for case in cases:
         if case.id in seen:
-            path, line = case.source.rsplit(":", 1)
-            problems.append(Problem(path, int(line), 1, f"case id '{case.id}' is already used at {seen[case.id].source}; expected a unique id (give variants that share a language an explicit id)"))
+            source, line = case.source.rsplit(":", 1)
+            problems.append(Problem(source, int(line), 1, f"case id '{case.id}' is already used at {seen[case.id].source}; expected a unique id (give variants that share a language an explicit id)"))
         seen[case.id] = case
     if not cases and folder.is_dir() and not problems:
         problems.append(Problem(display(folder), 0, 0, "no case files found; expected *.yaml files"))
@@ -189,7 +191,8 @@ def _resolve_text(doc: Document, path: tuple, text: str, locale: Locale, problem
 
 
 def _criteria_of(doc: Document, locale: Locale, axes: tuple[str, ...], problems: list[Problem]) -> list[Criterion]:
-    out, seen = [], {}
+    out: list[Criterion] = []
+    seen: dict[str, int] = {}
     for i, raw in enumerate(doc.data["criteria"]):
         path = ("criteria", i)
         if i in doc.invalid_items:
@@ -273,8 +276,8 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
                                         f"case(s) {', '.join(sorted(case_ids))}; expected ids unique per case"))
     for case in cases:
         if not any(c.points > 0 for c in merged[case.id]):
-            path, line = case.source.rsplit(":", 1)
-            problems.append(Problem(path, int(line), 1, f"case '{case.id}' has no positive criterion; expected a rubric that applies to it"))
+            source, line = case.source.rsplit(":", 1)
+            problems.append(Problem(source, int(line), 1, f"case '{case.id}' has no positive criterion; expected a rubric that applies to it"))
     return {k: tuple(v) for k, v in merged.items()}
 
 
@@ -315,7 +318,7 @@ def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[
         fields["system_prompt"] = text
     answers = raw.get("answers")
     if provider == "replay":
-        files = []
+        files: list[str] = []
         for i, entry in enumerate([answers] if isinstance(answers, str) else answers or []):
             where = path + (("answers",) if isinstance(answers, str) else ("answers", i))
             target = base / entry
@@ -420,7 +423,7 @@ def _csv_rows(path: str, text: str, problems: list[Problem]) -> list[tuple[int, 
         except csv.Error as exc:        # a syntax error: what follows cannot be trusted
             problems.append(_csv_problem(path, before + 1, exc))
             break
-        values = [v for v in row.values() if isinstance(v, str)] + row.get(None, [])
+        values = [v for v in row.values() if isinstance(v, str)] + list(row.get(None) or [])
         line = reader.line_num - sum(v.count("\n") for v in values)
         if None in row or None in row.values():
             extra = None in row

@@ -245,8 +245,8 @@ def coverage_md(cell: dict | None) -> str:
 def _parity_md(summary: dict) -> list[str]:
     ref = summary.get("parity_reference", "fr")
     lines = ["", f"## Language parity (each language minus {ref}, paired by scenario)", "",
-             f"Beside each gap, the same gap over only the criteria decided in both languages (per scenario, the "
-             f"criteria graded in both cases, re-scored with HealthBench's formula).", ""]
+             "Beside each gap, the same gap over only the criteria decided in both languages (per scenario, the "
+             "criteria graded in both cases, re-scored with HealthBench's formula).", ""]
     for name, langs in summary.get("parity", {}).items():
         lines += [f"### {name}", "", "| language | gap | 95% CI | scenarios | flagged | gap, criteria decided in both | 95% CI | "
                   "criteria | flagged |", "|---|---:|---|---:|---|---:|---|---:|---|"]

@@ -170,7 +170,7 @@ def flat_inputs(manifest_data: dict, sections: tuple[str, ...] = INPUT_SECTIONS)
     recorded = manifest_data.get("inputs")
     if recorded is None:
         return None
-    out = {}
+    out: dict[str, str] = {}
     for section in sections:
         part = recorded.get(section, {})
         if section == "targets":
