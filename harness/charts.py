@@ -4,10 +4,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 FLAG_COLOUR, ABOVE_COLOUR, PLAIN_COLOUR = "#b3261e", "#1f5fa8", "#7a8a99"
 
@@ -16,13 +13,18 @@ def png(fig) -> bytes:
     """Render a figure to PNG bytes and close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
+
+
+def _axes(width: float, height: float):
+    """A figure of its own (no pyplot: nothing global to import, keep or close) and its axes."""
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
 
 
 def bar_chart(groups: Sequence[str], series: dict[str, list[dict | None]], title: str, ylabel: str = "score") -> bytes:
     """Grouped bars with 95% interval whiskers (where cells have them): one group per label, one bar per series."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(series)) * 0.55 + 2), 3.6))
+    fig, ax = _axes(max(6.0, 1.1 * len(groups) * max(1, len(series)) * 0.55 + 2), 3.6)
     width = 0.8 / max(1, len(series))
     for i, (name, cells) in enumerate(series.items()):
         xs, ys, lo, hi = [], [], [], []
@@ -47,7 +49,7 @@ def forest_chart(rows: Sequence[tuple[str, dict | None]], title: str, xlabel: st
                  zero: bool = True) -> bytes:
     """A point and interval per label, a line at zero, flagged rows red below zero and blue above it."""
     # A row is flagged by its own `flagged` key, or else when its interval excludes zero.
-    fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.38 * max(1, len(rows))))
+    fig, ax = _axes(7.0, 0.9 + 0.38 * max(1, len(rows)))
     for y, (label, cell) in enumerate(reversed(rows)):
         if not cell or cell.get(key) is None:
             ax.text(0, y, "n/a", va="center", fontsize=8, color="#6b6b6b")
@@ -73,7 +75,7 @@ def forest_chart(rows: Sequence[tuple[str, dict | None]], title: str, xlabel: st
 
 def curve_chart(curves: dict[str, dict[str, float]], title: str) -> bytes:
     """Worst-at-k curves: score against k, one line per series."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = _axes(6.5, 3.6)
     for name, points in curves.items():
         ks = sorted(int(k) for k in points)
         ax.plot(ks, [points[str(k)] for k in ks], marker="o", label=name)
@@ -88,7 +90,7 @@ def curve_chart(curves: dict[str, dict[str, float]], title: str) -> bytes:
 
 def cost_chart(points: Sequence[tuple[str, float, dict]], title: str) -> bytes:
     """Cost per 100 cases against the overall score (with its interval), one point per target."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = _axes(6.5, 3.8)
     for label, usd, cell in points:
         ax.errorbar([usd], [cell["score"]], yerr=[[cell["score"] - cell["ci_low"]], [cell["ci_high"] - cell["score"]]],
                     fmt="o", capsize=3, label=label)

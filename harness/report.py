@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -64,6 +65,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+@functools.cache
 def _font() -> str:
     data = (Path(__file__).parent / "assets" / "NotoSansTifinagh-Tifinagh.woff2").read_bytes()
     return base64.b64encode(data).decode("ascii")
@@ -90,15 +92,21 @@ def reveal_plain(text: str) -> str:
     return _CONTROLS.sub(lambda m: _mark(m.group()), text)
 
 
-def render(template: str, **context: Any) -> str:
-    """Render a template with what every page needs: the font, the filter script and its hash, the version."""
+@functools.cache
+def _environment() -> Environment:
+    """The one template environment: each template is compiled once per process, not once per page."""
     env = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(language_name=language_name, direction=direction, coverage_text=coverage_text,
                        coverage_gap_text=coverage_gap_text)
     env.filters["reveal"] = reveal
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    """Render a template with what every page needs: the font, the filter script and its hash, the version."""
     script, script_hash = filter_script()
-    return env.get_template(template).render(**context, filter_script=script, script_hash=script_hash,
+    return _environment().get_template(template).render(**context, filter_script=script, script_hash=script_hash,
                                              version=metadata.version("bilan"), tifinagh_font=_font())
 
 
