@@ -64,9 +64,16 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _font() -> str:
-    data = (Path(__file__).parent / "assets" / "NotoSansTifinagh-Tifinagh.woff2").read_bytes()
-    return base64.b64encode(data).decode("ascii")
+FONTS = {"tifinagh": "NotoSansTifinagh-Tifinagh.woff2", "arabic": "NotoSansArabic-Arabic.woff2"}  # SIL OFL, licences beside
+
+
+def font_bytes(name: str) -> bytes:
+    """An embedded font's WOFF2 bytes ('tifinagh' or 'arabic'; the Arabic one is built by scripts/build_arabic_font.py)."""
+    return (Path(__file__).parent / "assets" / FONTS[name]).read_bytes()
+
+
+def _font(name: str = "tifinagh") -> str:
+    return base64.b64encode(font_bytes(name)).decode("ascii")
 
 
 _CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u200e\u200f\u061c\u2060\ufeff]|[\U000E0000-\U000E007F]+")
@@ -99,7 +106,8 @@ def render(template: str, **context: Any) -> str:
     env.filters["reveal"] = reveal
     script, script_hash = filter_script()
     return env.get_template(template).render(**context, filter_script=script, script_hash=script_hash,
-                                             version=metadata.version("bilan"), tifinagh_font=_font())
+                                             version=metadata.version("bilan"), tifinagh_font=_font(),
+                                             arabic_font=_font("arabic"))
 
 
 def fmt(cell: dict | None, key: str = "score", signed: bool = False) -> str:
