@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
@@ -375,6 +376,20 @@ def cmd_review_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve run directories in the browser (grid, case pages, labelling) until interrupted."""
+    from .view.app import prepare
+    passphrase = os.environ.get(args.passphrase_env) if args.passphrase_env else None     # read here only, kept nowhere
+    server, link, warning = prepare([Path(p) for p in args.runs], args.host, args.port, passphrase, args.passphrase_env)
+    if warning:
+        print(warning, file=sys.stderr)
+    print(f"bilan view: open {link} (Ctrl-C to stop)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    server.server_close()
+    return 0
+
+
 def _existing_run(path: str) -> Path:
     run_dir = Path(path)
     if not (run_dir / "results.jsonl").exists():
@@ -559,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write aggregates only (no answer, verdict reason or conversation) to --out, for sharing")
     p.add_argument("--out", help="with --redact-answers: the folder to write the shareable reports to")
     p.set_defaults(func=cmd_report)
+    from .view import add_arguments; add_arguments(sub, cmd_view)  # noqa: E702  (bilan view)
     from .healthbench import register; register(sub)  # noqa: E702  (bilan import / export healthbench)
     _decision_parsers(sub)
     return parser

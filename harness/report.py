@@ -122,7 +122,7 @@ def ci(cell: dict | None, key: str = "score") -> str:
     return f"[{cell['ci_low']:.2f}, {cell['ci_high']:.2f}]" if cell and cell.get(key) is not None else ""
 
 
-def _tokens(row: dict, threshold: int) -> tuple[list[str], set[str]]:
+def verdict_tokens(row: dict, threshold: int) -> tuple[list[str], set[str]]:
     """Verdict filter tokens of an answer, and the ids of the criteria it commits as never-events."""
     if row.get("answer") is None:
         return ["no-answer"], set()
@@ -176,7 +176,7 @@ def variety_text(cell: dict | None) -> str:
 
 
 def _view(row: dict, threshold: int) -> dict[str, Any]:
-    tokens, never = _tokens(row, threshold)
+    tokens, never = verdict_tokens(row, threshold)
     return dict(row, filter_tokens="|".join(tokens), never=never, verdicts=with_outcomes(row["verdicts"]))
 
 
