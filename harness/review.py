@@ -285,8 +285,8 @@ def label_key(label: dict) -> tuple:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold a reviewer's label file against every other writer (threads and processes): an flock on a hidden file beside it."""
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold a file against every other writer of it (threads and processes): an flock on a hidden file beside it."""
     fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -300,7 +300,7 @@ def store_labels(run_dir: Path, reviewer: str, labels: dict[tuple, dict], remove
     under the file's lock: the one writer of label files (`bilan review import` and `bilan view`); returns the file."""
     out = label_file(run_dir, reviewer)
     out.parent.mkdir(exist_ok=True)
-    with _locked(out):
+    with file_lock(out):
         existing = load_labels([out]) if out.exists() else []
         if any(l["reviewer"] != reviewer for l in existing):
             raise InputError([Problem(display(out), 0, 0, "this label file belongs to another reviewer; expected a distinct reviewer name")])
