@@ -121,6 +121,10 @@ def _guards(app: Flask, state: State) -> None:
             return response
         return render_template("login.html.j2", failed=request.method == "POST"), 200 if request.method == "GET" else 403
 
+    @app.route("/favicon.ico")
+    def favicon() -> Any:
+        return Response(status=204)
+
     @app.route("/font/<name>.woff2")
     def font(name: str) -> Any:
         if name not in ("arabic", "tifinagh"):
