@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import math
@@ -380,14 +379,11 @@ def cmd_view(args: argparse.Namespace) -> int:
     """Serve run directories in the browser (grid, case pages, labelling) until interrupted."""
     from .view.app import prepare
     passphrase = os.environ.get(args.passphrase_env) if args.passphrase_env else None     # read here only, kept nowhere
-    server, link, warning = prepare([Path(p) for p in args.runs], args.host, args.port, passphrase, args.passphrase_env)
-    if warning:
-        print(warning, file=sys.stderr)
-    print(f"bilan view: open {link} (Ctrl-C to stop)", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
-    server.server_close()
-    return 0
+    served = prepare([Path(p) for p in args.runs], args.host, args.port, passphrase, args.passphrase_env)
+    if served.warning:
+        print(served.warning, file=sys.stderr)
+    print(f"bilan view: open {served.link} (Ctrl-C to stop)", flush=True)
+    return served.serve()
 
 
 def _existing_run(path: str) -> Path:
@@ -420,9 +416,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild a run directory's reports from its results, with no model call."""
     from .run import rebuild
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "results.jsonl").exists():
-        raise InputError([Problem(display(run_dir), 0, 0, "no results.jsonl here; expected a run directory written by `bilan run`")])
+    run_dir = _existing_run(args.run_dir)
     if args.redact_answers:
         if not args.out or Path(args.out).resolve() == run_dir.resolve():
             raise InputError([Problem("bilan report", 0, 0, "--redact-answers needs --out DIR, a folder other than the run's")])

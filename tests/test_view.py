@@ -272,3 +272,35 @@ def test_the_static_reports_embed_the_arabic_font(run_dir):
     font = Path(__file__).parent.parent / "harness" / "assets" / "NotoSansArabic-Arabic.woff2"
     assert font.read_bytes()[:4] == b"wOF2" and font.stat().st_size < 150_000
     assert (font.parent / "OFL-NotoSansArabic.txt").read_text(encoding="utf-8").count("SIL Open Font License") >= 1
+
+
+def test_two_runs_side_by_side_and_a_busy_port(run_dir, capsys):
+    from harness.view.app import create_app
+    from harness.view.data import read_runs
+    runs = read_runs([run_dir, run_dir])
+    assert list(runs) == ["r", "r-2"]
+    page = create_app(runs, "tok").test_client().get("/case/r-2/chest-pain.fr", headers={"Host": "localhost"}).get_data(as_text=True)
+    assert all(f'data-system="{s}"' in page for s in ("r/good", "r/poor", "r-2/good", "r-2/poor"))
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["view", str(run_dir), "--port", str(busy.getsockname()[1])]) == 2
+    assert "cannot listen on 127.0.0.1 port" in capsys.readouterr().err
+
+
+def test_labels_written_at_once_are_all_kept(run_dir):
+    """Threads labelling at once, as two reviewers and as one: each write merges under the file's lock."""
+    from concurrent.futures import ThreadPoolExecutor
+    from harness.review import label_file
+    from harness.view.data import read_runs
+    from harness.view.labels import answer_entry, save_label
+    run = read_runs([run_dir])["r"]
+    pairs = [(r["target"], r["case_id"], v["id"]) for r in run.rows if r.get("answer") is not None for v in r["verdicts"]]
+    jobs = [(who, pair) for who in ("Concurrent A", "Concurrent B") for pair in pairs]
+    save = lambda job: save_label(run, job[0], answer_entry(run, job[1][0], job[1][1], 0, job[1][2]), "met", "", "view")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(save, jobs))
+    for who in ("Concurrent A", "Concurrent B"):
+        stored = _label_lines(label_file(run_dir, who))
+        assert len(stored) == len(pairs) and {l["reviewer"] for l in stored} == {who}

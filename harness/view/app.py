@@ -7,12 +7,14 @@ before it is given.
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
+import socket
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request
@@ -38,10 +40,10 @@ class _App(Flask):
 class State:
     """What the app serves: the runs, read once, and the secrets of this server."""
 
-    def __init__(self, runs: dict[str, data.Run], token: str, passphrase: str | None, hosts: Iterable[str]):
+    def __init__(self, runs: dict[str, data.Run], token: str, passphrase: str | None, hosts: Iterable[str] | None):
         self.runs, self.token, self.passphrase = runs, token, passphrase
         self.session = secrets.token_urlsafe(32)
-        self.hosts = set(hosts)
+        self.hosts = None if hosts is None else set(hosts)
         self.queues: dict[tuple, tuple[list[dict], dict]] = {}
 
     @cached_property
@@ -74,9 +76,11 @@ def _int(value: str | None, default: int | None) -> int | None:
 
 
 def create_app(runs: dict[str, data.Run], token: str, passphrase: str | None = None,
-               hosts: Iterable[str] = ("127.0.0.1", "localhost")) -> Flask:
+               hosts: Iterable[str] | None = ("127.0.0.1", "localhost", "::1")) -> Flask:
     """The app over these runs; POSTs need `token`; with `passphrase`, every page needs it first; `hosts` are the
-    Host header values it answers (with or without the port), others get 400."""
+    Host header values it answers (with or without the port), others get 400; None answers any (with a passphrase)."""
+    if hosts is None and not passphrase:
+        raise ValueError("answering any Host needs a passphrase")
     app = _App(__name__)
     state = State(runs, token, passphrase, hosts)
     app.extensions["bilan"] = state
@@ -92,7 +96,8 @@ def create_app(runs: dict[str, data.Run], token: str, passphrase: str | None = N
 def _guards(app: Flask, state: State) -> None:
     @app.before_request
     def guard() -> Any:
-        if request.host.rsplit(":", 1)[0].strip("[]") not in state.hosts and request.host not in state.hosts:
+        if state.hosts is not None and request.host.rsplit(":", 1)[0].strip("[]") not in state.hosts \
+                and request.host not in state.hosts:
             abort(400)
         if request.method == "POST":
             sent = request.headers.get("X-Bilan-Token") or request.form.get("token") or ""
@@ -223,12 +228,27 @@ def _writes(app: Flask, state: State) -> None:
         return redirect(_local(form.get("next")), code=303)
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")      # addresses to listen on, and Host names answered there
 
 
-def prepare(paths: list[Path], host: str, port: int, passphrase: str | None, passphrase_env: str | None) -> tuple[Any, str, str | None]:
-    """The server (not yet serving) over these runs, its link, and a warning to show when it listens beyond loopback.
-    InputError for a path that is not a run, or another address than loopback without a passphrase."""
+class Served(NamedTuple):
+    """A server ready to serve, its link, and the warning to show first when it listens beyond loopback."""
+
+    server: Any
+    link: str
+    warning: str | None
+
+    def serve(self) -> int:
+        """Serve until interrupted (Ctrl-C), then close; returns the exit status."""
+        with contextlib.suppress(KeyboardInterrupt):
+            self.server.serve_forever()
+        self.server.server_close()
+        return 0
+
+
+def prepare(paths: list[Path], host: str, port: int, passphrase: str | None, passphrase_env: str | None) -> Served:
+    """The server (not yet serving) over these runs. InputError for a path that is not a run, or an address other
+    than loopback without a passphrase."""
     runs = data.read_runs(paths)
     exposed = host not in LOOPBACK
     if passphrase_env and not passphrase:
@@ -237,10 +257,17 @@ def prepare(paths: list[Path], host: str, port: int, passphrase: str | None, pas
     if exposed and not passphrase:
         raise InputError([Problem("--host", 0, 0, f"{host} is not a loopback address; expected --passphrase-env VAR too "
                                   "(a shared passphrase every reader must give), or no --host to stay on 127.0.0.1")])
-    app = create_app(runs, secrets.token_urlsafe(32), passphrase, LOOPBACK if not exposed else (host,))
-    server = make_server(host, port, app, threaded=True)
+    # Beyond loopback any Host is answered: the passphrase guards it, and its cookie is never sent to a rebound name.
+    app = create_app(runs, secrets.token_urlsafe(32), passphrase, None if exposed else LOOPBACK)
+    try:        # bound here, not by werkzeug, which exits the process on a busy port
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        raise InputError([Problem("--host", 0, 0, f"cannot listen on {host} port {port}: {exc.strerror or exc}; expected "
+                                  "an address of this computer and a free port (or none: a free one is chosen)")]) from None
+    server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+    sock.close()            # the server holds its own duplicate of the socket
     shown = f"[{host}]" if ":" in host else host
-    link = f"http://{shown}:{server.server_port}/"
+    link = f"http://{shown}:{server.port}/"
     warning = (f"warning: serving on {host}, not only this computer: anyone who can reach it and knows the passphrase "
                "can read the answers and write labels") if exposed else None
-    return server, link, warning
+    return Served(server, link, warning)
