@@ -304,3 +304,20 @@ def test_labels_written_at_once_are_all_kept(run_dir):
     for who in ("Concurrent A", "Concurrent B"):
         stored = _label_lines(label_file(run_dir, who))
         assert len(stored) == len(pairs) and {l["reviewer"] for l in stored} == {who}
+
+
+def test_search_is_nfc_and_case_insensitive_and_a_broken_label_file_is_named(run_dir, tmp_path):
+    import unicodedata
+    from harness.view.app import create_app
+    from harness.view.data import read_runs
+    copy = tmp_path / "r"
+    shutil.copytree(run_dir, copy)
+    client = create_app(read_runs([copy]), "tok").test_client()
+    decomposed = unicodedata.normalize("NFD", "PÈRE")
+    assert decomposed != "PÈRE"
+    page = client.get("/?" + urllib.parse.urlencode({"q": decomposed}), headers={"Host": "127.0.0.1"}).get_data(as_text=True)
+    assert re.findall(r'<tr data-case="([^"]+)"', page) == ["chest-pain.fr"]
+    (copy / "labels").mkdir(exist_ok=True)
+    (copy / "labels" / "broken.jsonl").write_text("{not json\n", encoding="utf-8")
+    reply = client.get("/case/r/chest-pain.fr", headers={"Host": "127.0.0.1"})
+    assert reply.status_code == 500 and "broken.jsonl:1" in reply.get_data(as_text=True)

@@ -126,6 +126,10 @@ def _guards(app: Flask, state: State) -> None:
             return response
         return render_template("login.html.j2", failed=request.method == "POST"), 200 if request.method == "GET" else 403
 
+    @app.errorhandler(InputError)
+    def unreadable(err: InputError) -> Any:       # a label file edited by hand into something that is not one
+        return render_template("problem.html.j2", problems=[str(p) for p in err.problems]), 500
+
     @app.route("/favicon.ico")
     def favicon() -> Any:
         return Response(status=204)
