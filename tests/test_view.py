@@ -321,3 +321,15 @@ def test_search_is_nfc_and_case_insensitive_and_a_broken_label_file_is_named(run
     (copy / "labels" / "broken.jsonl").write_text("{not json\n", encoding="utf-8")
     reply = client.get("/case/r/chest-pain.fr", headers={"Host": "127.0.0.1"})
     assert reply.status_code == 500 and "broken.jsonl:1" in reply.get_data(as_text=True)
+
+
+def test_beyond_loopback_it_warns_and_answers_any_host_only_after_the_passphrase(run_dir):
+    """Listening on every address (bound, never connected to) gives a warning; no page is served before the passphrase."""
+    from harness.view.app import prepare
+    served = prepare([run_dir], "0.0.0.0", 0, "sésame", "BILAN_PASSPHRASE")
+    try:
+        assert "not only this computer" in served.warning and served.link.startswith("http://0.0.0.0:")
+        client = served.server.app.test_client()
+        assert client.get("/", headers={"Host": "bilan.lan"}).headers["Location"].endswith("/login")
+    finally:
+        served.server.server_close()
