@@ -17,8 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from browser import Browser, find_chromium
+
 from harness.cli import main
 
 DATA = Path(__file__).parent / "data"
@@ -292,6 +292,7 @@ def test_two_runs_side_by_side_and_a_busy_port(run_dir, capsys):
 def test_labels_written_at_once_are_all_kept(run_dir):
     """Threads labelling at once, as two reviewers and as one: each write merges under the file's lock."""
     from concurrent.futures import ThreadPoolExecutor
+
     from harness.review import label_file
     from harness.view.data import read_runs
     from harness.view.labels import answer_entry, save_label
@@ -308,6 +309,7 @@ def test_labels_written_at_once_are_all_kept(run_dir):
 
 def test_search_is_nfc_and_case_insensitive_and_a_broken_label_file_is_named(run_dir, tmp_path):
     import unicodedata
+
     from harness.view.app import create_app
     from harness.view.data import read_runs
     copy = tmp_path / "r"

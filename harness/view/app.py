@@ -68,9 +68,9 @@ def _local(target: str | None) -> str:
     return target if target and target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
 
 
-def _int(value: str | None, default: int | None) -> int | None:
+def _int(value: str | None, default: int) -> int:
     try:
-        return int(value) if value not in (None, "") else default
+        return int(value) if value else default
     except ValueError:
         abort(400)
 
@@ -103,9 +103,10 @@ def _guards(app: Flask, state: State) -> None:
             sent = request.headers.get("X-Bilan-Token") or request.form.get("token") or ""
             if not hmac.compare_digest(sent.encode("utf-8"), state.token.encode("utf-8")):
                 abort(403)
-        if state.passphrase and request.endpoint not in ("login", "static"):
-            if not hmac.compare_digest(request.cookies.get(SESSION_COOKIE, "").encode("utf-8"), state.session.encode("utf-8")):
-                return redirect("/login")
+        cookie = request.cookies.get(SESSION_COOKIE, "").encode("utf-8")
+        if state.passphrase and request.endpoint not in ("login", "static") \
+                and not hmac.compare_digest(cookie, state.session.encode("utf-8")):
+            return redirect("/login")
         return None
 
     @app.after_request
@@ -186,9 +187,8 @@ def _pages(app: Flask, state: State) -> None:
         rows, key = state.queue(run, seed, size or None)
         mine = given(state.runs[run], reviewer)
         done = [row for row in rows if _key(key, row) in mine]
-        i = _int(request.args.get("i"), None)
-        if i is None:
-            i = next((n for n, row in enumerate(rows) if _key(key, row) not in mine), len(rows))
+        first_open = next((n for n, row in enumerate(rows) if _key(key, row) not in mine), len(rows))
+        i = _int(request.args.get("i"), first_open)
         i = max(0, min(i, len(rows)))
         row = rows[i] if i < len(rows) else None
         link = lambda n: f"/queue/{run}?" + urlencode({"reviewer": reviewer, "seed": seed, "size": size, "i": n})
