@@ -40,7 +40,17 @@ def run_dir(tmp_path_factory) -> Path:
         csv.writer(f).writerow(["chest-pain.ary-Latn", HOSTILE])
     out = root / "runs" / "r"
     assert main(["run", "--config", str(root / "bilan.yaml"), "--out", str(out), "--no-cache"]) == 0
+    BEFORE.update(_outside_labels(out))
     return out
+
+
+BEFORE: dict[str, bytes] = {}
+
+
+def _outside_labels(run: Path) -> dict[str, bytes]:
+    """Every file of a run directory but its labels, with its bytes."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
+            if p.is_file() and p.relative_to(run).parts[0] != "labels"}
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +345,11 @@ def test_beyond_loopback_it_warns_and_answers_any_host_only_after_the_passphrase
         assert client.get("/", headers={"Host": "bilan.lan"}).headers["Location"].endswith("/login")
     finally:
         served.server.server_close()
+
+
+def test_the_run_directory_is_read_not_changed_but_for_labels(run_dir):
+    """Last in this module: after every page and label above, only RUN/labels has changed (and the page that
+    `bilan agreement` wrote)."""
+    after = _outside_labels(run_dir)
+    assert BEFORE and after.pop("agreement.html") and after == BEFORE
+    assert {p.name for p in (run_dir / "labels").glob("*.jsonl")} >= {"Dr-Amina.jsonl", "Dr-Youssef.jsonl", "Mallory.jsonl"}
