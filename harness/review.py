@@ -8,6 +8,7 @@ same way as it is typed.
 Labels are stored in RUN_DIR/labels/<reviewer>.jsonl, one row per (answer, criterion):
 {"target", "case_id", "sample", "criterion", "answer_sha256", "met", "reviewer", "comment", "sheet"}. The answer's
 hash ties a label to the exact text it judged, so the `labels` grader can grade any run that replays it.
+`store_labels` is the one writer of those files: `bilan review import` and `bilan view` (labels given in the browser).
 """
 from __future__ import annotations
 

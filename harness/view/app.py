@@ -54,7 +54,7 @@ class State:
     @cached_property
     def options(self) -> dict[str, list[tuple[str, str]]]:
         """Each filter's choices."""
-        return data.options(self.runs, self.views)
+        return data.options(self.runs)
 
     def queue(self, run: str, seed: int, size: int | None) -> tuple[list[dict], dict]:
         """A blinded queue, computed once per (run, seed, size)."""

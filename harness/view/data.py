@@ -181,7 +181,7 @@ def matches(view: CaseView, wanted: dict[str, str], labels: dict[tuple, dict[str
     return all(tests[k](v) for k, v in wanted.items() if v and k in tests)
 
 
-def options(runs: dict[str, Run], views: dict[str, CaseView]) -> dict[str, list[tuple[str, str]]]:
+def options(runs: dict[str, Run]) -> dict[str, list[tuple[str, str]]]:
     """The choices of each filter, from what the runs hold."""
     rows = [r for run in runs.values() for r in run.rows]
     values = lambda key: sorted({str(r[key]) for r in rows if r.get(key)})
