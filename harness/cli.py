@@ -375,6 +375,17 @@ def cmd_review_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve run directories in the browser (grid, case pages, labelling) until interrupted."""
+    from .view.app import prepare
+    passphrase = os.environ.get(args.passphrase_env) if args.passphrase_env else None     # read here only, kept nowhere
+    served = prepare([Path(p) for p in args.runs], args.host, args.port, passphrase, args.passphrase_env)
+    if served.warning:
+        print(served.warning, file=sys.stderr)
+    print(f"bilan view: open {served.link} (Ctrl-C to stop)", flush=True)
+    return served.serve()
+
+
 def _existing_run(path: str) -> Path:
     run_dir = Path(path)
     if not (run_dir / "results.jsonl").exists():
@@ -405,9 +416,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild a run directory's reports from its results, with no model call."""
     from .run import rebuild
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "results.jsonl").exists():
-        raise InputError([Problem(display(run_dir), 0, 0, "no results.jsonl here; expected a run directory written by `bilan run`")])
+    run_dir = _existing_run(args.run_dir)
     if args.redact_answers:
         if not args.out or Path(args.out).resolve() == run_dir.resolve():
             raise InputError([Problem("bilan report", 0, 0, "--redact-answers needs --out DIR, a folder other than the run's")])
@@ -559,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write aggregates only (no answer, verdict reason or conversation) to --out, for sharing")
     p.add_argument("--out", help="with --redact-answers: the folder to write the shareable reports to")
     p.set_defaults(func=cmd_report)
+    from .view import add_arguments; add_arguments(sub, cmd_view)  # noqa: E702  (bilan view)
     from .healthbench import register; register(sub)  # noqa: E702  (bilan import / export healthbench)
     _decision_parsers(sub)
     return parser

@@ -65,10 +65,17 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+FONTS = {"tifinagh": "NotoSansTifinagh-Tifinagh.woff2", "arabic": "NotoSansArabic-Arabic.woff2"}  # SIL OFL, licences beside
+
+
+def font_bytes(name: str) -> bytes:
+    """An embedded font's WOFF2 bytes ('tifinagh' or 'arabic'; the Arabic one is built by scripts/build_arabic_font.py)."""
+    return (Path(__file__).parent / "assets" / FONTS[name]).read_bytes()
+
+
 @functools.cache
-def _font() -> str:
-    data = (Path(__file__).parent / "assets" / "NotoSansTifinagh-Tifinagh.woff2").read_bytes()
-    return base64.b64encode(data).decode("ascii")
+def _font(name: str = "tifinagh") -> str:
+    return base64.b64encode(font_bytes(name)).decode("ascii")
 
 
 _CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u200e\u200f\u061c\u2060\ufeff]|[\U000E0000-\U000E007F]+")
@@ -107,7 +114,8 @@ def render(template: str, **context: Any) -> str:
     """Render a template with what every page needs: the font, the filter script and its hash, the version."""
     script, script_hash = filter_script()
     return _environment().get_template(template).render(**context, filter_script=script, script_hash=script_hash,
-                                             version=metadata.version("bilan"), tifinagh_font=_font())
+                                                        version=metadata.version("bilan"), tifinagh_font=_font(),
+                                                        arabic_font=_font("arabic"))
 
 
 def fmt(cell: dict | None, key: str = "score", signed: bool = False) -> str:
@@ -122,7 +130,7 @@ def ci(cell: dict | None, key: str = "score") -> str:
     return f"[{cell['ci_low']:.2f}, {cell['ci_high']:.2f}]" if cell and cell.get(key) is not None else ""
 
 
-def _tokens(row: dict, threshold: int) -> tuple[list[str], set[str]]:
+def verdict_tokens(row: dict, threshold: int) -> tuple[list[str], set[str]]:
     """Verdict filter tokens of an answer, and the ids of the criteria it commits as never-events."""
     if row.get("answer") is None:
         return ["no-answer"], set()
@@ -176,7 +184,7 @@ def variety_text(cell: dict | None) -> str:
 
 
 def _view(row: dict, threshold: int) -> dict[str, Any]:
-    tokens, never = _tokens(row, threshold)
+    tokens, never = verdict_tokens(row, threshold)
     return dict(row, filter_tokens="|".join(tokens), never=never, verdicts=with_outcomes(row["verdicts"]))
 
 

@@ -8,17 +8,21 @@ same way as it is typed.
 Labels are stored in RUN_DIR/labels/<reviewer>.jsonl, one row per (answer, criterion):
 {"target", "case_id", "sample", "criterion", "answer_sha256", "met", "reviewer", "comment", "sheet"}. The answer's
 hash ties a label to the exact text it judged, so the `labels` grader can grade any run that replays it.
+`store_labels` is the one writer of those files: `bilan review import` and `bilan view` (labels given in the browser).
 """
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
+import os
 import random
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from .errors import InputError, Problem
 from .analyze import criterion_kind, outcome
 from .graders.labels import answer_sha256, load_labels
 from .load import _csv_problem, display
-from .store import read_json, read_results, write_json
+from .store import read_json, read_results, write_file, write_json
 from .yamldoc import read_text
 
 COLUMNS = ["sheet", "row_id", "system", "case_id", "language", "conversation", "answer", "criterion_id", "criterion",
@@ -268,13 +272,41 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
         problems.append(Problem(shown, lines[0], 1, f"{what}{more}; expected a sheet id exported from it ({exported})"))
     if problems:
         raise InputError(problems)
-    out = run_dir / "labels" / f"{_slug(reviewer)}.jsonl"
+    return store_labels(run_dir, reviewer, labels), len(labels)
+
+
+def label_file(run_dir: Path, reviewer: str) -> Path:
+    """Where a reviewer's labels are kept: RUN_DIR/labels/<reviewer>.jsonl (the name made safe for a file)."""
+    return Path(run_dir) / "labels" / f"{_slug(reviewer)}.jsonl"
+
+
+def label_key(label: dict) -> tuple:
+    """What a label is about: (target, case_id, sample, criterion); a newer label on the same replaces the older."""
+    return (label["target"], label["case_id"], label["sample"], label["criterion"])
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold a file against every other writer of it (threads and processes): an flock on a hidden file beside it."""
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def store_labels(run_dir: Path, reviewer: str, labels: dict[tuple, dict], removed: Iterable[tuple] = ()) -> Path:
+    """Merge labels (by label_key) into the reviewer's file, dropping the keys in `removed`, and write it atomically
+    under the file's lock: the one writer of label files (`bilan review import` and `bilan view`); returns the file."""
+    out = label_file(run_dir, reviewer)
     out.parent.mkdir(exist_ok=True)
-    existing = load_labels([out]) if out.exists() else []
-    if any(l["reviewer"] != reviewer for l in existing):
-        raise InputError([Problem(display(out), 0, 0, "this label file belongs to another reviewer; expected a distinct reviewer name")])
-    merged = {(l["target"], l["case_id"], l["sample"], l["criterion"]): l for l in existing} | labels
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("".join(json.dumps(l, ensure_ascii=False) + "\n" for l in merged.values()), encoding="utf-8")
-    tmp.replace(out)
-    return out, len(labels)
+    with file_lock(out):
+        existing = load_labels([out]) if out.exists() else []
+        if any(l["reviewer"] != reviewer for l in existing):
+            raise InputError([Problem(display(out), 0, 0, "this label file belongs to another reviewer; expected a distinct reviewer name")])
+        merged = {label_key(l): l for l in existing} | labels
+        for key in removed:
+            merged.pop(key, None)
+        write_file(out, "".join(json.dumps(l, ensure_ascii=False) + "\n" for l in merged.values()))
+    return out

@@ -97,6 +97,12 @@ class Browser:
         self.call("Page.navigate", {"url": Path(path).resolve().as_uri()}, session=True)
         self.wait_for("Page.loadEventFired")
 
+    def navigate(self, url: str) -> None:
+        """Load a URL (a local server's page) and wait for its load event; earlier events are dropped."""
+        self.events.clear()
+        self.call("Page.navigate", {"url": url}, session=True)
+        self.wait_for("Page.loadEventFired")
+
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (promises awaited); DevTools is not subject to the CSP."""
         result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True},

@@ -25,7 +25,8 @@ LAYERS = [
      "agreement"],
     ["analyze", "attack"],
     ["review", "decide", "report", "healthbench_export"],
-    ["report_compare", "agreement_report", "healthbench"],
+    ["report_compare", "agreement_report", "healthbench",
+     "view", "view.data", "view.labels", "view.app"],      # bilan view: reads runs as report and review do
     ["run"],
     ["batches"],          # above run: it runs rounds of run's pipeline, then run() itself
     ["cli"],
