@@ -104,8 +104,8 @@ def _environment() -> Environment:
     """The one template environment: each template is compiled once per process, not once per page."""
     env = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(language_name=language_name, direction=direction, coverage_text=coverage_text,
-                       coverage_gap_text=coverage_gap_text)
+    env.globals.update(language_name=language_name, language_name_of=language_name, direction=direction,
+                       coverage_text=coverage_text, coverage_gap_text=coverage_gap_text)
     env.filters["reveal"] = reveal
     return env
 
@@ -222,7 +222,18 @@ def warning_messages(warnings: Sequence[dict], language: str | None = None) -> l
 def _language_md(language: str, summary: dict, cases: list[dict]) -> str:
     lines = [f"# {language} ({language_name(language)})", "", f"[All languages](index.md) · {len(cases)} cases", ""]
     lines += [f"> **Warning:** {md_inline(w)}" for w in warning_messages(summary.get("coverage_warnings", []), language)]
-    lines += ["", f"![Scores by target and axis]({language}.png)", "",
+    lines += ["", f"## Never-events in {language}", "", "| target | answers with a never-event | which |", "|---|---:|---|"]
+    for name, langs in summary.get("never_events", {}).items():
+        cell = langs.get(language) or {}
+        which = "; ".join(f"{a['case_id']}: {', '.join(a['criteria'])}" for a in cell.get("answers", []))
+        lines.append(f"| {name} | {cell.get('count', 0)} of {cell.get('n', 0)} | {md_inline(which) or '-'} |")
+    ref = summary.get("parity_reference", "fr")
+    if language != ref:
+        lines += ["", f"## Gap to {ref}", "", "| target | gap | 95% CI | n |", "|---|---:|---|---:|"]
+        for name, langs in summary.get("parity", {}).items():
+            e = langs.get(language) or {}
+            lines.append(f"| {name} | {fmt(e, 'gap', signed=True)} | {ci(e) if e else 'n/a'} | {e.get('n', 0)} |")
+    lines += ["", "## Scores", "", f"![Scores by target and axis]({language}.png)", "",
               "| target | score | 95% CI | n | " + " | ".join(summary["axes"]) + " | criteria graded |",
               "|---|---:|---|---:|" + "---:|" * len(summary["axes"]) + "---|"]
     for name, t in summary["targets"].items():

@@ -37,3 +37,27 @@ def test_gate_markdown_escapes_names():
                           "ci_low": 0.0, "ci_high": 0.0, "p_holm": 1.0, "regression": False, "outcome": "no clear change"}]}
     text = gate_markdown(result)
     assert "` pr|*x* `" in text and "ar\\|\\<b\\>" in text and "a \\| b" in text     # a code span shows its text as is
+
+
+def test_never_events_come_first_and_each_language_page_has_them_and_its_gap(tmp_path: Path):
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    config = tmp_path / "gap.yaml"
+    config.write_text(f"suite: {{cases: {root / 'cases'}, rubrics: {root / 'rubrics'}, locale: {root / 'rubrics/locales/ma.yaml'}}}\n"
+                      f"targets:\n  - {{name: assistant, provider: replay, answers: {root / 'cases/answers/language-gap'}}}\n"
+                      "grader: {provider: rules}\n", encoding="utf-8")
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--config", str(config), "--out", str(out), "--no-cache"],
+                          capture_output=True, text=True, cwd=root, check=True)
+    assert re.search(r"never-events: \d+ of \d+ answers \(.*ary-Arab \d+", done.stdout)      # in the terminal too
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert index.index('id="never-events"') < index.index("<h2>Overall</h2>")
+    page = (out / "ary-Arab.html").read_text(encoding="utf-8")
+    assert page.index('id="never-events"') < page.index('id="gap"') < page.index('id="scores"')
+    links = re.findall(r'href="#(case-[^"]+)"', page)
+    assert links and all(f'id="{anchor}"' in page for anchor in links)    # each never-event links to its case
+    assert re.search(r'id="gap".*?<td class="num"><span class="flag">-0\.\d+', page, re.S)   # below French, in red
+    assert 'id="gap"' not in (out / "fr.html").read_text(encoding="utf-8")
+    markdown = (out / "ary-Arab.md").read_text(encoding="utf-8")
+    assert markdown.index("## Never-events in ary-Arab") < markdown.index("## Gap to fr") < markdown.index("## Scores")
