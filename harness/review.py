@@ -34,10 +34,44 @@ from .load import _csv_problem, display
 from .store import read_json, read_results, write_file, write_json
 from .yamldoc import read_text
 
-COLUMNS = ["sheet", "row_id", "system", "case_id", "language", "conversation", "answer", "criterion_id", "criterion",
-           "criterion_kind", "points", "axis", "grader_verdict", "grader_outcome", "met", "comment"]
+# The reviewer's columns (met, comment) stand next to the criterion; the long conversation and answer come last.
+COLUMNS = ["sheet", "row_id", "case_id", "system", "language", "criterion_id", "criterion", "criterion_kind", "points",
+           "met", "comment", "grader_verdict", "grader_outcome", "axis", "answer", "conversation"]
+FROZEN = "E2"        # the header row and the columns that say which row it is (sheet, row, case, system) stay in view
+INSTRUCTIONS = {     # the workbook's second sheet; the Arabic is a draft translation, not yet reviewed
+    "Français": [
+        "Pour chaque ligne, lisez la conversation et la réponse, puis le critère.",
+        "Dans la colonne « met », écrivez yes si la réponse fait ce que dit le critère, no sinon ; laissez vide si "
+        "vous ne savez pas. Ajoutez un commentaire si besoin.",
+        "Attention : un critère à points négatifs décrit un danger. « yes » y veut dire que la réponse fait quelque "
+        "chose de dangereux (affiché en rouge) ; « no », que le danger est évité (en vert).",
+        "Ne changez ni les colonnes sheet et row_id, ni l'ordre des colonnes. Enregistrez en .xlsx, ou en CSV "
+        "« Unicode (UTF-8) » (LibreOffice : Enregistrer sous, Texte CSV, Éditer les paramètres du filtre).",
+    ],
+    "English": [
+        "For each row, read the conversation and the answer, then the criterion.",
+        "In the 'met' column write yes if the answer does what the criterion says, no if it does not; leave it empty "
+        "if you cannot tell. Add a comment where useful.",
+        "Careful: a criterion with negative points describes a harm. 'yes' there means the answer does something "
+        "harmful (shown in red); 'no' means the harm is avoided (green).",
+        "Do not change the sheet and row_id columns or the column order. Save as .xlsx, or as CSV in 'Unicode "
+        "(UTF-8)' (LibreOffice: Save As, Text CSV, Edit filter settings).",
+    ],
+    "العربية (ترجمة أولية لم تُراجع)": [
+        "في كل سطر، اقرأ المحادثة والجواب، ثم المعيار.",
+        "في عمود «met» اكتب yes إذا كان الجواب يفعل ما يقوله المعيار، و no إذا لم يفعل؛ اتركه فارغا إذا لم تستطع "
+        "الحكم. أضف تعليقا عند الحاجة.",
+        "انتبه: المعيار ذو النقاط السالبة يصف ضررا. «yes» فيه تعني أن الجواب يفعل شيئا ضارا (بالأحمر)، و«no» تعني "
+        "أن الضرر تم تجنبه (بالأخضر).",
+        "لا تغير عمودي sheet و row_id ولا ترتيب الأعمدة. احفظ الملف بصيغة .xlsx أو CSV بترميز UTF-8.",
+    ],
+}
+SAVE_AS_UTF8 = ("save it again as UTF-8: in LibreOffice, File > Save As, 'Text CSV', tick 'Edit filter settings' and "
+                "choose the character set 'Unicode (UTF-8)'; in Excel, 'CSV UTF-8'; or keep the .xlsx")
 FILLS = {"good": "FFD8F0DE", "bad": "FFF8D7D5", "none": "FFEDEDED"}     # green, red, grey: good or bad for the patient
-RTL_LANGUAGES = ("ar", "ary-Arab", "arb")
+_ARABIC_LETTER = re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff]")
+_LATIN_LETTER = re.compile("[A-Za-z\u00c0-\u024f]")
+_NATIVE_LETTER = re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\u2d30-\u2d7f]")
 TRUE = {"yes", "y", "true", "1", "oui", "o", "نعم", "ah", "iyeh"}
 FALSE = {"no", "n", "false", "0", "non", "لا", "la"}
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -141,12 +175,12 @@ def _write_xlsx(path: Path, rows: list[dict], progress: Callable[[int, int], Non
     for number, row in enumerate(rows, 2):      # cells by their coordinates: max_row scans the sheet, rows ** 2
         sheet.append([_printable(row[c]) for c in COLUMNS])
         cells = [sheet.cell(number, i) for i in range(1, len(COLUMNS) + 1)]
-        rtl = row["language"] in RTL_LANGUAGES
         for cell, name in zip(cells, COLUMNS):
             if isinstance(cell.value, str):
                 cell.data_type = "s"           # never a formula, whatever the text starts with
+                rtl = right_to_left(cell.value)    # per cell, by its script: a French answer to a Darija user reads LTR
                 cell.alignment = Alignment(wrap_text=True, vertical="top", readingOrder=2 if rtl else 1,
-                                           horizontal="right" if rtl and name in ("conversation", "answer") else None)
+                                           horizontal="right" if rtl else None)
         if row["_tone"]:
             cells[tone_at].fill = PatternFill(start_color=FILLS[row["_tone"]], end_color=FILLS[row["_tone"]], fill_type="solid")
         if row["points"] < 0:
@@ -157,8 +191,28 @@ def _write_xlsx(path: Path, rows: list[dict], progress: Callable[[int, int], Non
     sheet.add_data_validation(check)
     check.add(f"{sheet.cell(2, COLUMNS.index('met') + 1).coordinate}:{sheet.cell(max(2, len(rows) + 1), COLUMNS.index('met') + 1).coordinate}")
     _colour_met(sheet, len(rows))
-    sheet.freeze_panes = "C2"
+    sheet.freeze_panes = FROZEN
+    _instructions(book.create_sheet("instructions"))
     book.save(path)
+
+
+def right_to_left(text: str) -> bool:
+    """Whether a cell's text is mostly Arabic script (more Arabic than Latin letters)."""
+    return len(_ARABIC_LETTER.findall(text)) > len(_LATIN_LETTER.findall(text))
+
+
+def _instructions(sheet) -> None:
+    from openpyxl.styles import Alignment, Font
+    sheet.column_dimensions["A"].width = 110
+    for language, lines in INSTRUCTIONS.items():
+        sheet.append([language])
+        sheet.cell(sheet.max_row, 1).font = Font(bold=True)
+        rtl = right_to_left(" ".join(lines))
+        for line in lines:
+            sheet.append([line])
+            sheet.cell(sheet.max_row, 1).alignment = Alignment(wrap_text=True, readingOrder=2 if rtl else 1,
+                                                               horizontal="right" if rtl else None)
+        sheet.append([])
 
 
 def export_review(run_dir: Path, out: Path, seed: int = 0, size: int | None = None, show_grader: bool = False,
@@ -185,7 +239,8 @@ def _read_sheet(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     if path.suffix.lower() == ".xlsx":
         from openpyxl import load_workbook
         try:
-            values = list(load_workbook(path, read_only=True, data_only=True).worksheets[0].iter_rows(values_only=True))
+            book = load_workbook(path, read_only=True, data_only=True)
+            values = list((book["review"] if "review" in book.sheetnames else book.worksheets[0]).iter_rows(values_only=True))
         except Exception as exc:  # openpyxl raises many kinds on a file that is not a workbook
             raise InputError([Problem(shown, 1, 1, f"not a readable Excel workbook ({type(exc).__name__}); expected the .xlsx "
                                       "or .csv that `bilan review export` wrote")]) from None
@@ -193,7 +248,8 @@ def _read_sheet(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
         return header, [(n, dict(zip(header, ["" if v is None else str(v) for v in row]))) for n, row in enumerate(values[1:], 2)]
     text, problems = read_text(path, shown)
     if text is None:
-        raise InputError(problems)
+        raise InputError([Problem(p.path, p.line, p.col, p.message.replace("(save the file as UTF-8)", f"({SAVE_AS_UTF8})"))
+                          for p in problems])
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     rows = []
     try:
@@ -233,7 +289,7 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
         hint = "; columns must be separated by commas, not semicolons" if len(header) == 1 and ";" in header[0] else ""
         raise InputError([Problem(shown, 1, 1, f"missing column(s) {', '.join(missing)}; expected the header that `bilan review "
                                   f"export` wrote ({', '.join(COLUMNS)}){hint}")])
-    keys, seen, unknown_sheets = {}, {}, {}
+    keys, seen, unknown_sheets, mangled = {}, {}, {}, []
     results = {(r["target"], r["case_id"], r.get("sample", 0)): r for r in read_results(run_dir)}
     for n, row in rows:
         sheet, row_id = row.get("sheet", "").strip(), row.get("row_id", "").strip()
@@ -256,6 +312,11 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
         if result is None or answer_sha256(result.get("answer") or "") != entry["answer_sha256"]:
             problems.append(Problem(shown, n, 1, f"row {row_id!r}: its answer is no longer in the run; expected the run the sheet was exported from"))
             continue
+        shown_answer = row.get("answer", "")
+        if shown_answer and "?" in shown_answer and _NATIVE_LETTER.search(result.get("answer") or "") \
+                and not _NATIVE_LETTER.search(shown_answer):
+            mangled.append(n)           # Arabic or Tifinagh turned into '?' by a Latin-1 save: comments too
+            continue
         try:
             met = parse_met(row.get("met", ""))
         except ValueError:
@@ -270,6 +331,9 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
         what = "the sheet column is empty" if not sheet else f"sheet {sheet!r} was not exported from {display(run_dir)}"
         more = f" ({len(lines)} rows)" if len(lines) > 1 else ""
         problems.append(Problem(shown, lines[0], 1, f"{what}{more}; expected a sheet id exported from it ({exported})"))
+    if mangled:
+        problems.append(Problem(shown, mangled[0], 1, f"the Arabic or Tifinagh text of {len(mangled)} row(s) reads as '?': the "
+                                f"sheet was saved in an encoding without these letters (Latin-1); {SAVE_AS_UTF8}"))
     if problems:
         raise InputError(problems)
     return store_labels(run_dir, reviewer, labels), len(labels)

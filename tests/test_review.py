@@ -45,8 +45,15 @@ def test_export_is_blinded_shuffled_and_safe(run_dir: Path, suite_dir: Path):
     for row in sheet.iter_rows(min_row=2):
         cells = dict(zip(header, row))
         assert cells["answer"].data_type == "s"                            # never a formula
-        if cells["language"].value == "ary-Arab":
-            assert cells["answer"].alignment.readingOrder == 2               # right to left
+        arabic = sum("\u0600" <= ch <= "\u06ff" for ch in str(cells["answer"].value))
+        assert cells["answer"].alignment.readingOrder == (2 if arabic > len(str(cells["answer"].value)) / 3 else 1)
+        assert cells["criterion"].alignment.readingOrder == 1               # per cell: the English criterion reads LTR
+    assert any(c.alignment.readingOrder == 2 for c in sheet["O"][1:])      # some Arabic answer right to left
+    assert header.index("met") == header.index("criterion") + 3 and header.index("comment") == header.index("met") + 1
+    assert sheet.freeze_panes == "E2"
+    book = load_workbook(suite_dir / "sheet.xlsx")
+    guide = " ".join(str(c.value) for row in book["instructions"].iter_rows() for c in row if c.value)
+    assert "points négatifs" in guide and "negative points" in guide and "النقاط السالبة" in guide
     assert any(str(c.value).startswith("=HYPERLINK") for row in sheet.iter_rows() for c in row)
 
 
@@ -104,6 +111,31 @@ def test_import_rejects_bad_verdicts_and_foreign_rows(run_dir: Path, suite_dir: 
     err = capsys.readouterr().err
     assert "a.csv:4:1: error: met: 'maybe' is not a verdict" in err and "expected yes or no" in err
     assert "a.csv:6:1: error:" in err and "R99999" in err and "Traceback" not in err
+    assert not (run_dir / "labels").exists()
+
+
+def test_import_of_a_sheet_saved_as_latin1_says_how_to_save_it_as_utf8(run_dir: Path, suite_dir: Path, capsys):
+    assert main(["review", "export", str(run_dir), "--out", "a.csv"]) == 0
+    _fill(suite_dir / "a.csv", lambda n, r: "yes")
+    rows = _csv(suite_dir / "a.csv")
+    assert any("\u0600" <= ch <= "\u06ff" or "\u2d30" <= ch <= "\u2d7f" for r in rows for ch in r["answer"])
+    text = (suite_dir / "a.csv").read_text(encoding="utf-8-sig")
+    # What a save in a Western encoding leaves of Arabic and Tifinagh: '?' (here nothing else is accented, so the
+    # file still decodes as UTF-8 and only its rows tell).
+    (suite_dir / "mangled.csv").write_bytes(text.encode("ascii", errors="replace"))
+    assert main(["review", "import", "mangled.csv", "--run", str(run_dir), "--reviewer", "Dr A"]) == 2
+    err = capsys.readouterr().err
+    assert "reads as '?'" in err and "Latin-1" in err and "Unicode (UTF-8)" in err and "Traceback" not in err
+    # A Latin-1 byte (é in a comment) is located, with the same advice.
+    rows[0]["comment"] = "réponse correcte"
+    buffer = __import__("io").StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    (suite_dir / "latin1.csv").write_bytes(buffer.getvalue().encode("latin-1", errors="replace"))
+    assert main(["review", "import", "latin1.csv", "--run", str(run_dir), "--reviewer", "Dr A"]) == 2
+    err = capsys.readouterr().err
+    assert "latin1.csv:2:" in err and "is not UTF-8" in err and "Unicode (UTF-8)" in err
     assert not (run_dir / "labels").exists()
 
 
