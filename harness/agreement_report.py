@@ -120,11 +120,12 @@ def agreement_summary(run_dir: Path, folders: Sequence[Path] = ()) -> dict[str, 
 def write_agreement(run_dir: Path, summary: dict[str, Any]) -> Path:
     """agreement.json and agreement.html beside the run."""
     write_json(run_dir / "agreement.json", summary)
-    languages = list(summary["grader"]["by_language"])
-    chart = bar_chart(languages, {"grader vs clinicians (macro F1)": [
-        {"score": c["macro_f1"]["value"], "ci_low": c["macro_f1"]["ci_low"], "ci_high": c["macro_f1"]["ci_high"]}
-        if c["macro_f1"]["value"] is not None and c["macro_f1"]["ci_low"] is not None else None
-        for c in summary["grader"]["by_language"].values()]}, "Grader-clinician agreement by language") if languages else None
+    cells = {lang: {"score": c["macro_f1"]["value"], "ci_low": c["macro_f1"]["ci_low"], "ci_high": c["macro_f1"]["ci_high"]}
+             for lang, c in summary["grader"]["by_language"].items()
+             if c["macro_f1"]["value"] is not None and c["macro_f1"]["ci_low"] is not None}
+    # Only languages with a figure, and no chart at all when none has one (an empty chart says nothing).
+    chart = bar_chart(list(cells), {"grader vs clinicians (macro F1)": list(cells.values())},
+                      "Grader-clinician agreement by language") if cells else None
     manifest = read_json(run_dir / "manifest.json")
     html = render("agreement.html.j2", manifest=manifest, s=summary, chart=b64(chart) if chart else None)
     write_file(run_dir / "agreement.html", html)

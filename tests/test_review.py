@@ -171,4 +171,8 @@ def test_agreement_by_language_with_a_hand_worked_example(suite_dir: Path, capsy
     assert {d["why"] for d in summary["disagreements"]} == {"clinicians split"}
     assert all(d["language"] == "fr" for d in summary["disagreements"])
     assert set(summary["clinicians"]) == {"Dr A", "Dr B"}
-    assert (run_dir / "agreement.html").exists() and "Dr B" in (run_dir / "agreement.html").read_text(encoding="utf-8")
+    page = (run_dir / "agreement.html").read_text(encoding="utf-8")
+    assert "Dr B" in page and "-0.000" not in page and "-0.00]" not in page and "[-0.00," not in page
+    # The headline counts items and pairs as the table does: two reviewers give two pairs per item.
+    assert f"({summary['grader']['overall']['pairs']} in all)" in page
+    assert summary["grader"]["overall"]["pairs"] == 2 * (summary["labelled_items"] - summary["grader"]["ungraded_items"])
