@@ -408,10 +408,8 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
         langs = ", ".join(f"{l} {c['score']:.2f}" for l, c in t["by_language"].items() if c["score"] is not None)
         print(f"{name}: {score} over {o['n']} cases; {t['missing']} missing, {t['errors']} errors, "
               f"{t['ungraded_criteria']} criteria not graded. By language: {langs}")
-        events = summary.get("never_events", {}).get(name, {})
-        where = ", ".join(f"{lang} {c['count']}" for lang, c in events.items() if c.get("count"))
-        total = t.get("never_events") or {}
-        print(f"  never-events: {total.get('count', 0)} of {total.get('n', 0)} answers" + (f" ({where})" if where else ""))
+        where = ", ".join(f"{lang} {c['count']}" for lang, c in summary.get("never_events", {}).get(name, {}).items() if c["count"])
+        print(f"  never-events: {t['never_events']['count']} of {t['never_events']['n']} answers" + (f" ({where})" * bool(where)))
     for warning in summary.get("coverage_warnings", []):
         print(f"warning: {warning['message']}")
     print(f"reports: {run_dir / 'index.html'} (and one page per language)")
