@@ -44,6 +44,18 @@ def _anthropic(cfg: EndpointConfig, key: str | None):
 
 
 PROVIDERS = {"openai": _openai, "anthropic": _anthropic}
+
+
+class _OnFirstCall:
+    """A model provider made when its first call is made: a run the cache answers never imports the SDK."""
+
+    def __init__(self, make: Callable[[EndpointConfig, str | None], Any], cfg: EndpointConfig, key: str | None):
+        self.name, self._make, self._cfg, self._key, self._provider = cfg.name, make, cfg, key, None
+
+    async def complete(self, messages, params):
+        if self._provider is None:          # made without awaiting: concurrent first calls share one
+            self._provider = self._make(self._cfg, self._key)
+        return await self._provider.complete(messages, params)
 DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 Answers = dict[str, dict[tuple[str, int], str]]
 
@@ -90,7 +102,7 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
     if cfg.provider == "replay":
         provider, scope = ReplayProvider(cfg, answers.get(cfg.name, {})), None
     else:
-        provider = PROVIDERS[cfg.provider](cfg, keys.get(cfg.name))
+        provider = _OnFirstCall(PROVIDERS[cfg.provider], cfg, keys.get(cfg.name))
         scope = {"provider": cfg.provider, "base_url": cfg.base_url or DEFAULT_BASE_URL[cfg.provider], "model": cfg.model}
     # The SDK enforces `timeout` itself and closes the connection cleanly; the policy's own limit is a backstop
     # (cancelling a request from outside can leave a pooled connection unusable).

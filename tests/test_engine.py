@@ -206,3 +206,17 @@ def test_rate_limiter_spaces_requests_and_tokens():
     assert now[0] == pytest.approx(20.0)
     asyncio.run(acquire(1, 300))                         # the token bucket is empty: 10 tokens a second
     assert now[0] == pytest.approx(50.0)
+
+
+def test_a_run_the_cache_answers_never_imports_an_sdk(tmp_path):
+    """The provider of a model endpoint is made on its first call: a cached re-run imports no SDK (issue 14)."""
+    import subprocess
+    import sys
+    probe = ("import sys, asyncio\n"
+             "from harness.run import make_endpoint\n"
+             "from harness.types import EndpointConfig\n"
+             "cfg = EndpointConfig(name='t', provider='openai', model='m', base_url='http://127.0.0.1:9/v1')\n"
+             "endpoint = make_endpoint(cfg, {}, {'t': 'k'}, 0)\n"
+             "print('openai' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
