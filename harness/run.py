@@ -173,7 +173,7 @@ def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None =
             hashes[str(f)] = sha256_file(Path(f))
     endpoint = lambda e: {k: v for k, v in vars(e).items() if k not in ("system_prompt", "answers") and v not in (None, "", ())}
     return {
-        "run_id": run_id, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "run_id": run_id, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": argv or sys.argv, "config_file": config.path,
         "targets": [endpoint(t) | {"system_prompt_sha256": _sha(t.system_prompt)} for t in config.targets],
         "grader": endpoint(config.grader) | {"prompt_version": PROMPT_VERSION},

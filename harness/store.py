@@ -119,7 +119,7 @@ class RunStore:
         """Close the results file."""
         self._file.close()
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

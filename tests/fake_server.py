@@ -48,7 +48,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Literal, Union
+from typing import Any, Literal
+from collections.abc import Awaitable, Callable
 
 __all__ = ["FakeModelServer", "FakeReply", "FakeRequest", "Responder", "echo_responder", "key_echo_reply"]
 
@@ -118,8 +119,8 @@ class FakeReply:
     endless: bool = False  # a 200 whose body never ends (up to ENDLESS_BYTES), until the client hangs up
 
 
-ReplyLike = Union[FakeReply, str]
-Responder = Callable[[FakeRequest], Union[ReplyLike, Awaitable[ReplyLike]]]
+ReplyLike = FakeReply | str
+Responder = Callable[[FakeRequest], ReplyLike | Awaitable[ReplyLike]]
 
 
 def echo_responder(request: FakeRequest) -> str:

@@ -8,7 +8,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import anthropic
 import openai
@@ -375,7 +376,7 @@ def test_200_concurrent_requests(make_server: Callable[..., FakeModelServer]) ->
             everyone.set()
         try:
             await asyncio.wait_for(everyone.wait(), timeout=60)      # a bounded wait for a hang, not a speed claim
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return FakeReply(status=400, text=f"only {in_flight[0]} requests were ever in flight together")
         return echo_responder(request)
 

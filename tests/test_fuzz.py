@@ -168,7 +168,7 @@ CASES = _suite_cases()
 @given(contents(valid_yaml_mutant(sorted((SUITE / "cases").glob("*.yaml"))), CASE_KEYS))
 @example(b"a: " + b"[" * 3000 + b"]" * 3000)
 @example(b"scenario: " + b"9" * 5000)
-@example("scenario: x\ntitle: \"\\q\"\n".encode())
+@example(b"scenario: x\ntitle: \"\\q\"\n")
 def test_case_loader_never_crashes_and_locates_every_problem(raw: bytes):
     with workdir() as root:
         (root / "cases" / "fuzz.yaml").write_bytes(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -87,9 +88,6 @@ grader: {{provider: openai, model: judge, base_url: "{fake_server.openai_base_ur
         assert summary["grading_errors"] == sum(1 for r in rows for v in r["verdicts"] if v["error"])
     requests = len(fake_server.requests)
     assert requests > 50 * 5                                         # retries happened
-
-
-import subprocess
 
 
 @pytest.fixture

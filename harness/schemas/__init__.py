@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a text strin
                "number": "a number", "boolean": "true or false", "null": "nothing"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registry() -> Registry:
     resources = []
     for file in sorted(SCHEMA_DIR.glob("*.schema.json")):
@@ -29,7 +29,7 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> Draft202012Validator:
     """The validator for one format: case, rubric, locale, config, answer, check."""
     uri = (SCHEMA_DIR / f"{name}.schema.json").resolve().as_uri()
