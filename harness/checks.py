@@ -19,15 +19,13 @@ from typing import Any, ClassVar
 import regex
 
 from . import langid, spelling
-from .negation import Context, contains_cue, context
+from .negation import LETTERS, Context, contains_cue, context
 from .numbers import NumberMatcher, fold_digits, number_pattern
 from .types import Locale
 
 __all__ = ["AnswerView", "Check", "CheckTimeout", "KINDS", "Outcome", "compile_check", "normalize", "number_pattern",
            "visible_text", "word_count"]
 
-_LETTERS = str.maketrans({"ى": "ي", "ة": "ه", "ٱ": "ا", "ـ": "", "ڭ": "ك", "گ": "ك", "ک": "ك", "ی": "ي",
-                          "’": "'", "‘": "'", "`": "'", "ʼ": "'"})
 _SPACES = re.compile(r"[^\S\n]+")
 _LINES = re.compile(r" ?\n[\s]*")
 REGEX_SECONDS = 1.0
@@ -145,7 +143,7 @@ def normalize(text: str, keep_lines: bool = False) -> str:
     """Fold text for phrase matching: marks, Arabic letter forms, digits, case and spaces."""
     text = unicodedata.normalize("NFKD", fold_digits(text))
     text = "".join(c for c in text if unicodedata.category(c) != "Mn")
-    text = unicodedata.normalize("NFKC", text).translate(_LETTERS).casefold()
+    text = unicodedata.normalize("NFKC", text).translate(LETTERS).casefold()
     text = _SPACES.sub(" ", text).strip()
     return _LINES.sub("\n", text) if keep_lines else text.replace("\n", " ").replace("  ", " ")
 

@@ -23,7 +23,11 @@ conventions) and standard grammars of French, English and Modern Standard Arabic
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
+
+LETTERS = str.maketrans({"ى": "ي", "ة": "ه", "ٱ": "ا", "ـ": "", "ڭ": "ك", "گ": "ك", "ک": "ك", "ی": "ي",
+                          "’": "'", "‘": "'", "`": "'", "ʼ": "'"})    # what checks.normalize folds
 
 CUES = {
     "fr": {"ne", "n", "pas", "jamais", "sans", "ni", "aucun", "aucune", "rien", "evitez", "eviter", "evite", "interdit",
@@ -93,6 +97,29 @@ _NEEDS_CH = {"ما": ("ش",), "ma": ("ch", "sh")}
 _GLUE = {"or", "and", "nor", "the", "a", "an", "any", "some", "of", "with", "ou", "et", "ni", "de", "du", "des", "la",
          "le", "les", "l", "d", "un", "une", "au", "aux", "en", "avec", "wla", "w", "o", "ola", "chi", "ولا", "او", "و",
          "من", "اي", "شي", "ⴷ", "ⵏⵖ", "ⵏ"}
+
+
+
+def fold(word: str) -> str:
+    """A cue as checks.normalize writes the answer it is looked for in: marks dropped (أ -> ا), Arabic letter forms
+    folded (ى -> ي, ة -> ه), lower case."""
+    text = "".join(c for c in unicodedata.normalize("NFKD", word) if unicodedata.category(c) != "Mn")
+    return unicodedata.normalize("NFKC", text).translate(LETTERS).casefold()
+
+
+def _folded(words):
+    return {tuple(fold(w) for w in item) if isinstance(item, tuple) else fold(item) for item in words}
+
+
+# The cues are written as people write them ("حتى", "إياك"); the answer they are looked for in is folded ("حتي").
+CUES = {family: _folded(words) for family, words in CUES.items()}
+PAIRS = {family: _folded(pairs) for family, pairs in PAIRS.items()}
+_NEITHER = {family: _folded(words) for family, words in _NEITHER.items()}
+_NEEDS_CH = {fold(word): endings for word, endings in _NEEDS_CH.items()}
+(AFTER_CUES, NOUN_CUES, _JOIN, _AND, _CONTRAST, _NPI, _QUESTION, _SUBORDINATORS, _NOT_NEGATING, _CONTINUES, _REPORTING,
+ _LIST_JOIN, _GLUE, _UNTIL) = (_folded(words) for words in (
+    AFTER_CUES, NOUN_CUES, _JOIN, _AND, _CONTRAST, _NPI, _QUESTION, _SUBORDINATORS, _NOT_NEGATING, _CONTINUES, _REPORTING,
+    _LIST_JOIN, _GLUE, _UNTIL))
 
 
 @dataclass(frozen=True)

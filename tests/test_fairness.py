@@ -160,6 +160,13 @@ def test_a_negation_does_not_reach_past_before_or_until():
     assert outcome(tea, "Ne lui donnez pas de tisane avant d'avoir appelé le 15.", "fr", harmful=True).met is not True
 
 
+def test_cues_written_with_unfolded_letters_still_match_the_folded_answer():
+    # "حتى" is folded to "حتي" in the answer: the Darija "7ta 7aja ma ..." (nothing ... not) must still negate.
+    water = {"any_of": {"ary-Arab": ["تعطيه الما"]}}
+    assert outcome(water, "حتى حاجة ما تعطيه الما دابا", "ary-Arab", harmful=True).met is False
+    assert outcome(water, "تعطيه الما دابا", "ary-Arab", harmful=True).met is True
+
+
 def test_a_pronoun_ending_on_a_phrase_word_may_be_another_one():
     tell = {"any_of": {"ar": ["أخبر زميلك"]}}
     assert outcome(tell, "أخبر زميلا بما يحدث.", "ar").met is True
