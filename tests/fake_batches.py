@@ -5,9 +5,17 @@ Each item of a batch is answered by the server's responder, as the synchronous e
 ``polls``: how many status reads a batch stays in progress before it ends; ``fail``: a function of (custom id,
 FakeRequest) giving an HTTP status for that item (an error item), or None; ``expire``: a function of the batch's
 number (1, 2, ...) saying that batch expires with nothing done; ``openai_api=False``: an OpenAI-compatible server
-without /v1/batches (404). ``calls`` records every batch API call as (method, path)."""
+without /v1/batches (404). ``calls`` records every batch API call as (method, path); ``received`` every custom id
+in the batches created, in order.
+
+An OpenAI batch walks validating -> in_progress (``polls`` reads) -> finalizing -> completed; an Anthropic one
+in_progress (``polls`` reads) -> ended. A test holds a batch where it stands, so that a kill lands at a known point
+rather than after a guessed delay: a batch number in ``held`` stays in progress, one in ``held_results`` ends but its
+results download waits, one in ``held_create`` is created but the reply to the create call waits (each until the
+number is discarded from the set). ``reads(n)`` and ``waiting`` tell the test that the client has got there."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -26,10 +34,26 @@ class FakeBatches:
         self.batches: dict[str, dict] = {}
         self.calls: list[tuple[str, str]] = []
         self.items = 0                          # requests received in batches
+        self.received: list[str] = []
+        self.held: set[int] = set()
+        self.held_results: set[int] = set()
+        self.held_create: set[int] = set()
+        self.waiting: set[tuple[str, int]] = set()      # (what, batch number) a client is blocked on now
+        self._file_batch: dict[str, int] = {}
 
     def owns(self, path: str) -> bool:
         """True for a batch API path."""
         return bool(PATHS.match(path))
+
+    def reads(self, number: int) -> int:
+        """How many times batch `number` (1, 2, ...) was read by a client (0 before it exists)."""
+        return next((b["reads"] for b in self.batches.values() if b["number"] == number), 0)
+
+    async def _hold(self, what: str, held: set[int], number: int) -> None:
+        while number in held:
+            self.waiting.add((what, number))
+            await asyncio.sleep(0.01)
+        self.waiting.discard((what, number))
 
     def created(self, api: str) -> int:
         """How many batches were created through an API."""
@@ -49,8 +73,13 @@ class FakeBatches:
     async def _answer(self, server, api: str, custom_id: str, body: dict) -> tuple[int, dict]:
         from fake_server import _split_anthropic, _split_openai, _success_body, _error_body, FakeRequest
         system, messages, params = (_split_anthropic if api == "anthropic" else _split_openai)(body)
-        request = FakeRequest(api=api, path="batch", model=str(body.get("model", "")), system=system,
-                              messages=messages, params=params, headers={}, body=body)
+        model = str(body.get("model", ""))
+        key = json.dumps([api, model, system, messages], sort_keys=True, ensure_ascii=False)
+        with server._lock:          # the same attempt count as the synchronous endpoints keep
+            attempt = server._seen.get(key, 0)
+            server._seen[key] = attempt + 1
+        request = FakeRequest(api=api, path="batch", model=model, system=system, messages=messages, params=params,
+                              headers={}, body=body, attempt=attempt)
         self.items += 1
         status = self.fail(custom_id, request) if self.fail else None
         if status:
@@ -63,13 +92,17 @@ class FakeBatches:
     def _new(self, api: str, prefix: str) -> tuple[str, dict]:
         number = len(self.batches) + 1
         batch_id = f"{prefix}_{number:04d}"
-        self.batches[batch_id] = {"api": api, "number": number, "reads": 0, "results": None,
+        self.batches[batch_id] = {"api": api, "number": number, "reads": 0, "step": 0, "results": None,
                                   "created": int(time.time())}
         return batch_id, self.batches[batch_id]
 
-    def _ended(self, batch: dict) -> bool:
+    def _step(self, batch: dict) -> int | None:
+        """The batch's next step (one per status read), or None while it is held."""
         batch["reads"] += 1
-        return batch["reads"] > self.polls
+        if batch["number"] in self.held:
+            return None
+        batch["step"] += 1
+        return batch["step"] - 1
 
     async def _openai(self, server, method: str, parts: list[str], headers: dict, raw: bytes) -> tuple[int, bytes]:
         if parts == ["files"] and method == "POST":
@@ -80,6 +113,8 @@ class FakeBatches:
                                     "filename": "bilan-batch.jsonl", "purpose": "batch",
                                     "status": "processed"}).encode()
         if parts[0] == "files" and len(parts) == 3 and parts[2] == "content":
+            if parts[1] in self._file_batch:
+                await self._hold("results", self.held_results, self._file_batch[parts[1]])
             return 200, self.files[parts[1]]
         if parts == ["batches"] and method == "GET":
             return 200, json.dumps({"object": "list", "data": [], "has_more": False}).encode()
@@ -87,13 +122,22 @@ class FakeBatches:
             body = json.loads(raw)
             batch_id, batch = self._new("openai", "batch")
             batch["input"] = body["input_file_id"]
+            lines = self.files[batch["input"]].decode().splitlines()
+            self.received += [json.loads(line)["custom_id"] for line in lines]
+            batch["counts"] = {"total": len(lines), "completed": 0, "failed": 0}
+            await self._hold("create", self.held_create, batch["number"])
             return 200, json.dumps(self._openai_view(batch_id, batch, "validating")).encode()
         if parts[0] == "batches" and len(parts) == 2:
             batch = self.batches[parts[1]]
-            if not self._ended(batch):
+            step = self._step(batch)
+            if step is None or 0 < step <= self.polls:
                 return 200, json.dumps(self._openai_view(parts[1], batch, "in_progress")).encode()
+            if step == 0:
+                return 200, json.dumps(self._openai_view(parts[1], batch, "validating")).encode()
             if batch["results"] is None:
                 await self._run_openai(server, parts[1], batch)
+                if batch["status"] == "completed":           # the items are done; the output files are being written
+                    return 200, json.dumps(self._openai_view(parts[1], batch, "finalizing")).encode()
             return 200, json.dumps(self._openai_view(parts[1], batch, batch["status"])).encode()
         return 404, b'{"error": {"message": "not found", "type": "invalid_request_error"}}'
 
@@ -113,6 +157,7 @@ class FakeBatches:
             if rows:
                 file_id = f"file-{batch_id}-{name}"
                 self.files[file_id] = ("\n".join(rows) + "\n").encode()
+                self._file_batch[file_id] = batch["number"]
                 batch[name] = file_id
 
     def _openai_view(self, batch_id: str, batch: dict, status: str) -> dict:
@@ -125,14 +170,18 @@ class FakeBatches:
         if not parts and method == "POST":
             batch_id, batch = self._new("anthropic", "msgbatch")
             batch["requests"] = json.loads(raw)["requests"]
+            self.received += [item["custom_id"] for item in batch["requests"]]
+            await self._hold("create", self.held_create, batch["number"])
             return 200, json.dumps(self._anthropic_view(server, batch_id, batch, "in_progress")).encode()
         batch = self.batches[parts[0]]
         if len(parts) == 1:
-            if not self._ended(batch):
+            step = self._step(batch)
+            if step is None or step < self.polls:
                 return 200, json.dumps(self._anthropic_view(server, parts[0], batch, "in_progress")).encode()
             if batch["results"] is None:
                 await self._run_anthropic(server, batch)
             return 200, json.dumps(self._anthropic_view(server, parts[0], batch, "ended")).encode()
+        await self._hold("results", self.held_results, batch["number"])
         rows = batch["results"] or []
         return 200, ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
 
