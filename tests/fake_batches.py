@@ -12,7 +12,7 @@ An OpenAI batch walks validating -> in_progress (``polls`` reads) -> finalizing 
 in_progress (``polls`` reads) -> ended. A test holds a batch where it stands, so that a kill lands at a known point
 rather than after a guessed delay: a batch number in ``held`` stays in progress, one in ``held_results`` ends but its
 results download waits, one in ``held_create`` is created but the reply to the create call waits (each until the
-number is discarded from the set). ``reads(n)`` and ``waiting`` tell the test that the client has got there."""
+number is discarded from the set); an OpenAI upload (1, 2, ...) in ``held_upload`` waits before it is stored. ``reads(n)`` and ``waiting`` tell the test that the client has got there."""
 from __future__ import annotations
 
 import asyncio
@@ -38,6 +38,8 @@ class FakeBatches:
         self.held: set[int] = set()
         self.held_results: set[int] = set()
         self.held_create: set[int] = set()
+        self.held_upload: set[int] = set()
+        self.uploads = 0
         self.waiting: set[tuple[str, int]] = set()      # (what, batch number) a client is blocked on now
         self._file_batch: dict[str, int] = {}
 
@@ -107,6 +109,8 @@ class FakeBatches:
     async def _openai(self, server, method: str, parts: list[str], headers: dict, raw: bytes) -> tuple[int, bytes]:
         if parts == ["files"] and method == "POST":
             content = _multipart_file(headers.get("content-type", ""), raw)
+            self.uploads += 1
+            await self._hold("upload", self.held_upload, self.uploads)
             file_id = f"file-{len(self.files) + 1:04d}"
             self.files[file_id] = content
             return 200, json.dumps({"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
@@ -116,12 +120,14 @@ class FakeBatches:
             if parts[1] in self._file_batch:
                 await self._hold("results", self.held_results, self._file_batch[parts[1]])
             return 200, self.files[parts[1]]
-        if parts == ["batches"] and method == "GET":
-            return 200, json.dumps({"object": "list", "data": [], "has_more": False}).encode()
+        if parts == ["batches"] and method == "GET":            # newest first, all on one page
+            data = [self._openai_view(i, b, b.get("status", "in_progress")) for i, b in reversed(self.batches.items())
+                    if b["api"] == "openai"]
+            return 200, json.dumps({"object": "list", "data": data, "has_more": False}).encode()
         if parts == ["batches"] and method == "POST":
             body = json.loads(raw)
             batch_id, batch = self._new("openai", "batch")
-            batch["input"] = body["input_file_id"]
+            batch["input"], batch["metadata"] = body["input_file_id"], body.get("metadata")
             lines = self.files[batch["input"]].decode().splitlines()
             self.received += [json.loads(line)["custom_id"] for line in lines]
             batch["counts"] = {"total": len(lines), "completed": 0, "failed": 0}
@@ -164,7 +170,8 @@ class FakeBatches:
         return {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": batch["input"],
                 "completion_window": "24h", "status": status, "created_at": batch["created"],
                 "output_file_id": batch.get("output"), "error_file_id": batch.get("error"),
-                "request_counts": batch.get("counts", {"total": 0, "completed": 0, "failed": 0})}
+                "request_counts": batch.get("counts", {"total": 0, "completed": 0, "failed": 0}),
+                "metadata": batch.get("metadata")}
 
     async def _anthropic(self, server, method: str, parts: list[str], raw: bytes) -> tuple[int, bytes]:
         if not parts and method == "POST":
@@ -173,6 +180,11 @@ class FakeBatches:
             self.received += [item["custom_id"] for item in batch["requests"]]
             await self._hold("create", self.held_create, batch["number"])
             return 200, json.dumps(self._anthropic_view(server, batch_id, batch, "in_progress")).encode()
+        if not parts:                                             # the list, newest first
+            data = [self._anthropic_view(server, i, b, "ended" if b["results"] is not None else "in_progress")
+                    for i, b in reversed(self.batches.items()) if b["api"] == "anthropic"]
+            return 200, json.dumps({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                                    "last_id": data[-1]["id"] if data else None}).encode()
         batch = self.batches[parts[0]]
         if len(parts) == 1:
             step = self._step(batch)
@@ -203,9 +215,13 @@ class FakeBatches:
                 "request_counts": {"processing": 0 if rows else len(batch["requests"]), "succeeded": count("succeeded"),
                                    "errored": count("errored"), "canceled": count("canceled"),
                                    "expired": count("expired")},
-                "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z", "ended_at": None,
+                "created_at": _iso(batch["created"]), "expires_at": _iso(batch["created"] + 86400), "ended_at": None,
                 "archived_at": None, "cancel_initiated_at": None,
                 "results_url": f"{server.anthropic_base_url}/v1/messages/batches/{batch_id}/results" if rows else None}
+
+
+def _iso(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _multipart_file(content_type: str, raw: bytes) -> bytes:

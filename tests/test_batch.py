@@ -70,7 +70,7 @@ def test_batch_run_has_the_synchronous_rows_and_scores(suite_dir, server, monkey
     assert server.batches.created(api) >= 2            # answers, then grading
     assert _rows(suite_dir / "sync") == _rows(suite_dir / "batch")
     ledger = [json.loads(l) for l in (suite_dir / "batch" / "batches.jsonl").read_text().splitlines()]
-    assert {r["event"] for r in ledger} == {"submitted", "collected"}
+    assert {r["event"] for r in ledger} == {"submitting", "submitted", "collected"}
 
 
 def test_kill_after_submission_then_resume_sends_nothing_twice(suite_dir, server, monkeypatch, tmp_path, capsys):

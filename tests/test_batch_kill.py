@@ -49,6 +49,7 @@ def _until(predicate, process: subprocess.Popen, log: Path, what: str) -> None:
 
 # Where the kill lands: (hold on the fake server, the point the child must have reached).
 PHASES = {
+    "uploading answers": (lambda b: b.held_upload.add(1), lambda b: ("upload", 1) in b.waiting),
     "submitting answers": (lambda b: b.held_create.add(1), lambda b: ("create", 1) in b.waiting),
     "answers submitted": (lambda b: b.held.add(1), lambda b: b.reads(1) >= 1),
     "grading submitted": (lambda b: b.held.add(2), lambda b: b.reads(2) >= 1),
@@ -80,7 +81,8 @@ def test_a_kill_at_every_phase_then_resume_pays_nothing_twice(suite_dir, monkeyp
                 child.send_signal(signal.SIGKILL)
                 child.wait()
         assert not (suite_dir / "run" / "summary.json").exists()
-        for held in (server.batches.held, server.batches.held_results, server.batches.held_create):
+        for held in (server.batches.held, server.batches.held_results, server.batches.held_create,
+                     server.batches.held_upload):
             held.clear()
         assert main(["run", "--batch", "--out", "run", "--resume"] + cache) == 0, log.read_text()
         received = server.batches.received

@@ -3,8 +3,9 @@ and Anthropic Message Batches (messages.batches.create, retrieve, results). Requ
 synchronous adapters' request_body and reply_of, so a batch request is the request the synchronous path sends."""
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import PermanentError, ProviderError, TransientError
@@ -13,6 +14,13 @@ from .base import GenParams, Reply
 from .capped import sdk_error
 
 OPENAI_ENDPOINT = "/v1/chat/completions"
+TAG = "bilan_submission"        # OpenAI batch metadata: the token of the submission record written before the call
+SKEW = dt.timedelta(minutes=10)  # how far the provider's clock may be from ours when a batch is looked for
+
+
+def _since(record: dict) -> dt.datetime:
+    """The earliest creation time a batch submitted after this record can have (with clock skew)."""
+    return dt.datetime.fromisoformat(record["time"]) - SKEW
 
 
 @dataclass
@@ -60,15 +68,29 @@ class OpenAIBatches:
                                  f"batch API (/v1/batches: {error}); expected batch: false for this endpoint",
                                  kind="no_batch_api") from None
 
-    async def submit(self, lines: Sequence[bytes]) -> str:
-        """Upload the input file and create the batch; its id."""
+    async def submit(self, lines: Sequence[bytes], token: str) -> str:
+        """Upload the input file and create the batch, tagged with the submission's token; its id."""
         try:
             uploaded = await self.client.files.create(file=("bilan-batch.jsonl", b"".join(lines)), purpose="batch")
             batch = await self.client.batches.create(input_file_id=uploaded.id, endpoint=OPENAI_ENDPOINT,
-                                                     completion_window="24h")
+                                                     completion_window="24h", metadata={TAG: token})
         except Exception as exc:
             raise sdk_error(exc, self.sdk) from None
         return batch.id
+
+    async def find(self, record: dict, known: Collection[str]) -> str | None:
+        """The batch a submission record (written before the call) led to, if it was created: the one whose
+        metadata carries its token."""
+        since = _since(record).timestamp()
+        try:
+            async for batch in self.client.batches.list(limit=100):
+                if (batch.metadata or {}).get(TAG) == record["token"]:
+                    return batch.id
+                if batch.created_at < since:
+                    return None
+        except Exception as exc:
+            raise sdk_error(exc, self.sdk) from None
+        return None
 
     async def state(self, batch_id: str) -> BatchState:
         """The batch's status and counts."""
@@ -130,13 +152,30 @@ class AnthropicBatches:
     async def check(self) -> None:
         """Nothing to check: every Anthropic endpoint has Message Batches."""
 
-    async def submit(self, lines: Sequence[bytes]) -> str:
-        """Create the batch; its id."""
+    async def submit(self, lines: Sequence[bytes], token: str) -> str:
+        """Create the batch; its id (Message Batches take no metadata: `find` goes by time and size)."""
         try:
             batch = await self.client.messages.batches.create(requests=[json.loads(line) for line in lines])
         except Exception as exc:
             raise sdk_error(exc, self.sdk) from None
         return batch.id
+
+    async def find(self, record: dict, known: Collection[str]) -> str | None:
+        """The batch a submission record (written before the call) led to, if it was created: the earliest one
+        created since the record, of its size, that the run does not know yet. Its results are read by custom id,
+        so a batch taken by mistake gives no reply to any request, and those are sent again."""
+        since, found = _since(record), None
+        try:
+            async for batch in self.client.messages.batches.list(limit=100):
+                if batch.created_at < since:
+                    break
+                counts = batch.request_counts
+                size = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+                if batch.id not in known and size == len(record["custom_ids"]):
+                    found = batch.id            # the list is newest first: the last match is the earliest
+        except Exception as exc:
+            raise sdk_error(exc, self.sdk) from None
+        return found
 
     async def state(self, batch_id: str) -> BatchState:
         """The batch's status and counts."""
