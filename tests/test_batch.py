@@ -3,6 +3,7 @@ nothing paid twice across a kill and a resume, partial errors and expiry, batch 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,27 @@ import pytest
 from fake_batches import FakeBatches
 from fake_server import FakeModelServer
 from harness.cli import main
-from test_providers import _grader_reply, _target_reply
+from test_providers import _grader_reply, _target_reply, graded_answer
 
 PRICES = "prices: {m-1: {input: 2.0, output: 8.0}, judge-1: {input: 1.0, output: 4.0}}"
 
 
+def _batched_grader_reply(req) -> str:
+    """The rule-following fake grader of test_providers, for a batched prompt: one verdict per listed criterion."""
+    prompt = req.messages[-1]["content"]
+    answer = graded_answer(prompt)
+    listing = prompt.split("CRITERIA (id, points, text):\n", 1)[1].split("\n\n", 1)[0]
+    verdicts = [{"id": cid, "explanation": f"judged '{text[:20]}'",
+                 "criteria_met": "15" in answer if int(points) > 0 else "911" in answer}
+                for cid, points, text in re.findall(r"^- (\S+) \(([-+]\d+) points\): (.*)$", listing, re.M)]
+    return json.dumps({"verdicts": verdicts})
+
+
 def _reply(req):
-    return _grader_reply(req) if req.system and "clinical grader" in req.system else _target_reply(req)
+    if req.system and "clinical grader" in req.system:
+        return _batched_grader_reply(req) if "CRITERIA (id, points, text):" in req.messages[-1]["content"] \
+            else _grader_reply(req)
+    return _target_reply(req)
 
 
 @pytest.fixture
@@ -56,7 +71,8 @@ def _fast_init(init):
     return wrapped
 
 
-@pytest.mark.parametrize("api,mode", [("openai", "per_criterion"), ("anthropic", "per_criterion")])
+@pytest.mark.parametrize("api,mode", [("openai", "per_criterion"), ("anthropic", "per_criterion"),
+                                      ("openai", "batched"), ("anthropic", "batched")])
 def test_batch_run_has_the_synchronous_rows_and_scores(suite_dir, server, monkeypatch, tmp_path, api, mode):
     monkeypatch.setenv("KEY", "sk-test")
     _fast(monkeypatch)
@@ -69,6 +85,9 @@ def test_batch_run_has_the_synchronous_rows_and_scores(suite_dir, server, monkey
     assert server.batches.items == sync_calls          # and each exactly once
     assert server.batches.created(api) >= 2            # answers, then grading
     assert _rows(suite_dir / "sync") == _rows(suite_dir / "batch")
+    if mode == "batched":                              # one grader call per answer, with all its criteria
+        assert sync_calls == 2 * len(_rows(suite_dir / "batch"))
+        assert all(v["met"] is not None for r in _rows(suite_dir / "batch") for v in r["verdicts"])
     ledger = [json.loads(l) for l in (suite_dir / "batch" / "batches.jsonl").read_text().splitlines()]
     assert {r["event"] for r in ledger} == {"submitting", "submitted", "collected"}
 
