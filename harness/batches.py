@@ -24,7 +24,7 @@ from typing import Any
 from . import jsonl
 from .errors import InputError, PermanentError, Problem, ProviderError
 from .generate import generate
-from .providers.base import Budget, BudgetExceeded, Endpoint, RetryPolicy, cost, estimate_tokens
+from .providers.base import BATCH_DISCOUNT, Budget, BudgetExceeded, Endpoint, RetryPolicy, cost, estimate_tokens
 from .providers.batch import BATCH_ADAPTERS
 from .run import Answers, Monitor, RunOptions, RunStopped, jobs, make_endpoint, make_grader, run
 from .store import RESULTS, read_results, refuse_symlinks, run_lock, write_file
@@ -192,7 +192,12 @@ async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say, adapters
     reserved: dict[str, float] = {}
     for name, endpoint, adapter, chunks, each in plans:
         for chunk in chunks:
-            budget.reserve(each * len(chunk))
+            try:
+                budget.reserve(each * len(chunk))
+            except BudgetExceeded:
+                raise BudgetExceeded(f"the next batch ({len(chunk)} requests to {name}, up to ${each * len(chunk):.4f} "
+                                     f"at batch prices, x{BATCH_DISCOUNT:g}) could pass --max-cost "
+                                     f"${budget.max_cost:g}; it was not submitted") from None
             # On record before the call: a kill between the provider creating the batch and the line below leaves
             # this, and a resume finds the batch (by its token) instead of sending it again.
             intent = {"event": "submitting", "endpoint": name, "provider": endpoint.cfg.provider,
@@ -314,7 +319,7 @@ async def _rounds(config, suite, answers, run_dir, keys, options, budget, batch,
         try:
             reserved |= await _submit(run_dir, wanted, keys, budget, say, adapters)
         except BudgetExceeded as exc:
-            raise RunStopped(f"cost ceiling reached: {exc}; spent ${budget.spent:.4f}") from None
+            raise RunStopped(f"cost ceiling reached: {exc}; spent ${budget.spent:.4f} in this session") from None
     return Ledger.read(run_dir)
 
 

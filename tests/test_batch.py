@@ -211,3 +211,25 @@ def test_a_request_too_large_for_a_batch_is_reported_before_anything_is_sent(sui
     err = capsys.readouterr().err
     assert "more than a batch may hold" in err and "Traceback" not in err
     assert server.count == 0 and not any(c[0] == "POST" for c in server.batches.calls)
+
+
+def test_max_cost_stops_before_submitting_a_batch_that_could_pass_it(suite_dir, server, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("KEY", "sk-test")
+    _config(suite_dir, server, batch=", batch: true")
+    cache = ["--cache-dir", str(tmp_path / "c"), "--poll", "0.01"]
+    # Above the estimate (the run starts) and the answers' reservation, below what the 23 grader requests may
+    # cost at half price with their max_tokens (their reservation).
+    assert main(["run", "--out", "run", "--max-cost", "0.04"] + cache) == 1
+    err = capsys.readouterr().err
+    assert "cost ceiling reached: the next batch (23 requests to judge-1" in err and "it was not submitted" in err
+    assert "at batch prices, x0.5" in err and "--max-cost $0.04" in err
+    reserved = float(err.split("up to $")[1].split()[0])
+    spent = float(err.split("; spent $")[1].split()[0])
+    assert spent <= 0.04 < spent + reserved
+    assert server.batches.created("openai") == 1 and len(server.batches.received) == 5      # the answers only
+    ledger = [json.loads(l) for l in (suite_dir / "run" / "batches.jsonl").read_text().splitlines()]
+    assert [r["endpoint"] for r in ledger if r["event"] == "submitting"] == ["vendor"]
+    assert main(["run", "--out", "run", "--resume", "--max-cost", "1"] + cache) == 0
+    received = server.batches.received
+    assert len(received) == len(set(received)) and server.count == 0
+    assert all(r["status"] == "ok" for r in _rows(suite_dir / "run"))
