@@ -55,6 +55,7 @@ class Ledger:
     sent: dict[str, int] = field(default_factory=dict)             # custom id -> times submitted
     failed: dict[str, dict] = field(default_factory=dict)          # custom id -> last {kind, message, transient}
     intents: dict[str, dict] = field(default_factory=dict)         # token -> a submission with no outcome on record
+    states: dict[str, dict] = field(default_factory=dict)          # batch id -> the last state seen {status, counts}
 
     @classmethod
     def read(cls, run_dir: Path) -> "Ledger":
@@ -76,6 +77,8 @@ class Ledger:
                 ledger.submitted[record["batch_id"]] = record
                 for cid in record["custom_ids"]:
                     ledger.sent[cid] = ledger.sent.get(cid, 0) + 1
+            elif record.get("event") == "state":
+                ledger.states[record["batch_id"]] = record
             elif record.get("event") == "collected":
                 ledger.collected.add(record["batch_id"])
                 for cid, failure in record.get("failed", {}).items():
@@ -228,6 +231,8 @@ async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, 
             if last.get(record["batch_id"]) != line:
                 last[record["batch_id"]] = line
                 say(line)
+                _append(run_dir, {"event": "state", "batch_id": record["batch_id"], "status": state.status,
+                                  "counts": state.counts})          # for `bilan status`, which calls nothing
             if not state.ended:
                 still.append(record)
                 continue
@@ -359,6 +364,9 @@ def status(run_dir: Path) -> list[str]:
     lines = []
     for bid, record in ledger.submitted.items():
         state = "collected" if bid in ledger.collected else "submitted, waiting"
+        if seen := ledger.states.get(bid):
+            counts = ", ".join(f"{k} {v}" for k, v in seen.get("counts", {}).items())
+            state += f"; {seen['status']}" + (f" ({counts})" if counts else "") + f" at {seen.get('time', '?')}"
         lines.append(f"batch {bid} ({record['endpoint']}): {len(record['custom_ids'])} requests, {state} "
                      f"(submitted {record.get('time', '?')})")
     for intent in ledger.intents.values():

@@ -10,7 +10,7 @@ in the batches created, in order.
 
 An OpenAI batch walks validating -> in_progress (``polls`` reads) -> finalizing -> completed; an Anthropic one
 in_progress (``polls`` reads) -> ended. A test holds a batch where it stands, so that a kill lands at a known point
-rather than after a guessed delay: a batch number in ``held`` stays in progress, one in ``held_results`` ends but its
+rather than after a guessed delay: a batch number in ``held`` stays in progress (after its first read), one in ``held_results`` ends but its
 results download waits, one in ``held_create`` is created but the reply to the create call waits (each until the
 number is discarded from the set); an OpenAI upload (1, 2, ...) in ``held_upload`` waits before it is stored. ``reads(n)`` and ``waiting`` tell the test that the client has got there."""
 from __future__ import annotations
@@ -99,9 +99,9 @@ class FakeBatches:
         return batch_id, self.batches[batch_id]
 
     def _step(self, batch: dict) -> int | None:
-        """The batch's next step (one per status read), or None while it is held."""
+        """The batch's next step (one per status read), or None while it is held (past its first read)."""
         batch["reads"] += 1
-        if batch["number"] in self.held:
+        if batch["number"] in self.held and batch["step"] >= 1:
             return None
         batch["step"] += 1
         return batch["step"] - 1

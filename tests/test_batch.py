@@ -89,7 +89,7 @@ def test_batch_run_has_the_synchronous_rows_and_scores(suite_dir, server, monkey
         assert sync_calls == 2 * len(_rows(suite_dir / "batch"))
         assert all(v["met"] is not None for r in _rows(suite_dir / "batch") for v in r["verdicts"])
     ledger = [json.loads(l) for l in (suite_dir / "batch" / "batches.jsonl").read_text().splitlines()]
-    assert {r["event"] for r in ledger} == {"submitting", "submitted", "collected"}
+    assert {r["event"] for r in ledger} == {"submitting", "submitted", "state", "collected"}
 
 
 def test_kill_after_submission_then_resume_sends_nothing_twice(suite_dir, server, monkeypatch, tmp_path, capsys):
@@ -233,3 +233,32 @@ def test_max_cost_stops_before_submitting_a_batch_that_could_pass_it(suite_dir, 
     received = server.batches.received
     assert len(received) == len(set(received)) and server.count == 0
     assert all(r["status"] == "ok" for r in _rows(suite_dir / "run"))
+
+
+@pytest.mark.parametrize("api,batch_id,states", [
+    ("openai", "batch_0001", [("validating", "total 5, completed 0, failed 0"),
+                              ("in_progress", "total 5, completed 0, failed 0"),
+                              ("finalizing", "total 5, completed 5, failed 0"),
+                              ("completed", "total 5, completed 5, failed 0")]),
+    ("anthropic", "msgbatch_0001", [("in_progress", "processing 5, succeeded 0, errored 0, canceled 0, expired 0"),
+                                    ("ended", "processing 0, succeeded 5, errored 0, canceled 0, expired 0")])])
+def test_progress_lines_and_status_show_each_state_and_counts(suite_dir, server, monkeypatch, tmp_path, capsys, api,
+                                                              batch_id, states):
+    monkeypatch.setenv("KEY", "sk-test")
+    _config(suite_dir, server, api, batch=", batch: true")
+    cache = ["--cache-dir", str(tmp_path / "c"), "--poll", "0.01"]
+    server.batches.held.add(1)
+    assert main(["run", "--out", "run", "--no-wait"] + cache) == 1
+    first = capsys.readouterr().err
+    assert main(["status", "run"]) == 0
+    waiting = capsys.readouterr().out
+    assert f"batch {batch_id} (vendor): 5 requests, submitted, waiting; {states[0][0]} ({states[0][1]}) at " in waiting
+    server.batches.held.clear()
+    assert main(["run", "--out", "run", "--resume"] + cache) == 0
+    lines = [line for line in (first + capsys.readouterr().err).splitlines()
+             if line.startswith(f"bilan: batch {batch_id} (vendor): ") and "submitted" not in line]
+    assert lines == [f"bilan: batch {batch_id} (vendor): {status} ({counts})" for status, counts in states]
+    assert main(["status", "run"]) == 0
+    done = capsys.readouterr().out
+    assert f"batch {batch_id} (vendor): 5 requests, collected; {states[-1][0]} ({states[-1][1]}) at " in done
+    assert "0 waiting; 0 requests failed for good; 5 results written" in done
