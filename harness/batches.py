@@ -236,7 +236,7 @@ async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, 
             if not state.ended:
                 still.append(record)
                 continue
-            results = await adapter.results(record["batch_id"])
+            results = await adapter.results(record["batch_id"], record["custom_ids"])
             ok, failed, spent = [], {}, 0.0
             for cid in record["custom_ids"]:
                 result = results.get(cid) or ProviderError(f"batch {state.status} before this request was done",

@@ -4,7 +4,8 @@
 Each item of a batch is answered by the server's responder, as the synchronous endpoints would answer it. Options:
 ``polls``: how many status reads a batch stays in progress before it ends; ``fail``: a function of (custom id,
 FakeRequest) giving an HTTP status for that item (an error item), or None; ``expire``: a function of the batch's
-number (1, 2, ...) saying that batch expires with nothing done; ``openai_api=False``: an OpenAI-compatible server
+number (1, 2, ...) saying that batch expires with nothing done; ``flood``: a function of the batch's number giving
+the bytes of one junk line put first in its output (OpenAI) or results (Anthropic) file; ``openai_api=False``: an OpenAI-compatible server
 without /v1/batches (404). ``calls`` records every batch API call as (method, path); ``received`` every custom id
 in the batches created, in order.
 
@@ -28,8 +29,10 @@ class FakeBatches:
     """The batch endpoints' state: uploaded files, batches, and the calls received."""
 
     def __init__(self, polls: int = 1, fail: Callable[[str, Any], int | None] | None = None,
-                 expire: Callable[[int], bool] | None = None, openai_api: bool = True):
+                 expire: Callable[[int], bool] | None = None, openai_api: bool = True,
+                 flood: Callable[[int], int] | None = None):
         self.polls, self.fail, self.expire, self.openai_api = polls, fail, expire or (lambda n: False), openai_api
+        self.flood = flood or (lambda n: 0)
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.calls: list[tuple[str, str]] = []
@@ -162,7 +165,7 @@ class FakeBatches:
         for name, rows in (("output", out), ("error", errors)):
             if rows:
                 file_id = f"file-{batch_id}-{name}"
-                self.files[file_id] = ("\n".join(rows) + "\n").encode()
+                self.files[file_id] = b"x" * self.flood(batch["number"]) + ("\n" + "\n".join(rows) + "\n").encode()
                 self._file_batch[file_id] = batch["number"]
                 batch[name] = file_id
 
@@ -195,7 +198,7 @@ class FakeBatches:
             return 200, json.dumps(self._anthropic_view(server, parts[0], batch, "ended")).encode()
         await self._hold("results", self.held_results, batch["number"])
         rows = batch["results"] or []
-        return 200, ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
+        return 200, b"x" * self.flood(batch["number"]) + ("\n" + "\n".join(json.dumps(r) for r in rows) + "\n").encode()
 
     async def _run_anthropic(self, server, batch: dict) -> None:
         rows, expired = [], self.expire(batch["number"])
