@@ -23,7 +23,7 @@ def _batched_grader_reply(req) -> str:
     listing = prompt.split("CRITERIA (id, points, text):\n", 1)[1].split("\n\n", 1)[0]
     verdicts = [{"id": cid, "explanation": f"judged '{text[:20]}'",
                  "criteria_met": "15" in answer if int(points) > 0 else "911" in answer}
-                for cid, points, text in re.findall(r"^- (\S+) \(([-+]\d+) points\): (.*)$", listing, re.M)]
+                for cid, points, text in re.findall(r"^- (\S+) \(([-+]\d+) points\): (.*)$", listing, re.MULTILINE)]
     return json.dumps({"verdicts": verdicts})
 
 

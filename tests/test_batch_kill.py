@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_batches import FakeBatches
 from fake_server import FakeModelServer
-from harness.cli import main
 from test_batch import _config, _rows
 from test_providers import _grader_reply, _target_reply
+
+from harness.cli import main
 
 
 def _reply(req):

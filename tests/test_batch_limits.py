@@ -6,11 +6,11 @@ import json
 import types
 
 import pytest
-
 from fake_batches import FakeBatches
 from fake_server import FakeModelServer, FakeReply
-from harness.cli import main
 from test_batch import _config, _reply, _rows
+
+from harness.cli import main
 
 HUGE = 1_200_000            # over the default max_reply_bytes (1,000,000)
 
@@ -85,6 +85,7 @@ def test_the_capped_transport_is_built_on_the_http_library_the_sdk_uses(module):
 def test_the_installed_sdks_get_a_transport_of_their_own_library():
     import anthropic
     import openai
+
     from harness.providers.capped import _transport_class, http_module
     for sdk in (openai, anthropic):
         http = http_module(sdk)
