@@ -24,7 +24,7 @@ from typing import Any
 from . import jsonl
 from .errors import InputError, PermanentError, Problem, ProviderError
 from .generate import generate
-from .providers.base import Budget, BudgetExceeded, Endpoint, RetryPolicy, cost, estimate_tokens
+from .providers.base import BATCH_DISCOUNT, Budget, BudgetExceeded, Endpoint, RetryPolicy, cost, estimate_tokens
 from .providers.batch import BATCH_ADAPTERS
 from .run import Answers, Monitor, RunOptions, RunStopped, jobs, make_endpoint, make_grader, run
 from .store import RESULTS, read_results, refuse_symlinks, run_lock, write_file
@@ -54,6 +54,8 @@ class Ledger:
     collected: set[str] = field(default_factory=set)
     sent: dict[str, int] = field(default_factory=dict)             # custom id -> times submitted
     failed: dict[str, dict] = field(default_factory=dict)          # custom id -> last {kind, message, transient}
+    intents: dict[str, dict] = field(default_factory=dict)         # token -> a submission with no outcome on record
+    states: dict[str, dict] = field(default_factory=dict)          # batch id -> the last state seen {status, counts}
 
     @classmethod
     def read(cls, run_dir: Path) -> "Ledger":
@@ -66,10 +68,17 @@ class Ledger:
         for number, record in jsonl.objects(text):
             if isinstance(record, jsonl.LineError):
                 raise InputError([Problem(str(path), number, record.col, f"corrupt batch record: {record.message}")])
-            if record.get("event") == "submitted":
+            if record.get("event") == "submitting":
+                ledger.intents[record["token"]] = record
+            elif record.get("event") == "abandoned":
+                ledger.intents.pop(record["token"], None)
+            elif record.get("event") == "submitted":
+                ledger.intents.pop(record.get("token", ""), None)
                 ledger.submitted[record["batch_id"]] = record
                 for cid in record["custom_ids"]:
                     ledger.sent[cid] = ledger.sent.get(cid, 0) + 1
+            elif record.get("event") == "state":
+                ledger.states[record["batch_id"]] = record
             elif record.get("event") == "collected":
                 ledger.collected.add(record["batch_id"])
                 for cid, failure in record.get("failed", {}).items():
@@ -186,11 +195,20 @@ async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say, adapters
     reserved: dict[str, float] = {}
     for name, endpoint, adapter, chunks, each in plans:
         for chunk in chunks:
-            budget.reserve(each * len(chunk))
-            batch_id = await adapter.submit([line for _, line in chunk])
+            try:
+                budget.reserve(each * len(chunk))
+            except BudgetExceeded:
+                raise BudgetExceeded(f"the next batch ({len(chunk)} requests to {name}, up to ${each * len(chunk):.4f} "
+                                     f"at batch prices, x{BATCH_DISCOUNT:g}) could pass --max-cost "
+                                     f"${budget.max_cost:g}; it was not submitted") from None
+            # On record before the call: a kill between the provider creating the batch and the line below leaves
+            # this, and a resume finds the batch (by its token) instead of sending it again.
+            intent = {"event": "submitting", "endpoint": name, "provider": endpoint.cfg.provider,
+                      "token": os.urandom(16).hex(), "custom_ids": [cid for cid, _ in chunk]}
+            _append(run_dir, intent)
+            batch_id = await adapter.submit([line for _, line in chunk], intent["token"])
             reserved[batch_id] = each * len(chunk)
-            _append(run_dir, {"event": "submitted", "endpoint": name, "provider": endpoint.cfg.provider,
-                              "batch_id": batch_id, "custom_ids": [cid for cid, _ in chunk]})
+            _append(run_dir, intent | {"event": "submitted", "batch_id": batch_id})
             say(f"batch {batch_id} ({name}): submitted, {len(chunk)} requests")
     return reserved
 
@@ -213,10 +231,12 @@ async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, 
             if last.get(record["batch_id"]) != line:
                 last[record["batch_id"]] = line
                 say(line)
+                _append(run_dir, {"event": "state", "batch_id": record["batch_id"], "status": state.status,
+                                  "counts": state.counts})          # for `bilan status`, which calls nothing
             if not state.ended:
                 still.append(record)
                 continue
-            results = await adapter.results(record["batch_id"])
+            results = await adapter.results(record["batch_id"], record["custom_ids"])
             ok, failed, spent = [], {}, 0.0
             for cid in record["custom_ids"]:
                 result = results.get(cid) or ProviderError(f"batch {state.status} before this request was done",
@@ -243,6 +263,25 @@ async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, 
                                  "stand, `bilan run --resume` collects them")
             await asyncio.sleep(delay)
             delay = min(batch.max_poll, delay * 1.5)
+
+
+async def _recover(run_dir: Path, ledger: Ledger, endpoints: dict[str, Endpoint], keys: dict, say,
+                   adapters: dict) -> None:
+    """Settle the submissions a kill interrupted during the create call: the batch the provider made is put on
+    record (and collected like any other); a batch that was never made leaves its requests to be sent again."""
+    for token, intent in list(ledger.intents.items()):
+        endpoint = endpoints.get(intent["endpoint"])
+        if endpoint is None:
+            continue
+        batch_id = await _adapter(adapters, endpoint.cfg, keys).find(intent, set(ledger.submitted))
+        if batch_id is None:
+            _append(run_dir, {"event": "abandoned", "token": token})
+            say(f"a submission to {intent['endpoint']} interrupted before the batch was created: sent again")
+        else:
+            _append(run_dir, {k: v for k, v in intent.items() if k != "time"} | {"event": "submitted",
+                                                                                "batch_id": batch_id, "found": True})
+            say(f"batch {batch_id} ({intent['endpoint']}): found after an interrupted submission")
+        ledger.intents.pop(token)
 
 
 def _batch_endpoints(config: Config, answers: Answers, keys: dict, options: RunOptions, budget) -> dict[str, Endpoint]:
@@ -274,6 +313,9 @@ async def _rounds(config, suite, answers, run_dir, keys, options, budget, batch,
                   adapters) -> Ledger:
     for round_number in range(MAX_ROUNDS):
         ledger = Ledger.read(run_dir)          # what was submitted and collected so far, as a resume would see it
+        if ledger.intents:
+            await _recover(run_dir, ledger, endpoints, keys, say, adapters)
+            ledger = Ledger.read(run_dir)
         await _wait_and_collect(run_dir, ledger, endpoints, keys, budget, reserved, batch, say, adapters)
         wanted = await _collect_pass(config, suite, answers, keys, options, ledger, budget)
         if not wanted:
@@ -282,7 +324,7 @@ async def _rounds(config, suite, answers, run_dir, keys, options, budget, batch,
         try:
             reserved |= await _submit(run_dir, wanted, keys, budget, say, adapters)
         except BudgetExceeded as exc:
-            raise RunStopped(f"cost ceiling reached: {exc}; spent ${budget.spent:.4f}") from None
+            raise RunStopped(f"cost ceiling reached: {exc}; spent ${budget.spent:.4f} in this session") from None
     return Ledger.read(run_dir)
 
 
@@ -322,8 +364,14 @@ def status(run_dir: Path) -> list[str]:
     lines = []
     for bid, record in ledger.submitted.items():
         state = "collected" if bid in ledger.collected else "submitted, waiting"
+        if seen := ledger.states.get(bid):
+            counts = ", ".join(f"{k} {v}" for k, v in seen.get("counts", {}).items())
+            state += f"; {seen['status']}" + (f" ({counts})" if counts else "") + f" at {seen.get('time', '?')}"
         lines.append(f"batch {bid} ({record['endpoint']}): {len(record['custom_ids'])} requests, {state} "
                      f"(submitted {record.get('time', '?')})")
+    for intent in ledger.intents.values():
+        lines.append(f"a submission of {len(intent['custom_ids'])} requests to {intent['endpoint']} was interrupted "
+                     f"(at {intent.get('time', '?')}); `bilan run --resume` looks for its batch before sending it again")
     failed = [cid for cid in ledger.failed if ledger.final_failure(cid)]
     rows = read_results(run_dir) if (run_dir / RESULTS).exists() else []
     lines.append(f"{len(ledger.submitted)} batches, {len(ledger.pending())} waiting; {len(failed)} requests failed for "

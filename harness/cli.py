@@ -137,6 +137,7 @@ _dollars = _number(float, lambda v: math.isfinite(v) and v >= 0, "an amount in U
 _share = _number(float, lambda v: 0 <= v <= 1, "a share from 0 to 1, such as 0.8")
 _fraction = _number(float, lambda v: 0 <= v < 1, "a number from 0 to 1, such as 0.05")
 _alpha = _number(float, lambda v: 0 < v < 0.5, "a significance level above 0 and below 0.5, such as 0.05")
+_seconds = _number(float, lambda v: math.isfinite(v) and 0 < v <= 3600, "seconds above 0, at most 3600, such as 5")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -231,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             from .batches import BatchOptions, run_batched
             say = lambda line: print(f"bilan: {line}", file=sys.stderr, flush=True)
             run_batched(config, suite, answers, run_dir, keys, options, monitor,
-                        BatchOptions(wait=not args.no_wait, progress=say), argv=sys.argv)
+                        BatchOptions(wait=not args.no_wait, poll=args.poll, progress=say), argv=sys.argv)
         else:
             run(config, suite, answers, run_dir, keys, options, monitor, argv=sys.argv)
     except RunStopped as stop:
@@ -516,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", action="store_true", help="send every openai and anthropic endpoint's calls through its "
                    "batch API (half price, up to 24 h; see README: Batch runs)")
     p.add_argument("--no-wait", action="store_true", help="batch runs: submit, then stop; finish later with --resume")
+    p.add_argument("--poll", type=_seconds, default=5.0, help="batch runs: seconds between status reads at first "
+                   "(default 5; each wait grows by half, up to 300)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("status", help="where a batch run stands, from its run directory (calls nothing)")
     p.add_argument("run_dir")

@@ -3,6 +3,7 @@ nothing paid twice across a kill and a resume, partial errors and expiry, batch 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,27 @@ import pytest
 from fake_batches import FakeBatches
 from fake_server import FakeModelServer
 from harness.cli import main
-from test_providers import _grader_reply, _target_reply
+from test_providers import _grader_reply, _target_reply, graded_answer
 
 PRICES = "prices: {m-1: {input: 2.0, output: 8.0}, judge-1: {input: 1.0, output: 4.0}}"
 
 
+def _batched_grader_reply(req) -> str:
+    """The rule-following fake grader of test_providers, for a batched prompt: one verdict per listed criterion."""
+    prompt = req.messages[-1]["content"]
+    answer = graded_answer(prompt)
+    listing = prompt.split("CRITERIA (id, points, text):\n", 1)[1].split("\n\n", 1)[0]
+    verdicts = [{"id": cid, "explanation": f"judged '{text[:20]}'",
+                 "criteria_met": "15" in answer if int(points) > 0 else "911" in answer}
+                for cid, points, text in re.findall(r"^- (\S+) \(([-+]\d+) points\): (.*)$", listing, re.MULTILINE)]
+    return json.dumps({"verdicts": verdicts})
+
+
 def _reply(req):
-    return _grader_reply(req) if req.system and "clinical grader" in req.system else _target_reply(req)
+    if req.system and "clinical grader" in req.system:
+        return _batched_grader_reply(req) if "CRITERIA (id, points, text):" in req.messages[-1]["content"] \
+            else _grader_reply(req)
+    return _target_reply(req)
 
 
 @pytest.fixture
@@ -56,7 +71,8 @@ def _fast_init(init):
     return wrapped
 
 
-@pytest.mark.parametrize("api,mode", [("openai", "per_criterion"), ("anthropic", "per_criterion")])
+@pytest.mark.parametrize("api,mode", [("openai", "per_criterion"), ("anthropic", "per_criterion"),
+                                      ("openai", "batched"), ("anthropic", "batched")])
 def test_batch_run_has_the_synchronous_rows_and_scores(suite_dir, server, monkeypatch, tmp_path, api, mode):
     monkeypatch.setenv("KEY", "sk-test")
     _fast(monkeypatch)
@@ -69,8 +85,11 @@ def test_batch_run_has_the_synchronous_rows_and_scores(suite_dir, server, monkey
     assert server.batches.items == sync_calls          # and each exactly once
     assert server.batches.created(api) >= 2            # answers, then grading
     assert _rows(suite_dir / "sync") == _rows(suite_dir / "batch")
+    if mode == "batched":                              # one grader call per answer, with all its criteria
+        assert sync_calls == 2 * len(_rows(suite_dir / "batch"))
+        assert all(v["met"] is not None for r in _rows(suite_dir / "batch") for v in r["verdicts"])
     ledger = [json.loads(l) for l in (suite_dir / "batch" / "batches.jsonl").read_text().splitlines()]
-    assert {r["event"] for r in ledger} == {"submitted", "collected"}
+    assert {r["event"] for r in ledger} == {"submitting", "submitted", "state", "collected"}
 
 
 def test_kill_after_submission_then_resume_sends_nothing_twice(suite_dir, server, monkeypatch, tmp_path, capsys):
@@ -192,3 +211,54 @@ def test_a_request_too_large_for_a_batch_is_reported_before_anything_is_sent(sui
     err = capsys.readouterr().err
     assert "more than a batch may hold" in err and "Traceback" not in err
     assert server.count == 0 and not any(c[0] == "POST" for c in server.batches.calls)
+
+
+def test_max_cost_stops_before_submitting_a_batch_that_could_pass_it(suite_dir, server, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("KEY", "sk-test")
+    _config(suite_dir, server, batch=", batch: true")
+    cache = ["--cache-dir", str(tmp_path / "c"), "--poll", "0.01"]
+    # Above the estimate (the run starts) and the answers' reservation, below what the 23 grader requests may
+    # cost at half price with their max_tokens (their reservation).
+    assert main(["run", "--out", "run", "--max-cost", "0.04"] + cache) == 1
+    err = capsys.readouterr().err
+    assert "cost ceiling reached: the next batch (23 requests to judge-1" in err and "it was not submitted" in err
+    assert "at batch prices, x0.5" in err and "--max-cost $0.04" in err
+    reserved = float(err.split("up to $")[1].split()[0])
+    spent = float(err.split("; spent $")[1].split()[0])
+    assert spent <= 0.04 < spent + reserved
+    assert server.batches.created("openai") == 1 and len(server.batches.received) == 5      # the answers only
+    ledger = [json.loads(l) for l in (suite_dir / "run" / "batches.jsonl").read_text().splitlines()]
+    assert [r["endpoint"] for r in ledger if r["event"] == "submitting"] == ["vendor"]
+    assert main(["run", "--out", "run", "--resume", "--max-cost", "1"] + cache) == 0
+    received = server.batches.received
+    assert len(received) == len(set(received)) and server.count == 0
+    assert all(r["status"] == "ok" for r in _rows(suite_dir / "run"))
+
+
+@pytest.mark.parametrize("api,batch_id,states", [
+    ("openai", "batch_0001", [("validating", "total 5, completed 0, failed 0"),
+                              ("in_progress", "total 5, completed 0, failed 0"),
+                              ("finalizing", "total 5, completed 5, failed 0"),
+                              ("completed", "total 5, completed 5, failed 0")]),
+    ("anthropic", "msgbatch_0001", [("in_progress", "processing 5, succeeded 0, errored 0, canceled 0, expired 0"),
+                                    ("ended", "processing 0, succeeded 5, errored 0, canceled 0, expired 0")])])
+def test_progress_lines_and_status_show_each_state_and_counts(suite_dir, server, monkeypatch, tmp_path, capsys, api,
+                                                              batch_id, states):
+    monkeypatch.setenv("KEY", "sk-test")
+    _config(suite_dir, server, api, batch=", batch: true")
+    cache = ["--cache-dir", str(tmp_path / "c"), "--poll", "0.01"]
+    server.batches.held.add(1)
+    assert main(["run", "--out", "run", "--no-wait"] + cache) == 1
+    first = capsys.readouterr().err
+    assert main(["status", "run"]) == 0
+    waiting = capsys.readouterr().out
+    assert f"batch {batch_id} (vendor): 5 requests, submitted, waiting; {states[0][0]} ({states[0][1]}) at " in waiting
+    server.batches.held.clear()
+    assert main(["run", "--out", "run", "--resume"] + cache) == 0
+    lines = [line for line in (first + capsys.readouterr().err).splitlines()
+             if line.startswith(f"bilan: batch {batch_id} (vendor): ") and "submitted" not in line]
+    assert lines == [f"bilan: batch {batch_id} (vendor): {status} ({counts})" for status, counts in states]
+    assert main(["status", "run"]) == 0
+    done = capsys.readouterr().out
+    assert f"batch {batch_id} (vendor): 5 requests, collected; {states[-1][0]} ({states[-1][1]}) at " in done
+    assert "0 waiting; 0 requests failed for good; 5 results written" in done

@@ -85,3 +85,29 @@ def sdk_error(exc: Exception, sdk) -> ProviderError:
             return PermanentError(str(cause), kind="too_large")
         cause = cause.__cause__ or cause.__context__
     return classify_sdk_error(exc, sdk)
+
+
+async def capped_lines(chunks: AsyncIterator[bytes], limit: int, total: int) -> AsyncIterator[tuple[bytes, bool]]:
+    """The lines of a streamed body (a batch's output or results file) without holding more than `limit` bytes of
+    one: (line, False), or (its first 4 KiB, True) for a line over the limit. Reading stops at `total` bytes, with
+    ReplyTooLarge: a file longer than its requests' replies may be is not read to the end."""
+    line, over, read = bytearray(), False, 0
+    async for chunk in chunks:
+        read += len(chunk)
+        if read > total:
+            raise ReplyTooLarge(total)
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end == -1 else chunk[start:end]
+            if not over:
+                line += piece
+                if len(line) > limit:
+                    over = True
+                    del line[4096:]
+            if end == -1:
+                break
+            yield bytes(line), over
+            line, over, start = bytearray(), False, end + 1
+    if line:
+        yield bytes(line), over
