@@ -58,7 +58,7 @@ class Ledger:
     states: dict[str, dict] = field(default_factory=dict)          # batch id -> the last state seen {status, counts}
 
     @classmethod
-    def read(cls, run_dir: Path) -> "Ledger":
+    def read(cls, run_dir: Path) -> Ledger:
         """The ledger of a run directory (empty when it has none)."""
         ledger, path = cls(), Path(run_dir) / BATCHES
         if not path.exists():
@@ -104,7 +104,7 @@ def _append(run_dir: Path, record: dict) -> None:
     path = Path(run_dir) / BATCHES
     refuse_symlinks([path])
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record | {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+        f.write(json.dumps(record | {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
                            ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
@@ -217,7 +217,8 @@ async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, 
                             reserved: dict[str, float], batch: BatchOptions, say, adapters: dict) -> None:
     """Poll every pending batch until it ends (backoff), then put its replies into the cache and record them."""
     pending = ledger.pending()
-    delay, last = batch.poll, {}
+    delay = batch.poll
+    last: dict = {}
     while pending:
         still = []
         for record in pending:

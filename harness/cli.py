@@ -271,8 +271,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not (run_dir / BATCHES).exists() and not (run_dir / "results.jsonl").exists():
         raise InputError([Problem(display(run_dir), 0, 0, "neither batches.jsonl nor results.jsonl here; expected a "
                                   "run directory written by `bilan run`")])
-    for line in status(run_dir):
-        print(line)
+    print(*status(run_dir), sep="\n")
     return 0
 
 
@@ -347,10 +346,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     print(f"{summary['labelled_items']} labelled answer-criterion pairs, {len(summary['reviewers'])} reviewer(s); "
           f"grader: macro F1 {show(g['overall']['macro_f1'])}, kappa {show(g['overall']['kappa'])}, "
           f"balanced accuracy {show(g['overall']['balanced_accuracy'])}")
-    for lang, c in g["by_language"].items():
-        print(f"  {lang}: macro F1 {show(c['macro_f1'])} over {c['pairs']} pairs")
-    for category, c in g["by_category"].items():
-        print(f"  {category}: macro F1 {show(c['macro_f1'])} over {c['pairs']} pairs")
+    for name, c in [*g["by_language"].items(), *g["by_category"].items()]:
+        print(f"  {name}: macro F1 {show(c['macro_f1'])} over {c['pairs']} pairs")
     for lang, c in summary["model_vs_checks"].items():
         print(f"  model grader and checks agree on {100 * c['rate']:.1f}% of {c['n']} checked criteria ({lang})")
     print(f"{len(summary['disagreements'])} to adjudicate; report: {page}")
@@ -455,7 +452,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from .decide import GateOptions, gate, gate_inputs, incomparable
     from .report_compare import gate_markdown, write_gate
     base, cand, reasons = gate_inputs(Path(args.baseline), Path(args.candidate), args.target)
-    if reasons:
+    if reasons or base is None or cand is None:
         write_gate(incomparable(reasons), args.markdown, args.junit, args.json)
         for reason in reasons:
             print(f"bilan gate: cannot compare: {reason}", file=sys.stderr)
@@ -590,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; results written so far are kept", file=sys.stderr)
         return 130
     except (OSError, sqlite3.Error) as exc:     # disk full, read-only folder, permissions: the environment, not a bug
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        where = f" ({getattr(exc, 'filename')})" if getattr(exc, "filename", None) else ""
         reason = getattr(exc, "strerror", None) or str(exc)
         print(f"bilan: cannot read or write a file{where}: {reason}. Results already written are kept; free space or "
               f"fix the folder, then finish with --resume.", file=sys.stderr)

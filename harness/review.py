@@ -289,7 +289,10 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
         hint = "; columns must be separated by commas, not semicolons" if len(header) == 1 and ";" in header[0] else ""
         raise InputError([Problem(shown, 1, 1, f"missing column(s) {', '.join(missing)}; expected the header that `bilan review "
                                   f"export` wrote ({', '.join(COLUMNS)}){hint}")])
-    keys, seen, unknown_sheets, mangled = {}, {}, {}, []
+    keys: dict[str, dict | None] = {}
+    seen: dict[tuple[str, str], int] = {}
+    unknown_sheets: dict[str, list[int]] = {}
+    mangled: list[int] = []
     results = {(r["target"], r["case_id"], r.get("sample", 0)): r for r in read_results(run_dir)}
     for n, row in rows:
         sheet, row_id = row.get("sheet", "").strip(), row.get("row_id", "").strip()

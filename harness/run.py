@@ -99,6 +99,7 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
                   prices: dict[str, dict[str, float]] | None = None) -> Endpoint:
     """A provider for an endpoint config, under its own limits, the retry policy, the cache and the budget."""
     options = options or RunOptions()
+    provider: ReplayProvider | _OnFirstCall
     if cfg.provider == "replay":
         provider, scope = ReplayProvider(cfg, answers.get(cfg.name, {})), None
     else:

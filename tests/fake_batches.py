@@ -20,7 +20,8 @@ import asyncio
 import json
 import re
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 PATHS = re.compile(r"^/v1/(files|batches|messages/batches)(/|$)")
 
