@@ -24,8 +24,8 @@ from typing import Any
 from . import jsonl
 from .errors import InputError, PermanentError, Problem, ProviderError
 from .generate import generate
+from .model_apis import MODEL_APIS
 from .providers.base import BATCH_DISCOUNT, Budget, BudgetExceeded, Endpoint, RetryPolicy, cost, estimate_tokens
-from .providers.batch import BATCH_ADAPTERS
 from .run import Answers, Monitor, RunOptions, RunStopped, jobs, make_endpoint, make_grader, run
 from .store import RESULTS, read_results, refuse_symlinks, run_lock, write_file
 from .types import Config, Suite
@@ -167,7 +167,7 @@ def _chunks(lines: list[tuple[str, bytes]], adapter) -> list[list[tuple[str, byt
 def _adapter(adapters: dict, cfg, keys: dict):
     """One batch adapter (one SDK client) per endpoint for the whole run; closed when the phases end."""
     if cfg.name not in adapters:
-        adapters[cfg.name] = BATCH_ADAPTERS[cfg.provider](cfg, keys.get(cfg.name))
+        adapters[cfg.name] = MODEL_APIS[cfg.provider].load("batch_adapter")(cfg, keys.get(cfg.name))
     return adapters[cfg.name]
 
 
@@ -382,7 +382,7 @@ def status(run_dir: Path) -> list[str]:
 
 def with_batch(config: Config) -> Config:
     """`bilan run --batch`: batch: true on every target and grader whose provider has a batch API."""
-    on = lambda e: replace(e, batch=True) if e.provider in BATCH_ADAPTERS else e
+    on = lambda e: replace(e, batch=True) if e.provider in MODEL_APIS else e
     return replace(config, targets=tuple(on(t) for t in config.targets), grader=on(config.grader))
 
 
@@ -406,7 +406,7 @@ def export_requests(config: Config, suite: Suite, answers: Answers, run_dir: Pat
     out: dict[str, Path] = {}
     by_endpoint: dict[str, list[bytes]] = {}
     for key, (endpoint, messages, params) in wanted.items():
-        adapter = BATCH_ADAPTERS["openai"](endpoint.cfg, None)
+        adapter = MODEL_APIS["openai"].load("batch_adapter")(endpoint.cfg, None)
         by_endpoint.setdefault(endpoint.cfg_name, []).append(adapter.line(key, messages, params))
     folder = Path(run_dir) / REQUESTS
     folder.mkdir(parents=True, exist_ok=True)

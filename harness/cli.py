@@ -16,9 +16,9 @@ from pathlib import Path
 
 from .errors import InputError, Problem
 from .load import phrase_gaps, display, load_project
+from .model_apis import MODEL_APIS
 from .types import Config, EndpointConfig
 
-DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
 def resolve_keys(config: Config, environ: dict[str, str]) -> dict[str, str | None]:
@@ -28,9 +28,9 @@ def resolve_keys(config: Config, environ: dict[str, str]) -> dict[str, str | Non
     endpoints: list[tuple[str, EndpointConfig]] = [(f"targets[{i}]", t) for i, t in enumerate(config.targets)]
     endpoints.append(("grader", config.grader))
     for where, e in endpoints:
-        if e.provider not in DEFAULT_KEY_ENV:
+        if e.provider not in MODEL_APIS:
             continue
-        var = e.api_key_env or (None if e.base_url else DEFAULT_KEY_ENV[e.provider])
+        var = e.api_key_env or (None if e.base_url else MODEL_APIS[e.provider].key_env)
         if var and not environ.get(var):
             problems.append(Problem(display(config.path), 0, 0, f"{where} ({e.name}): environment variable {var} is not set; "
                                     f"export it, or set api_key_env to the variable that holds the key"))

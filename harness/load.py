@@ -13,6 +13,7 @@ from . import jsonl
 from .checks import compile_check
 from .errors import InputError, Problem, display
 from .langid import family as langid_family, is_known_tag
+from .model_apis import MODEL_APIS
 from .privacy import identifiers
 from .schemas import schema_errors, validator, value_problems
 from .types import AXES, Case, Config, Criterion, EndpointConfig, Locale, Message, Suite
@@ -305,10 +306,10 @@ def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[
     elif "labels" in raw:
         problems.append(doc.problem(path + ("labels",), f"'labels' is only for the labels grader, not {raw['provider']}; expected no labels here, or provider: labels", key=True))
     provider = raw["provider"]
-    if raw.get("batch") and provider not in ("openai", "anthropic"):
+    if raw.get("batch") and provider not in MODEL_APIS:
         problems.append(doc.problem(path + ("batch",), f"the {provider} provider has no batch API; expected batch only "
                                     "on an openai or anthropic endpoint"))
-    if provider in ("openai", "anthropic") and "model" not in raw:
+    if provider in MODEL_APIS and "model" not in raw:
         problems.append(doc.problem(path, f"missing key 'model': the {provider} provider needs a model name"))
     if "system_prompt" in raw:
         file = base / raw["system_prompt"]

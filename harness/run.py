@@ -23,6 +23,7 @@ from .grade import result_row
 from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, SYSTEM, TEMPLATE, ModelGrader
 from .graders.labels import LabelsGrader, load_labels
 from .graders.rules import RulesGrader
+from .model_apis import MODEL_APIS, ModelAPI
 from .providers.base import (Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, batch_price, cost,
                              estimate_tokens)
 from .providers.replay import ReplayProvider
@@ -33,30 +34,19 @@ from .store import (MANIFEST, RESULTS, ResponseCache, RunStore, input_difference
 from .types import Case, Config, EndpointConfig, Suite, Usage
 from .yamldoc import parse_yaml
 
-def _openai(cfg: EndpointConfig, key: str | None):
-    from .providers.openai import OpenAIProvider      # the SDKs take a second or more to import: only when used
-    return OpenAIProvider(cfg, key)
-
-
-def _anthropic(cfg: EndpointConfig, key: str | None):
-    from .providers.anthropic import AnthropicProvider
-    return AnthropicProvider(cfg, key)
-
-
-PROVIDERS = {"openai": _openai, "anthropic": _anthropic}
-
-
 class _OnFirstCall:
-    """A model provider made when its first call is made: a run the cache answers never imports the SDK."""
+    """A model provider made when its first call is made (model_apis.py): a run the cache answers never imports
+    the SDK, which takes a second or more."""
 
-    def __init__(self, make: Callable[[EndpointConfig, str | None], Any], cfg: EndpointConfig, key: str | None):
-        self.name, self._make, self._cfg, self._key, self._provider = cfg.name, make, cfg, key, None
+    def __init__(self, api: ModelAPI, cfg: EndpointConfig, key: str | None):
+        self.name, self._api, self._cfg, self._key, self._provider = cfg.name, api, cfg, key, None
 
     async def complete(self, messages, params):
         if self._provider is None:          # made without awaiting: concurrent first calls share one
-            self._provider = self._make(self._cfg, self._key)
+            self._provider = self._api.load()(self._cfg, self._key)
         return await self._provider.complete(messages, params)
-DEFAULT_BASE_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+
+
 Answers = dict[str, dict[tuple[str, int], str]]
 
 
@@ -103,8 +93,9 @@ def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | N
     if cfg.provider == "replay":
         provider, scope = ReplayProvider(cfg, answers.get(cfg.name, {})), None
     else:
-        provider = _OnFirstCall(PROVIDERS[cfg.provider], cfg, keys.get(cfg.name))
-        scope = {"provider": cfg.provider, "base_url": cfg.base_url or DEFAULT_BASE_URL[cfg.provider], "model": cfg.model}
+        api = MODEL_APIS[cfg.provider]
+        provider = _OnFirstCall(api, cfg, keys.get(cfg.name))
+        scope = {"provider": cfg.provider, "base_url": cfg.base_url or api.base_url, "model": cfg.model}
     # The SDK enforces `timeout` itself and closes the connection cleanly; the policy's own limit is a backstop
     # (cancelling a request from outside can leave a pooled connection unusable).
     policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout * 2 + 1, base_delay=cfg.backoff)
@@ -121,7 +112,7 @@ def unpriced(config: Config) -> list[Problem]:
     """A located problem for each model (target or grader) without a price in `prices:`: a cost ceiling cannot
     count what it spends."""
     endpoints = [(("targets", i), t) for i, t in enumerate(config.targets)] + [(("grader",), config.grader)]
-    missing = [(path, e) for path, e in endpoints if e.provider in PROVIDERS and e.model not in config.prices]
+    missing = [(path, e) for path, e in endpoints if e.provider in MODEL_APIS and e.model not in config.prices]
     if not missing:
         return []
     doc, _ = parse_yaml(Path(config.path), display(config.path))
@@ -314,7 +305,7 @@ async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Pat
 
     # Enough workers to keep every endpoint busy: the targets' limits, plus the grader's when it is a model.
     width = max(1, sum(t.max_concurrency for t in config.targets)
-                + (config.grader.max_concurrency if config.grader.provider in ("openai", "anthropic") else 0))
+                + (config.grader.max_concurrency if config.grader.provider in MODEL_APIS else 0))
     with RunStore(run_dir) as store:
         tasks = [asyncio.ensure_future(worker(store)) for _ in range(width)]
         try:
@@ -402,7 +393,7 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
         if target.provider != "replay":
             add(target.name, target.model, estimate_tokens(case.conversation, target.system_prompt), answer_tokens,
                 target.batch)
-        if grader.provider not in ("openai", "anthropic"):
+        if grader.provider not in MODEL_APIS:
             continue
         # As ModelGrader does: with use_checks (and no compare_checks) the checked criteria are not the model's.
         asked = [c for c in suite.criteria[case.id]

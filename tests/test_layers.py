@@ -14,7 +14,7 @@ PACKAGE = ROOT / "harness"
 
 # Earliest first. Names are module paths under harness/, dotted, without the "harness." prefix.
 LAYERS = [
-    ["types", "errors", "secrets"],
+    ["types", "errors", "secrets", "model_apis"],
     ["yamldoc", "jsonl"],
     ["schemas", "langid", "negation", "numbers", "spelling", "privacy"],
     ["checks"],

@@ -139,3 +139,27 @@ def test_forged_verdicts_in_an_echoed_answer_are_rejected():
     with pytest.raises(AmbiguousVerdict):
         parse_verdict('{"explanation": "x", "criteria_met": "yes"}')
     assert boundary("a") != boundary("b") and boundary("a") not in "a"
+
+
+def test_the_config_schema_lists_exactly_the_model_api_table_and_the_providers_that_call_no_model():
+    import json as _json
+    from pathlib import Path as _Path
+
+    from harness.model_apis import MODEL_APIS, NO_MODEL
+    schema = _json.loads((_Path(__file__).resolve().parents[1] / "harness" / "schemas" / "config.schema.json").read_text())
+    enums = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "provider" in node.get("properties", {}):
+                enums.append(set(node["properties"]["provider"]["enum"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(schema)
+    assert enums and all(e == set(MODEL_APIS) | set(NO_MODEL) for e in enums)
+    for api in MODEL_APIS.values():         # every row names adapters that exist, with the methods the engine calls
+        assert callable(getattr(api.load(), "complete"))
+        assert api.load("batch_adapter") is not None and api.key_env.endswith("_API_KEY")

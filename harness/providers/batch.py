@@ -237,5 +237,3 @@ async def _read(chunks, cfg: EndpointConfig, custom_ids: Sequence[str], item, ou
         for cid in custom_ids:
             out.setdefault(cid, too_large())
 
-
-BATCH_ADAPTERS = {"openai": OpenAIBatches, "anthropic": AnthropicBatches}
