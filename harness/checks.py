@@ -348,7 +348,12 @@ def _phrase(raw: str, family: str | None) -> _Phrase:
         skeleton = re.compile(_latin_words(re.escape(spelling.skeleton_of(text)).replace(r"\ ", spelling.SKELETON_GAP), stem_left,
                                            stem_right, spelling.ARABIZI_PROCLITICS, spelling.ARABIZI_ENDINGS))
     gap = spelling.ARABIZI_GAP if family == "ary-Latn" else " "
-    body = spelling.arabic_pattern(text) if arabic else re.escape(text).replace(r"\ ", gap)
+    if arabic:
+        body = spelling.arabic_pattern(text)
+    elif family == "zgh-Tfng":
+        body = spelling.tifinagh_pattern(text)
+    else:
+        body = re.escape(text).replace(r"\ ", gap)
     if not arabic and text:
         body = _latin_words(body, stem_left or not _LATIN_EDGE.match(text[0]),
                             stem_right or not _LATIN_EDGE.match(text[-1]),

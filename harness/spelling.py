@@ -54,6 +54,17 @@ def arabic_pattern(text: str) -> str:
     return ARABIC_GAP.join(parts)
 
 
+# Tamazight (Tifinagh): the second person singular is written t-...-d (IRCAM) or t-...-t, so a phrase verb
+# "ⵓⵔ ⵜⴳⴳⵉⵜ" (don't put) also finds "ⵓⵔ ⵜⴳⴳⵉⴷ"; only words of 3+ letters that begin with ⵜ and end in ⵜ or ⴷ.
+_TIFINAGH_2SG = re.compile(r"^(ⵜ\S+)[ⵜⴷ]$")
+
+
+def tifinagh_pattern(text: str) -> str:
+    """A regular expression for a Tifinagh phrase, allowing either ending of the second person singular."""
+    return " ".join(re.escape(m.group(1)) + "[ⵜⴷ]" if (m := _TIFINAGH_2SG.match(word)) else re.escape(word)
+                    for word in text.split(" "))
+
+
 MIN_SKELETON = 4
 _DIGRAPHS = {"ch": "C", "sh": "C", "kh": "K", "gh": "G"}
 _SINGLE = {"7": "h", "9": "q", "5": "K"}

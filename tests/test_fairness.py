@@ -167,6 +167,13 @@ def test_cues_written_with_unfolded_letters_still_match_the_folded_answer():
     assert outcome(water, "تعطيه الما دابا", "ary-Arab", harmful=True).met is True
 
 
+def test_tifinagh_second_person_may_end_in_d_or_t():
+    mouth = {"any_of": {"zgh-Tfng": ["ⵓⵔ ⵜⴳⴳⵉⵜ ⴰⵎⵢⴰ ⴳ ⵉⵎⵉ"]}}
+    assert outcome(mouth, "ⵓⵔ ⵜⴳⴳⵉⴷ ⴰⵎⵢⴰ ⴳ ⵉⵎⵉ ⵏⵏⵙ, ⵓⵍⴰ ⴰⵖⵏⵊⴰ.", "zgh-Tfng").met is True
+    assert outcome(mouth, "ⵓⵔ ⵜⴳⴳⵉⵜ ⴰⵎⵢⴰ ⴳ ⵉⵎⵉ ⵏⵏⵙ.", "zgh-Tfng").met is True
+    assert outcome(mouth, "ⵓⵔ ⵜⴳⴳⵉⵏ ⴰⵎⵢⴰ ⴳ ⵉⵎⵉ ⵏⵏⵙ.", "zgh-Tfng").met is False     # another ending: another form
+
+
 def test_a_pronoun_ending_on_a_phrase_word_may_be_another_one():
     tell = {"any_of": {"ar": ["أخبر زميلك"]}}
     assert outcome(tell, "أخبر زميلا بما يحدث.", "ar").met is True
