@@ -142,3 +142,16 @@ class Browser:
             self.proc.wait()
         os.close(self._to_child)
         os.close(self._from_child)
+
+
+def hostile_run(base: Path, data: Path, hostile: str, main) -> Path:
+    """A run of the small test suite (tests/data/suite copied under `base`) with `hostile` as a `poor` answer in
+    ary-Latn: what the browser tests open."""
+    import csv
+    root = base / "suite"
+    shutil.copytree(data / "suite", root, ignore=shutil.ignore_patterns("runs"))
+    with open(root / "answers" / "poor.csv", "a", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerow(["chest-pain.ary-Latn", hostile])
+    out = root / "runs" / "r"
+    assert main(["run", "--config", str(root / "bilan.yaml"), "--out", str(out), "--no-cache"]) == 0
+    return out

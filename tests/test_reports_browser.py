@@ -3,13 +3,11 @@ Tifinagh gets its font, the filters work, and nothing a model wrote runs. Screen
 temporary folder (printed with -s)."""
 from __future__ import annotations
 
-import csv
-import shutil
 from pathlib import Path
 
 import pytest
 
-from browser import Browser, find_chromium
+from browser import Browser, find_chromium, hostile_run
 from harness.cli import main
 
 DATA = Path(__file__).parent / "data"
@@ -28,12 +26,8 @@ HOSTILE = (f'Call 911. <script>document.title="{MARK}"</script><img src=x onerro
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory) -> dict[str, Path]:
     """A run of the small test suite (with a hostile answer in ary-Latn) and a comparison of its two targets."""
-    root = tmp_path_factory.mktemp("browser") / "suite"
-    shutil.copytree(DATA / "suite", root, ignore=shutil.ignore_patterns("runs"))
-    with open(root / "answers" / "poor.csv", "a", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerow(["chest-pain.ary-Latn", HOSTILE])
-    run_dir = root / "runs" / "r"
-    assert main(["run", "--config", str(root / "bilan.yaml"), "--out", str(run_dir), "--no-cache"]) == 0
+    run_dir = hostile_run(tmp_path_factory.mktemp("browser"), DATA, HOSTILE, main)
+    root = run_dir.parent.parent
     assert main(["compare", str(run_dir), "--out", str(root / "cmp")]) == 0
     pages = {p.stem: p for p in run_dir.glob("*.html")}
     pages["compare"] = root / "cmp" / "compare.html"

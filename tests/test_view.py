@@ -4,7 +4,6 @@ queue, read back after a reload, stored as `bilan review import` stores them and
 hostile answer runs nothing; a POST without the token is refused. Screenshots are kept in the pytest temporary folder."""
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import Browser, find_chromium
+from browser import Browser, find_chromium, hostile_run
 
 from harness.cli import main
 
@@ -34,12 +33,7 @@ browser_only = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not inst
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A run of the small test suite, with a hostile answer from `poor` in ary-Latn."""
-    root = tmp_path_factory.mktemp("view") / "suite"
-    shutil.copytree(DATA / "suite", root, ignore=shutil.ignore_patterns("runs"))
-    with open(root / "answers" / "poor.csv", "a", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerow(["chest-pain.ary-Latn", HOSTILE])
-    out = root / "runs" / "r"
-    assert main(["run", "--config", str(root / "bilan.yaml"), "--out", str(out), "--no-cache"]) == 0
+    out = hostile_run(tmp_path_factory.mktemp("view"), DATA, HOSTILE, main)
     BEFORE.update(_outside_labels(out))
     return out
 
