@@ -419,7 +419,6 @@ def export_requests(config: Config, suite: Suite, answers: Answers, run_dir: Pat
 def import_results(file: Path, options: RunOptions) -> tuple[int, int]:
     """Take an OpenAI batch output file (vLLM's `run-batch -o`, or OpenAI's) into the response cache: (replies
     stored, items with an error, left out)."""
-    import openai
     from .providers.openai import reply_of
     if options.cache is None:
         raise InputError([Problem(str(file), 0, 0, "batch import needs the response cache; expected no --no-cache")])
@@ -439,7 +438,7 @@ def import_results(file: Path, options: RunOptions) -> tuple[int, int]:
             errors += 1
             continue
         try:
-            reply = reply_of(openai.types.chat.ChatCompletion.model_validate(response["body"]), 0.0)
+            reply = reply_of(response["body"], 0.0)
         except Exception as exc:        # a malformed body is named with its line, never a traceback
             problems.append(Problem(str(file), number, 1, f"not a chat completion ({type(exc).__name__}); expected "
                                     "the OpenAI batch output format"))

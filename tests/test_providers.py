@@ -163,3 +163,68 @@ def test_the_config_schema_lists_exactly_the_model_api_table_and_the_providers_t
     for api in MODEL_APIS.values():         # every row names adapters that exist, with the methods the engine calls
         assert callable(getattr(api.load(), "complete"))
         assert api.load("batch_adapter") is not None and api.key_env.endswith("_API_KEY")
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_the_prebuilt_request_is_the_one_the_sdks_typed_call_sends(api, fake_server):
+    """The adapters post a body they build through the SDK client's request path (issue 14: the typed `create`
+    re-transforms its parameters per call). On the wire it must be the request `create` sends (same JSON body,
+    path, key and version headers), and the reply must read as the SDK's own parsed object reads."""
+    import asyncio
+    import anthropic
+    import openai
+    from harness.providers import anthropic as anthropic_adapter, openai as openai_adapter
+    from harness.providers.base import GenParams
+    from harness.types import EndpointConfig, Message
+
+    fake_server.responder = lambda req: FakeReply(text="عيط على 15 دابا. ⵜⴰⴼⵓⴽⵜ", input_tokens=17, output_tokens=5)
+    adapter = {"openai": openai_adapter.OpenAIProvider, "anthropic": anthropic_adapter.AnthropicProvider}[api]
+    base_url = fake_server.openai_base_url if api == "openai" else fake_server.anthropic_base_url
+    endpoint = EndpointConfig(name="t", provider=api, model="m-1", base_url=base_url, timeout=5)
+    messages = [Message("user", "Baba 3ndo l7ma, ash ndir?"), Message("assistant", "Ch7al 3ndo?"),
+                Message("user", "٣٩ درجة")]
+    params = GenParams(system="Be careful.", temperature=0.0, max_tokens=300,
+                       json_schema={"type": "object", "properties": {"a": {"type": "string"}}})
+
+    async def both():
+        ours = await adapter(endpoint, SECRET).complete(messages, params)
+        if api == "openai":
+            client = openai.AsyncOpenAI(api_key=SECRET, base_url=base_url, max_retries=0)
+            sdk = await client.chat.completions.create(**openai_adapter.request_body("m-1", messages, params))
+            theirs = openai_adapter.reply_of(sdk.model_dump(mode="json"), 0.0)
+        else:
+            client = anthropic.AsyncAnthropic(api_key=SECRET, base_url=base_url, max_retries=0)
+            body = anthropic_adapter.request_body("m-1", messages, params)
+            body["extra_body"] = {"temperature": body.pop("temperature")}  # not in create's signature
+            sdk = await client.messages.create(**body)
+            theirs = anthropic_adapter.reply_of(sdk.model_dump(mode="json"), 0.0)
+        return ours, theirs, sdk
+
+    ours, theirs, sdk = asyncio.run(both())
+    mine, typed = fake_server.requests
+    assert (mine.path, mine.body) == (typed.path, typed.body)
+    for header in ("authorization", "x-api-key", "anthropic-version", "content-type"):
+        assert mine.headers.get(header) == typed.headers.get(header)
+    assert (ours.text, ours.usage.input_tokens, ours.usage.output_tokens, ours.refusal) == \
+        (theirs.text, theirs.usage.input_tokens, theirs.usage.output_tokens, theirs.refusal)
+    assert ours.text == "عيط على 15 دابا. ⵜⴰⴼⵓⴽⵜ" and ours.usage.input_tokens == 17
+
+
+@pytest.mark.parametrize("api,body", [("openai", {"choices": []}), ("openai", {"choices": [{"message": {"content": 3}}]}),
+                                      ("openai", [1, 2]), ("anthropic", {"content": "text"}),
+                                      ("anthropic", {"content": [{"type": "text", "text": None}]})])
+def test_a_reply_without_the_fields_of_its_api_is_malformed_not_an_answer(api, body, fake_server):
+    """Garbage in a 200 reply is a transient `malformed` error (asked again), never an empty answer."""
+    import asyncio
+    from harness.errors import TransientError
+    from harness.providers import anthropic as anthropic_adapter, openai as openai_adapter
+    from harness.providers.base import GenParams
+    from harness.types import EndpointConfig, Message
+
+    fake_server.responder = lambda req: FakeReply(raw_body=json.dumps(body))
+    adapter = {"openai": openai_adapter.OpenAIProvider, "anthropic": anthropic_adapter.AnthropicProvider}[api]
+    base_url = fake_server.openai_base_url if api == "openai" else fake_server.anthropic_base_url
+    provider = adapter(EndpointConfig(name="t", provider=api, model="m-1", base_url=base_url, timeout=5), SECRET)
+    with pytest.raises(TransientError) as caught:
+        asyncio.run(provider.complete([Message("user", "Salam")], GenParams()))
+    assert caught.value.kind == "malformed"

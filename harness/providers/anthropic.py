@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import anthropic
 
+from ..errors import TransientError
 from ..types import EndpointConfig, Message
 from .base import GenParams, Reply, clients_for, usage_of
-from .capped import capped_client, sdk_error
+from .capped import capped_client, post_json, sdk_error
 
 DEFAULT_MAX_TOKENS = 2048
 
@@ -30,34 +32,36 @@ class AnthropicProvider:
         start = time.perf_counter()
         try:
             self.turn += 1
-            response = await self.clients[self.turn % len(self.clients)].messages.create(
-                **request_body(self.endpoint.model, messages, params))
+            response = await post_json(self.clients[self.turn % len(self.clients)], anthropic, "/v1/messages",
+                                       request_body(self.endpoint.model, messages, params))
         except Exception as exc:  # every SDK failure becomes a classified value for the retry policy
             raise sdk_error(exc, anthropic) from None
         return reply_of(response, time.perf_counter() - start)
 
 
-def request_body(model: str, messages: Sequence[Message], params: GenParams, wire: bool = False) -> dict:
-    """The messages request body: the one builder of the synchronous and the batch path. `wire`: as the API reads
-    it (a batch request's params), not as messages.create takes it (temperature through extra_body)."""
+def request_body(model: str, messages: Sequence[Message], params: GenParams) -> dict:
+    """The messages request body as the API reads it: the one builder of the synchronous and the batch path."""
     body: dict = {"model": model, "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
                   "messages": [{"role": m.role, "content": m.content} for m in messages]}
     if params.system:
         body["system"] = params.system
     if params.temperature is not None:
-        # anthropic 2.x dropped `temperature` from messages.create's signature; the API still takes it.
-        if wire:
-            body["temperature"] = params.temperature
-        else:
-            body["extra_body"] = {"temperature": params.temperature}
+        body["temperature"] = params.temperature
     if params.json_schema is not None:
         body["output_config"] = {"format": {"type": "json_schema", "schema": params.json_schema}}
     return body
 
 
-def reply_of(response, latency: float) -> Reply:
-    """A message (the SDK's object) as a Reply: the one reader of the synchronous and the batch path."""
-    text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
-    usage = response.usage
-    return Reply(text, usage_of(getattr(usage, "input_tokens", 0), getattr(usage, "output_tokens", 0), latency),
-                 refusal=response.stop_reason == "refusal")
+def reply_of(response: Any, latency: float) -> Reply:
+    """A message as the API sends it (JSON) as a Reply: the one reader of the synchronous and the batch path. A
+    reply without a list of content blocks is a malformed reply (transient: asked again)."""
+    blocks = response.get("content") if isinstance(response, dict) else None
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        raise TransientError("malformed reply: no list of content blocks in the message", kind="malformed")
+    texts = [b.get("text") for b in blocks if b.get("type") == "text"]
+    if not all(isinstance(t, str) for t in texts):
+        raise TransientError("malformed reply: a text block without text", kind="malformed")
+    usage = response.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return Reply("".join(texts), usage_of(usage.get("input_tokens", 0), usage.get("output_tokens", 0), latency),
+                 refusal=response.get("stop_reason") == "refusal")

@@ -113,8 +113,7 @@ class OpenAIBatches:
             response, error = entry.get("response") or {}, entry.get("error")
             status = response.get("status_code")
             if status == 200 and not error:
-                return entry["custom_id"], reply_of(self.sdk.types.chat.ChatCompletion.model_validate(response["body"]),
-                                                    0.0)
+                return entry["custom_id"], reply_of(response["body"], 0.0)
             return entry["custom_id"], _retryable(status, str((error or {}).get("code") or "error"))
 
         try:
@@ -145,7 +144,7 @@ class AnthropicBatches:
     def line(self, custom_id: str, messages: Sequence[Message], params: GenParams) -> bytes:
         """One request of the batch, as JSON."""
         from .anthropic import request_body
-        body = request_body(self.cfg.model, messages, params, wire=True)
+        body = request_body(self.cfg.model, messages, params)
         return (json.dumps({"custom_id": custom_id, "params": body},
                            ensure_ascii=False) + "\n").encode()
 
@@ -198,7 +197,7 @@ class AnthropicBatches:
             entry = MessageBatchIndividualResponse.model_validate_json(raw)
             result = entry.result
             if result.type == "succeeded":
-                return entry.custom_id, reply_of(result.message, 0.0)
+                return entry.custom_id, reply_of(result.message.model_dump(mode="json"), 0.0)
             if result.type == "errored":
                 kind = getattr(getattr(result.error, "error", None), "type", "api_error")
                 return entry.custom_id, _retryable(500 if kind in ("api_error", "overloaded_error") else 400, kind)

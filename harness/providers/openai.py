@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import openai
 
+from ..errors import TransientError
 from ..types import EndpointConfig, Message
-from .base import GenParams, Reply, classify_sdk_error, clients_for, usage_of
-from .capped import capped_client, sdk_error
+from .base import GenParams, Reply, clients_for, usage_of
+from .capped import capped_client, post_json, sdk_error
 
 
 class OpenAIProvider:
@@ -32,7 +34,8 @@ class OpenAIProvider:
         try:
             self.turn += 1
             client = self.clients[self.turn % len(self.clients)]
-            response = await client.chat.completions.create(**request_body(self.endpoint.model, messages, params))
+            response = await post_json(client, openai, "/chat/completions",
+                                       request_body(self.endpoint.model, messages, params))
         except Exception as exc:  # every SDK failure becomes a classified value for the retry policy
             raise sdk_error(exc, openai) from None
         return reply_of(response, time.perf_counter() - start)
@@ -53,13 +56,19 @@ def request_body(model: str, messages: Sequence[Message], params: GenParams) -> 
     return body
 
 
-def reply_of(response, latency: float) -> Reply:
-    """A chat completion (the SDK's object) as a Reply: the one reader of the synchronous and the batch path."""
-    if not response.choices:
-        raise classify_sdk_error(ValueError("no choices"), openai)
-    message = response.choices[0].message
-    refusal = getattr(message, "refusal", None)
-    text = message.content if message.content is not None else (refusal or "")   # a refusal is the answer
-    usage = response.usage
-    return Reply(text, usage_of(getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0), latency),
+def reply_of(response: Any, latency: float) -> Reply:
+    """A chat completion as the API sends it (JSON) as a Reply: the one reader of the synchronous and the batch
+    path. A reply without the fields a chat completion has is a malformed reply (transient: asked again)."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) \
+        else None
+    if not isinstance(message, dict):
+        raise TransientError("malformed reply: no choices[0].message in the chat completion", kind="malformed")
+    content, refusal = message.get("content"), message.get("refusal")
+    if not isinstance(content, (str, type(None))) or not isinstance(refusal, (str, type(None))):
+        raise TransientError("malformed reply: the message's content is not text", kind="malformed")
+    usage = response.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    text = content if content is not None else (refusal or "")   # a refusal is the answer
+    return Reply(text, usage_of(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), latency),
                  refusal=bool(refusal))
