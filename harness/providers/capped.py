@@ -31,6 +31,9 @@ def _transport_class(http) -> type:
     """CappedTransport for one HTTP library: the default transport, each response body cut off (as
     ReplyTooLarge) past `limit` bytes. The SDKs' own connection limits are kept."""
     limits = http.Limits(max_connections=1000, max_keepalive_connections=100)
+    # One TLS context for every client of the process (loading the CA store took ~75 ms per client), made as the
+    # HTTP library makes its default one (certifi, SSL_CERT_FILE / SSL_CERT_DIR honoured).
+    verify = functools.cache(getattr(http, "create_ssl_context", lambda: True))
 
     class CappedStream(http.AsyncByteStream):
         def __init__(self, stream, limit: int):
@@ -49,7 +52,7 @@ def _transport_class(http) -> type:
 
     class CappedTransport(http.AsyncBaseTransport):
         def __init__(self, limit: int):
-            self.inner, self.limit = http.AsyncHTTPTransport(limits=limits), limit
+            self.inner, self.limit = http.AsyncHTTPTransport(verify=verify(), limits=limits), limit
 
         async def handle_async_request(self, request):
             """Send the request; the response's body is read through the cap."""
