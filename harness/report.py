@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import langcodes
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 from markupsafe import Markup, escape
 
 from .analyze import VARIETIES, commits_never_event, outcome, percent
@@ -46,6 +46,11 @@ def md(text: str | None) -> str:
     if text is None:
         return "> (none)"
     return "\n".join("> " + reveal_plain(line).translate(_MD_SPECIAL) for line in text.split("\n"))
+
+
+def md_escape(text: str | None) -> str:
+    """Untrusted text with Markdown's special characters escaped, its lines kept (an error message)."""
+    return (text or "").translate(_MD_SPECIAL)
 
 
 def md_inline(text: Any) -> str:
@@ -100,18 +105,26 @@ def reveal_plain(text: str) -> str:
 
 
 @functools.cache
-def _environment() -> Environment:
-    """The one template environment: each template is compiled once per process, not once per page."""
-    env = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
+def _environment(markdown: bool = False) -> Environment:
+    """A template environment, compiled once per process: HTML autoescaped; Markdown not autoescaped (its pages
+    escape untrusted text with the md, md_inline and md_escape filters) and keeping a template's last newline."""
+    env = Environment(loader=PackageLoader("harness", "templates"), autoescape=not markdown,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=markdown)
     env.globals.update(language_name=language_name, language_name_of=language_name, direction=direction,
                        coverage_text=coverage_text, coverage_gap_text=coverage_gap_text)
-    env.filters["reveal"] = reveal
+    if markdown:
+        env.filters.update(md=md, md_inline=md_inline, md_escape=md_escape, fmt=fmt, ci=ci)
+        env.globals.update(md_inline=md_inline, percent=percent, mark=TONE_MARK)
+    else:
+        env.filters["reveal"] = reveal
     return env
 
 
 def render(template: str, **context: Any) -> str:
-    """Render a template with what every page needs: the font, the filter script and its hash, the version."""
+    """Render a template: a Markdown one (*.md.j2) with its context only, an HTML one with what every page needs
+    (the fonts, the filter script and its hash, the version)."""
+    if template.endswith(".md.j2"):
+        return _environment(markdown=True).get_template(template).render(**context)
     script, script_hash = filter_script()
     return _environment().get_template(template).render(**context, filter_script=script, script_hash=script_hash,
                                                         version=metadata.version("bilan"), tifinagh_font=_font(),
@@ -147,12 +160,6 @@ def verdict_outcome(v: dict) -> dict[str, Any]:
     o = outcome(v["points"], v["met"])
     reason = (v.get("error") or v.get("explanation") or "no grader decided it") if o.kind == "not-graded" else None
     return {"kind": o.kind, "words": o.words, "tone": o.tone, "mark": TONE_MARK[o.tone], "reason": reason}
-
-
-def outcome_md(v: dict) -> str:
-    """A verdict's outcome in Markdown: the coloured mark, the words, and the reason when it was not graded."""
-    o = verdict_outcome(v)
-    return f"{o['mark']} {o['words']}" + (f" ({md_inline(o['reason'])})" if o["reason"] else "")
 
 
 def with_outcomes(verdicts: Sequence[dict]) -> list[dict]:
@@ -219,123 +226,6 @@ def warning_messages(warnings: Sequence[dict], language: str | None = None) -> l
     return [w["message"] for w in warnings if language is None or w["language"] == language]
 
 
-def _language_md(language: str, summary: dict, cases: list[dict]) -> str:
-    lines = [f"# {language} ({language_name(language)})", "", f"[All languages](index.md) · {len(cases)} cases", ""]
-    lines += [f"> **Warning:** {md_inline(w)}" for w in warning_messages(summary.get("coverage_warnings", []), language)]
-    lines += ["", f"## Never-events in {language}", "", "| target | answers with a never-event | which |", "|---|---:|---|"]
-    for name, langs in summary.get("never_events", {}).items():
-        cell = langs.get(language) or {}
-        which = "; ".join(f"{a['case_id']}: {', '.join(a['criteria'])}" for a in cell.get("answers", []))
-        lines.append(f"| {name} | {cell.get('count', 0)} of {cell.get('n', 0)} | {md_inline(which) or '-'} |")
-    ref = summary.get("parity_reference", "fr")
-    if language != ref:
-        lines += ["", f"## Gap to {ref}", "", "| target | gap | 95% CI | n |", "|---|---:|---|---:|"]
-        for name, langs in summary.get("parity", {}).items():
-            e = langs.get(language) or {}
-            lines.append(f"| {name} | {fmt(e, 'gap', signed=True)} | {ci(e) if e else 'n/a'} | {e.get('n', 0)} |")
-    lines += ["", "## Scores", "", f"![Scores by target and axis]({language}.png)", "",
-              "| target | score | 95% CI | n | " + " | ".join(summary["axes"]) + " | criteria graded |",
-              "|---|---:|---|---:|" + "---:|" * len(summary["axes"]) + "---|"]
-    for name, t in summary["targets"].items():
-        cell = t["by_language"].get(language) or {}
-        axes = [fmt(t["by_language_axis"].get(language, {}).get(a)) for a in summary["axes"]]
-        graded = coverage_md(summary.get("coverage_parity", {}).get(name, {}).get(language))
-        lines.append(f"| {name} | {fmt(cell)} | {ci(cell)} | {cell.get('n', 0)} | " + " | ".join(axes) + f" | {graded} |")
-    varieties = [(name, variety_text(langs.get(language))) for name, langs in summary.get("answer_variety", {}).items()]
-    if any(text for _, text in varieties):
-        lines += ["", "## Variety of the answers", ""] + [f"- {name}: {text}" for name, text in varieties if text]
-    lines += ["", "## Answers", ""]
-    for case in cases:
-        lines += [f"### {case['case_id']}", "", case["title"], ""]
-        for turn in case["conversation"]:
-            lines += [f"**{turn['role']}**", "", md(turn["content"]), ""]
-        for r in case["results"]:
-            head = f"{r['score']:.3f}" if r["score"] is not None else r["status"]
-            lines += [f"#### {r['target']}" + (f" · sample {r['sample']}" if r.get("sample") else "") + f": {head}", ""]
-            if r["answer"] is None:
-                lines += [f"No answer: {(r.get('error') or '').translate(_MD_SPECIAL)}", ""]
-                continue
-            lines += [md(r["answer"]), "", "| criterion | points | axis | for the patient |", "|---|---:|---|---|"]
-            for v in r["verdicts"]:
-                never = " (never-event)" if v["id"] in r["never"] else ""
-                lines.append(f"| {v['id']} | {v['points']} | {v['axis']} | {outcome_md(v)}{never} |")
-            lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-def coverage_md(cell: dict | None) -> str:
-    """A language's grading coverage in a Markdown cell: the share, how far from the reference, a red mark if warned."""
-    text = " · ".join(x for x in (coverage_text(cell), coverage_gap_text(cell)) if x)
-    return f"{TONE_MARK['bad']} {text}" if cell and cell.get("warn") else text
-
-
-def _parity_md(summary: dict) -> list[str]:
-    ref = summary.get("parity_reference", "fr")
-    lines = ["", f"## Language parity (each language minus {ref}, paired by scenario)", "",
-             "Beside each gap, the same gap over only the criteria decided in both languages (per scenario, the "
-             "criteria graded in both cases, re-scored with HealthBench's formula).", ""]
-    for name, langs in summary.get("parity", {}).items():
-        lines += [f"### {name}", "", "| language | gap | 95% CI | scenarios | flagged | gap, criteria decided in both | 95% CI | "
-                  "criteria | flagged |", "|---|---:|---|---:|---|---:|---|---:|---|"]
-        for l, e in langs.items():
-            d = e.get("decided_in_both") or {}
-            lines.append(f"| {l} | {fmt(e, 'gap', True)} | {ci(e, 'gap')} | {e['n']} | {'yes' if e['flagged'] else ''} | "
-                         f"{fmt(d, 'gap', True)} | {ci(d, 'gap')} | {d.get('criteria', 0)} | {'yes' if d.get('flagged') else ''} |")
-        lines.append("")
-    return lines
-
-
-def _coverage_md(summary: dict) -> list[str]:
-    lines = ["", "## Grading coverage", ""]
-    lines += [f"> **Warning:** {md_inline(w)}" for w in warning_messages(summary.get("coverage_warnings", []))]
-    lines += ["", "| target | grader | criteria graded |", "|---|---|---:|"]
-    for name, cov in summary.get("coverage", {}).items():
-        lines += [f"| {name} | {g} | {c['graded']} of {c['total']} |" for g, c in cov["by_grader"].items()]
-    languages = summary["languages"]
-    lines += ["", f"Criteria graded in each language, against {summary.get('parity_reference', 'fr')} (warned when more than "
-              f"{percent(summary.get('coverage_gap', 0.1))[:-1]} points below):", "",
-              "| target | " + " | ".join(languages) + " |", "|---|" + "---|" * len(languages)]
-    for name, langs in summary.get("coverage_parity", {}).items():
-        lines.append(f"| {name} | " + " | ".join(coverage_md(langs.get(l)) for l in languages) + " |")
-    return lines
-
-
-def _findings_md(summary: dict, never_listed: list[dict]) -> list[str]:
-    lines = _parity_md(summary)
-    lines += ["## Never-events", "", f"Answers that commit at least one never-event (a criterion worth "
-              f"{summary.get('never_event_threshold', -8)} points or less that was met, or a critical criterion failed).", "",
-              "| target | " + " | ".join(summary["languages"]) + " |", "|---|" + "---:|" * len(summary["languages"])]
-    for name, langs in summary.get("never_events", {}).items():
-        cells = [f"{langs[l]['count']} of {langs[l]['n']}" if l in langs else "n/a" for l in summary["languages"]]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [""] + [f"- {a['target']} · {a['case_id']}" + (f" · sample {a['sample']}" if a["sample"] else "") + ": "
-                     + ", ".join(f"{v['id']} ({outcome_md(v)})" for v in a["criteria"]) for a in never_listed]
-    if summary.get("worst_at_k"):
-        ks = sorted({int(k) for w in summary["worst_at_k"].values() for k in w})
-        lines += ["", "## Reliability: worst-at-k", "", "| target | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
-        lines += [f"| {n} | " + " | ".join(f"{w[str(k)]:.3f}" if str(k) in w else "" for k in ks) + " |" for n, w in summary["worst_at_k"].items()]
-    return lines + _coverage_md(summary)
-
-
-def _index_md(summary: dict, manifest: dict, never_listed: list[dict]) -> str:
-    targets = list(summary["targets"])
-    lines = [f"# Bilan report {manifest['run_id']}", "", f"{summary['rows']} answers · grader {manifest['grader']['provider']}", ""]
-    lines += [f"> **Warning:** {md_inline(w)}" for w in warning_messages(summary.get("coverage_warnings", []))]
-    lines += ["", "![Overall score by language](index.png)", "", "## Overall", "",
-             "| target | score | 95% CI | n | missing | errors | criteria not graded |", "|---|---:|---|---:|---:|---:|---:|"]
-    for name, t in summary["targets"].items():
-        lines.append(f"| {name} | {fmt(t['overall'])} | {ci(t['overall'])} | {t['overall']['n']} | {t['missing']} | {t['errors']} | {t['ungraded_criteria']} |")
-    for title, key, labels in (("By language", "by_language", summary["languages"]), ("By axis", "by_axis", summary["axes"]),
-                               ("By theme", "by_theme", summary["themes"])):
-        lines += ["", f"## {title}", "", "| | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
-        for label in labels:
-            link = f"[{label}]({label}.md)" if key == "by_language" else label
-            cells = [f"{fmt(summary['targets'][t][key].get(label))} {ci(summary['targets'][t][key].get(label))}" for t in targets]
-            lines.append(f"| {link} | " + " | ".join(cells) + " |")
-    lines += _findings_md(summary, never_listed)
-    return "\n".join(lines) + "\n"
-
-
 def _parity_rows(langs: dict) -> list[tuple[str, dict | None]]:
     """Each language's gap, and under it the same gap over the criteria decided in both languages."""
     rows: list[tuple[str, dict | None]] = []
@@ -369,14 +259,14 @@ def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary:
                            for n, t in summary["targets"].items()}, f"{language}: score by axis")
     write_file(run_dir / f"{language}.png", png)
     varieties = {name: variety_text(langs.get(language)) for name, langs in summary.get("answer_variety", {}).items()}
-    html = render("language.html.j2", manifest=manifest, summary=summary, language=language, language_name=language_name(language),
-                  direction=direction(language), cases=cases, verdict_filter=VERDICT_FILTER,
+    page = {"manifest": manifest, "summary": summary, "language": language, "language_name": language_name(language),
+            "cases": cases, "warnings": warning_messages(summary.get("coverage_warnings", []), language),
+            "varieties": {name: text for name, text in varieties.items() if text}}
+    html = render("language.html.j2", **page, direction=direction(language), verdict_filter=VERDICT_FILTER,
                   target_options=[(t, t) for t in summary["targets"]],
-                  warnings=warning_messages(summary.get("coverage_warnings", []), language),
-                  varieties={name: text for name, text in varieties.items() if text},
                   review_counts=dict(Counter(c["review"] for c in cases)), chart=b64(png))
     write_file(run_dir / f"{language}.html", html)
-    write_file(run_dir / f"{language}.md", _language_md(language, summary, cases))
+    write_file(run_dir / f"{language}.md", render("language.md.j2", **page))
     return [run_dir / f"{language}.{ext}" for ext in ("html", "md", "png")]
 
 
@@ -394,16 +284,16 @@ def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: 
     write_file(run_dir / "index.png", index_png)
     descriptions = {t["name"]: t.get("description", "") for t in manifest.get("targets", [])}
     never_listed = never_event_answers(rows, summary.get("never_event_threshold", -8))
-    html = render("index.html.j2", manifest=manifest, summary=summary, targets=list(summary["targets"]), descriptions=descriptions,
-                  language_names={l: language_name(l) for l in languages}, never_listed=never_listed,
-                  worst_ks=sorted({int(k) for w in summary.get("worst_at_k", {}).values() for k in w}),
+    page = {"manifest": manifest, "summary": summary, "targets": list(summary["targets"]), "never_listed": never_listed,
+            "worst_ks": sorted({int(k) for w in summary.get("worst_at_k", {}).values() for k in w}),
+            "warnings": warning_messages(summary.get("coverage_warnings", []))}
+    html = render("index.html.j2", **page, descriptions=descriptions, language_names={l: language_name(l) for l in languages},
                   target_options=[(t, t) for t in summary["targets"]],
                   language_options=[(l, f"{l} ({language_name(l)})") for l in languages],
                   any_ungraded=any(t["ungraded_criteria"] for t in summary["targets"].values()),
-                  warnings=warning_messages(summary.get("coverage_warnings", [])),
                   charts={"index": b64(index_png), **_findings_charts(summary)})
     write_file(run_dir / "index.html", html)
-    write_file(run_dir / "index.md", _index_md(summary, manifest, never_listed))
+    write_file(run_dir / "index.md", render("index.md.j2", **page))
     written += [run_dir / "index.html", run_dir / "index.md", run_dir / "index.png"]
     for language in languages:
         written += _write_language(run_dir, language, rows, summary, manifest, conversations)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .charts import bar_chart, cost_chart, curve_chart, forest_chart
-from .report import b64, ci, coverage_md, coverage_text, fmt, language_name, md_inline, render, warning_messages
+from .report import b64, fmt, language_name, md_inline, render, warning_messages
 from .store import refuse_symlinks, write_file, write_json
 
 
@@ -129,69 +129,8 @@ def _charts(data: dict[str, Any]) -> dict[str, bytes]:
     return charts
 
 
-def _money(value: float | None) -> str:
-    return f"${value:,.2f}" if value is not None else "n/a"
-
-
-def _latency(c: dict) -> str:
-    lat = c.get("latency")
-    return f"{lat['p50']:.2f} s / {lat['p95']:.2f} s" if lat else "n/a"
-
-
-def _parity_cell(e: dict | None) -> str:
-    """A parity gap in a Markdown cell, with the gap over the criteria decided in both languages after it."""
-    text = f"{fmt(e, 'gap', True)} {ci(e, 'gap')}{' (flagged)' if e and e['flagged'] else ''}"
-    d = (e or {}).get("decided_in_both")
-    return text + (f"; decided in both: {fmt(d, 'gap', True)} {ci(d, 'gap')}{' (flagged)' if d['flagged'] else ''}" if d else "")
-
-
-def compare_markdown(data: dict[str, Any], charts: dict[str, bytes]) -> str:
-    """The comparison as Markdown, the charts linked as PNG files beside it."""
-    cs, langs = data["contenders"], data["languages"]
-    said = headline(data)
-    lines = ["# Bilan comparison: " + ", ".join(pr_inline(c["label"]) for c in cs), "", f"**{pr_inline(said[0])}**", ""]
-    lines += [f"- {pr_inline(sentence)}" for sentence in said[1:]] + [""]
-    lines += [f"> **Warning:** {pr_inline(w)}" for w in warning_messages(data.get("coverage_warnings", []))]
-    lines += ["", "## Which system scores best overall?", "", "![overall](compare-overall.png)", "",
-             "| system | score | 95% CI | cases | never-events | cost per 100 cases | latency p50 / p95 |", "|---|---:|---|---:|---:|---:|---|"]
-    for c in cs:
-        ne = c["never_events"]
-        lines.append(f"| {pr_inline(c['label'])} | {fmt(c['overall'])} | {ci(c['overall'])} | {c['overall']['n']} | "
-                     f"{ne['count']} of {ne['n']} | {_money(c['cost']['per_100_cases_usd'])} | {_latency(c)} |")
-    lines += ["", "## Are the differences real?", ""] + (["![differences](compare-differences.png)", ""] if "differences" in charts else [])
-    lines += ["| pair | difference | 95% CI | cases | real? | wins / losses / ties |", "|---|---:|---|---:|---|---|"]
-    for p in data["pairs"]:
-        d, w = p["overall"], p["win"]
-        real = "yes" if d["diff"] is not None and (d["ci_low"] > 0 or d["ci_high"] < 0) else "no"
-        lines.append(f"| {pr_inline(p['a'])} - {pr_inline(p['b'])} | {fmt(d, 'diff', True)} | {ci(d, 'diff')} | {d['n']} | {real} | "
-                     f"{w['wins']} / {w['losses']} / {w['ties']} |")
-    lines += ["", "## How does each system score in each language?", "", "![languages](compare-languages.png)", "",
-              "| language | " + " | ".join(pr_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
-    lines += [f"| {l} ({language_name(l)}) | " + " | ".join(f"{fmt(c['by_language'].get(l))} {ci(c['by_language'].get(l))}" for c in cs) + " |"
-              for l in langs]
-    lines += ["", f"## Is each system as good in every language as in {data['reference']}?", ""]
-    lines += (["![parity](compare-parity.png)", ""] if "parity" in charts else [])
-    lines += ["| language | " + " | ".join(pr_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
-    lines += [f"| {l} | " + " | ".join(_parity_cell(c["parity"].get(l)) for c in cs) + " |" for l in langs if l != data["reference"]]
-    lines += ["", "## How often does each system commit a never-event?", "", "![never-events](compare-never.png)", "",
-              "| language | " + " | ".join(pr_inline(c["label"]) for c in cs) + " |", "|---|" + "---:|" * len(cs)]
-    events = lambda c, l: c["never_events_by_language"].get(l)
-    lines += [f"| {l} | " + " | ".join(f"{events(c, l)['count']} of {events(c, l)['n']}" if events(c, l) else "n/a" for c in cs) + " |"
-              for l in langs]
-    lines += ["", "## What does it cost, and how fast is it?", ""] + (["![cost](compare-cost.png)", ""] if "cost" in charts else [])
-    lines += ["| system | per 100 cases | total | latency p50 / p95 |", "|---|---:|---:|---|"]
-    lines += [f"| {pr_inline(c['label'])} | {_money(c['cost']['per_100_cases_usd'])} | {_money(c['cost']['total_usd'])} | {_latency(c)} |" for c in cs]
-    if "reliability" in charts:
-        lines += ["", "## How bad is the worst of k answers?", "", "![reliability](compare-reliability.png)"]
-    lines += ["", "## Grading coverage", "", "| system | criteria graded | " + " | ".join(langs) + " |", "|---|---:|" + "---|" * len(langs)]
-    lines += [f"| {pr_inline(c['label'])} | {coverage_text(c['coverage'])} | " + " | ".join(coverage_md(c["coverage_parity"].get(l)) for l in langs)
-              + " |" for c in cs]
-    lines += ["", "## Method", "", pr_inline(method_note(data)), ""]
-    return "\n".join(lines)
-
-
 def write_comparison(out_dir: Path, data: dict[str, Any], listed: list[dict]) -> list[Path]:
-    """Write compare.html, compare.md, compare.json and one PNG per chart; returns the files written."""
+    """Write compare.html and compare.md (the same sections, from one `page`), compare.json and one PNG per chart; returns the files written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = _charts(data)
@@ -200,12 +139,14 @@ def write_comparison(out_dir: Path, data: dict[str, Any], listed: list[dict]) ->
     for name, data_png in charts.items():
         write_file(out_dir / f"compare-{name}.png", data_png)
         written.append(out_dir / f"compare-{name}.png")
-    html = render("compare.html.j2", data=data, headline=headline(data), method=method_note(data), listed=listed,
-                  charts={k: b64(v) for k, v in charts.items()}, labels=[c["label"] for c in data["contenders"]],
+    page = {"data": data, "headline": headline(data), "method": method_note(data),
+            "warnings": warning_messages(data.get("coverage_warnings", []))}
+    html = render("compare.html.j2", **page, listed=listed, charts={k: b64(v) for k, v in charts.items()},
+                  labels=[c["label"] for c in data["contenders"]],
                   target_options=[(c["label"], c["label"]) for c in data["contenders"]],
                   language_options=[(l, f"{l} ({language_name(l)})") for l in data["languages"]])
     write_file(out_dir / "compare.html", html)
-    write_file(out_dir / "compare.md", compare_markdown(data, charts))
+    write_file(out_dir / "compare.md", render("compare.md.j2", **page, charts=charts, pr_inline=pr_inline))
     write_json(out_dir / "compare.json", data)
     return [out_dir / "compare.html", out_dir / "compare.md", out_dir / "compare.json"] + written
 
@@ -226,33 +167,28 @@ def _ordered(checks: list[dict]) -> list[dict]:
                                          c["change"] if c["change"] is not None else 0))
 
 
+def _gate_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The gate's checks as table cells, regressions first; names stay raw for the template to escape."""
+    rows = []
+    for c in _ordered(result["checks"]):
+        change = _cell(c, "change") if c["scope"] == "never_events" else (f"{c['change']:+.3f}" if c["change"] is not None else "n/a")
+        rows.append({"overall": c["scope"] == "overall", "scope": c["scope"].replace("_", "-"), "name": c["name"],
+                     "baseline": _cell(c, "baseline"), "candidate": _cell(c, "candidate"), "change": change,
+                     "interval": f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if c.get("ci_low") is not None else "",
+                     "p": f"{c['p_holm']:.3f}" if c.get("p_holm") is not None else "",
+                     "outcome": c["outcome"], "regression": c["regression"]})
+    return rows
+
+
 def gate_markdown(result: dict[str, Any]) -> str:
-    """A pull-request comment: the verdict, one sentence on the rule, and a table with regressions first."""
+    """A pull-request comment (templates/gate.md.j2): the verdict, one sentence on the rule, and a table with
+    regressions first."""
     if result["status"] == "incomparable":
-        return "\n".join(["## Bilan gate: cannot compare", "", "The baseline and candidate runs cannot be compared:", ""]
-                         + [f"- {pr_inline(r)}" for r in result["reasons"]]) + "\n"
-    o, floor = result["options"], result.get("answer_coverage") or {}
-    head = f"## Bilan gate: {'FAIL' if result['status'] == 'fail' else 'pass'}"
+        return render("gate.md.j2", result=result, pr_inline=pr_inline)
+    floor = result.get("answer_coverage") or {}
     why = [f"{result['regressions']} regression{'s' if result['regressions'] > 1 else ''}"] if result["regressions"] else []
     why += [f"{100 * floor['share']:.0f}% of the answers scored in both runs, below {100 * floor['min_coverage']:g}%"] if floor.get("below") else []
-    head += f" ({'; '.join(why)})" if why else ""
-    lines = [head, ""] + ([f"**Too few answers to gate:** {pr_inline(floor['message'])}.", ""] if floor.get("below") else [])
-    lines += [f"Candidate {code_span(result['candidate']['run_id'])} against baseline {code_span(result['baseline']['run_id'])} "
-             f"(target {code_span(result['candidate']['target'])}) on {result['paired_cases']} paired cases. A regression is a drop "
-             f"larger than {o['max_drop']:g} that is significant at alpha {o['alpha']:g} (one-sided paired bootstrap, "
-             f"Holm-adjusted over {result['tested']} score checks), or more answers committing a never-event.", "",
-             f"| check | baseline | candidate | change | {100 * (1 - 2 * o['alpha']):.0f}% CI | p of a drop (Holm) | result |",
-             "|---|---:|---:|---:|---|---:|---|"]
-    for c in _ordered(result["checks"]):
-        name = f"{c['scope'].replace('_', '-')}: {pr_inline(c['name'])}" if c["scope"] != "overall" else "overall"
-        interval = f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if c.get("ci_low") is not None else ""
-        p = f"{c['p_holm']:.3f}" if c.get("p_holm") is not None else ""
-        change = _cell(c, "change") if c["scope"] == "never_events" else (f"{c['change']:+.3f}" if c["change"] is not None else "n/a")
-        verdict = f"**{c['outcome']}**" if c["regression"] else c["outcome"]
-        row = f"| {'**' + name + '**' if c['regression'] else name} | {_cell(c, 'baseline')} | {_cell(c, 'candidate')} | {change} | {interval} | {p} | {verdict} |"
-        lines.append(row)
-    lines += [""] + [f"> warning: {pr_inline(w)}" for w in result["warnings"]]
-    return "\n".join(lines).rstrip() + "\n"
+    return render("gate.md.j2", result=result, why=why, rows=_gate_rows(result), pr_inline=pr_inline, code_span=code_span)
 
 
 def _detail(c: dict) -> str:
