@@ -167,6 +167,15 @@ def test_cues_written_with_unfolded_letters_still_match_the_folded_answer():
     assert outcome(water, "تعطيه الما دابا", "ary-Arab", harmful=True).met is True
 
 
+def test_a_warning_verb_negates_like_a_prohibition():
+    # "احذري ..." (beware of ...) and Darija "رد بالك من ..." (watch out for ...) tell the reader not to do it.
+    warns = {"warns_against": {"ar": ["أدوية الزكام"], "ary-Arab": ["دوا الرواح"]}}
+    assert outcome(warns, "احذري أدوية الزكام التي تحتوي أيضا على باراسيتامول.", "ar").met is True
+    assert outcome(warns, "رد بالك من دوا الرواح اللي فيه حتى هو الباراسيتامول.", "ary-Arab").met is True
+    assert outcome(warns, "عطيه دوا الرواح حتى هو.", "ary-Arab").met is False
+    assert outcome(REMEDY, "احذروا الأعشاب على الجرح.", "ar", harmful=True).met is not True
+
+
 def test_tifinagh_second_person_may_end_in_d_or_t():
     mouth = {"any_of": {"zgh-Tfng": ["ⵓⵔ ⵜⴳⴳⵉⵜ ⴰⵎⵢⴰ ⴳ ⵉⵎⵉ"]}}
     assert outcome(mouth, "ⵓⵔ ⵜⴳⴳⵉⴷ ⴰⵎⵢⴰ ⴳ ⵉⵎⵉ ⵏⵏⵙ, ⵓⵍⴰ ⴰⵖⵏⵊⴰ.", "zgh-Tfng").met is True
