@@ -255,14 +255,11 @@ def estimate_tokens(messages: Sequence[Message], system: str | None) -> int:
 
 @dataclass
 class Meter:
-    """What an endpoint did: calls made (attempts), cache hits, failures, tokens and cost of calls made."""
+    """What an endpoint did, for the run's closing line: calls made (attempts) and cache hits. Tokens and cost
+    live in the result rows, which are what reports read."""
 
     calls: int = 0
     cache_hits: int = 0
-    failures: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
 
 
 REFUSAL_MARK = ":refusal"    # beside a cached reply's key, holding its text: that reply was a refusal
@@ -310,7 +307,6 @@ class Endpoint:
             try:
                 reply = await self.provider.complete(messages, params)
             except BaseException:
-                self.meter.failures += 1
                 self.budget.settle(estimate, 0.0)
                 raise
         self.limiter.spend(reply.usage.output_tokens)
@@ -318,9 +314,6 @@ class Endpoint:
         self.budget.settle(estimate, spent)
         self.longest = max(self.longest or 0, reply.usage.output_tokens)
         self.input_ratio = max(self.input_ratio, reply.usage.input_tokens / max(tokens, 1))
-        self.meter.cost += spent
-        self.meter.input_tokens += reply.usage.input_tokens
-        self.meter.output_tokens += reply.usage.output_tokens
         return reply
 
     def key(self, messages: Sequence[Message], params: GenParams) -> str | None:
