@@ -7,7 +7,6 @@ sections 2.4 to 2.6), independently of Bilan's own scoring, so that a test can s
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -23,7 +22,7 @@ from . import agreement, jsonl
 from .errors import InputError, Problem
 from .langid import detect, is_known_tag
 from .load import display
-from .store import read_results
+from .store import read_results, text_sha256
 from .types import THEMES
 from .yamldoc import read_text
 from .graders.labels import answer_sha256
@@ -379,7 +378,7 @@ class _MetaCase:
 def _meta_case(line: Line, cases: dict[str, _MetaCase]) -> _MetaCase:
     prompt, completion = line.data["prompt"], line.data["completion"]
     key = json.dumps(prompt, ensure_ascii=False, sort_keys=True) + "\x00" + completion
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    digest = text_sha256(key)
     if digest not in cases:
         scenario = f"meta-{digest[:16]}"
         cases[digest] = _MetaCase(scenario, f"{scenario}.{detect_language(prompt)}", line)

@@ -29,7 +29,7 @@ from .providers.base import (Budget, BudgetExceeded, Endpoint, RateLimiter, Retr
 from .providers.replay import ReplayProvider
 from .report import write_reports
 from .secrets import Scrubber
-from .store import (MANIFEST, RESULTS, ResponseCache, RunStore, input_differences, read_json, read_results, refuse_symlinks,
+from .store import (MANIFEST, RESULTS, ResponseCache, RunStore, input_differences, read_json, read_results, refuse_symlinks, text_sha256,
                     results_state, run_lock, sha256_file, write_file, write_json, write_lines)
 from .types import Case, Config, EndpointConfig, Suite, Usage
 from .yamldoc import parse_yaml
@@ -176,7 +176,7 @@ def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None =
 
 
 def _sha(text: str | None) -> str | None:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest() if text else None
+    return text_sha256(text) if text else None
 
 
 def _relative(path: Path, root: Path) -> str:

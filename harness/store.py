@@ -201,10 +201,15 @@ def input_differences(first: dict, other: dict, names: tuple[str, str], sections
 # --- response cache ---------------------------------------------------------------------------------
 
 
+def text_sha256(text: str) -> str:
+    """The one text hash: SHA-256 of the text's UTF-8, in hex (labels' answer_sha256, cache keys, prompt hashes)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def cache_key(parts: dict[str, Any]) -> str:
     """Content address of a model call: SHA-256 of everything that determines its reply, canonically encoded."""
     blob = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return text_sha256(blob)
 
 
 class ResponseCache:

@@ -1,7 +1,6 @@
 """The `labels` grader: clinicians' stored labels decide (majority of reviewers); a tie or no label is not graded."""
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,12 +8,11 @@ from pathlib import Path
 from .. import jsonl
 from ..errors import InputError, Problem, display
 from ..types import Case, Criterion, Verdict
+from ..store import text_sha256
 from ..yamldoc import read_text
 
 
-def answer_sha256(text: str) -> str:
-    """Hash of an answer's text, which a label is tied to."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+answer_sha256 = text_sha256      # the hash of an answer's text, which a label is tied to
 
 
 LABEL_SHAPE = ("expected a label {case_id, answer_sha256, criterion, met, reviewer}, as `bilan review import` or "

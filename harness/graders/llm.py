@@ -15,7 +15,6 @@ whose kind is `parse`, `refusal` or the provider's), never as "not met".
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from dataclasses import replace
 from ..checks import visible_text
 from ..errors import ProviderError
 from ..providers.base import Endpoint, GenParams
+from ..store import text_sha256
 from ..types import Case, Criterion, Message, Usage, Verdict
 from .rules import RulesGrader, view_of
 
@@ -88,7 +88,7 @@ class AmbiguousVerdict(ValueError):
 
 def boundary(answer: str) -> str:
     """A boundary line the answer cannot contain: it is derived from the answer's own hash."""
-    return "=" * 8 + f" ANSWER {hashlib.sha256(answer.encode('utf-8')).hexdigest()[:16]} " + "=" * 8
+    return "=" * 8 + f" ANSWER {text_sha256(answer)[:16]} " + "=" * 8
 
 
 def _context(case: Case, answer: str) -> dict[str, str]:
