@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from .grade import score as score_verdicts
+from .providers.base import cost
 from .stats import paired_difference, rng_for, worst_at_k
 from .store import MANIFEST, RESULTS, read_json, read_results
+from .types import Usage
 
 ANSWER_COLUMNS = ["target", "case_id", "scenario", "language", "theme", "use_case", "persona", "sample", "status",
                   "score", "graded", "ungraded", "input_tokens", "output_tokens", "latency", "cached",
@@ -146,7 +148,8 @@ def summarize_target(frame: pd.DataFrame, verdicts: pd.DataFrame, axes: Sequence
 
 
 def _usd(tokens_in: int, tokens_out: int, price: dict | None) -> float | None:
-    return (tokens_in * price["input"] + tokens_out * price["output"]) / 1e6 if price else None
+    """The cost formula of the calls (providers.base.cost) over a run's token totals; None without a price."""
+    return cost(Usage(tokens_in, tokens_out), price) if price else None
 
 
 def add_costs(target: dict[str, Any], price: dict | None, grader_price: dict | None) -> None:
