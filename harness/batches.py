@@ -440,7 +440,8 @@ def import_results(file: Path, options: RunOptions) -> tuple[int, int]:
         try:
             reply = reply_of(response["body"], 0.0)
         except Exception as exc:        # a malformed body is named with its line, never a traceback
-            problems.append(Problem(str(file), number, 1, f"not a chat completion ({type(exc).__name__}); expected "
+            why = str(exc) if isinstance(exc, ProviderError) else type(exc).__name__      # reply_of says what lacks
+            problems.append(Problem(str(file), number, 1, f"not a chat completion ({why}); expected "
                                     "the OpenAI batch output format"))
             continue
         store.store(cid, reply)
