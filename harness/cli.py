@@ -150,6 +150,11 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _workers(text: str) -> int:
+    from .processes import MAX_WORKERS, available_cpus
+    return min(available_cpus(), MAX_WORKERS) if text == "auto" else _positive(text)
+
+
 def _cache(args: argparse.Namespace, environ: dict[str, str]):
     from platformdirs import user_cache_dir
 
@@ -222,14 +227,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = Progress(monitor)
     options = RunOptions(resume=args.resume, shard=args.shard, cache=_cache(args, dict(os.environ)),
                          max_error_rate=args.max_error_rate, max_cost=args.max_cost,
-                         allow_unpriced=args.allow_unpriced, on_result=progress)
+                         allow_unpriced=args.allow_unpriced, on_result=progress, workers=args.workers)
     resume = f"finish with: bilan run --config {args.config} --out {run_dir} --resume"
     terminated: list[int] = []
     # Signal handlers can only be set from the main thread (a host program may run bilan in another one).
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt(terminated)) if threading.current_thread() is threading.main_thread() else None
     try:
-        if _batched(config):
-            from .batches import BatchOptions, run_batched
+        from .batches import BatchOptions, run_batched, uses_batches
+        if uses_batches(config):
             say = lambda line: print(f"bilan: {line}", file=sys.stderr, flush=True)
             run_batched(config, suite, answers, run_dir, keys, options, monitor,
                         BatchOptions(wait=not args.no_wait, poll=args.poll, progress=say), argv=sys.argv)
@@ -250,20 +255,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.close()
         if options.cache is not None:
             options.cache.close()
-    models = [e for e in monitor.endpoints.values() if e.scope is not None]     # replayed answers are not calls
-    calls = sum(e.meter.calls for e in models)
-    hits = sum(e.meter.cache_hits for e in models)
+    calls, hits = monitor.calls()
     print(f"bilan: {calls} model calls made, {hits} answered from the cache, ${monitor.cost():.4f} spent", file=sys.stderr)
     _print_summary(rebuild(run_dir), run_dir)
     return 0
 
 
 # --- batch runs (issue 16) ---
-def _batched(config) -> bool:
-    from .batches import uses_batches
-    return uses_batches(config)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """Print where a (batch) run stands, reading only its run directory."""
     from .batches import BATCHES, status
@@ -504,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: <output>/<timestamp>)")
     p.add_argument("--resume", action="store_true", help="finish the run in --out: keep its results, do the rest")
     p.add_argument("--shard", type=_shard, help="run only slice i of n (e.g. 2/4); combine with `bilan merge`")
+    p.add_argument("--workers", type=_workers, default="auto", help="processes sharing the work and each endpoint's "
+                   "limits (default auto: one per core, at most 8; one without fork, i.e. off Linux)")
     p.add_argument("--cache-dir", help="response cache folder (default: $BILAN_CACHE_DIR or the user cache folder)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     p.add_argument("--max-error-rate", type=_share, default=0.5, help="stop when more than this share of answers fail (default 0.5)")

@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, SYSTEM, TEMPLATE, Model
 from .graders.labels import LabelsGrader, load_labels
 from .graders.rules import RulesGrader
 from .model_apis import MODEL_APIS, ModelAPI
-from .providers.base import (Budget, BudgetExceeded, Endpoint, RateLimiter, RetryPolicy, batch_price, cost,
+from .processes import FORK, SharedBudget, run_workers
+from .providers.base import (Budget, BudgetExceeded, Endpoint, Meter, RateLimiter, RetryPolicy, batch_price, cost,
                              estimate_tokens)
 from .providers.replay import ReplayProvider
 from .report import write_reports
@@ -66,6 +67,7 @@ class RunOptions:
     max_cost: float | None = None
     allow_unpriced: bool = False                  # under max_cost, let models without a price spend uncounted
     on_result: Callable[[dict], None] | None = None
+    workers: int = 1                              # processes (worker_count: fewer when the run cannot use them)
     wrap: Callable[[Endpoint], None] | None = None     # set by batches.py on each batch endpoint it makes
 
 
@@ -76,12 +78,20 @@ class Monitor:
     total: int = 0
     done: int = 0
     failed: int = 0
-    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    meters: dict[str, Meter] = field(default_factory=dict)    # model endpoints' calls by name (replay is no call)
     budget: Budget = field(default_factory=Budget)
 
     def cost(self) -> float:
         """Dollars spent on calls made so far in this run."""
         return self.budget.spent
+
+    def track(self, endpoints: dict[str, Endpoint]) -> None:
+        """Count the calls of these endpoints (those that call a model)."""
+        self.meters.update({name: e.meter for name, e in endpoints.items() if e.scope is not None})
+
+    def calls(self) -> tuple[int, int]:
+        """Model calls made, and calls answered from the cache, so far."""
+        return sum(m.calls for m in self.meters.values()), sum(m.cache_hits for m in self.meters.values())
 
 
 def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | None], seed: int,
@@ -269,21 +279,44 @@ def _failed(row: dict) -> bool:
     return row["status"] == "error" or any(v.get("error") for v in row["verdicts"])
 
 
-async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dict[str, str | None],
-                    options: RunOptions, monitor: Monitor, done: set) -> int:
-    """Generate, grade and append every remaining result; returns the number of rows written."""
+class _Results:
+    """The parent's side of a run, the only writer of results.jsonl: append each row as it comes (from this
+    process's workers or from worker processes), count it, report it, and say when the error ceiling stops the run."""
+
+    def __init__(self, store: RunStore, options: RunOptions, monitor: Monitor):
+        self.store, self.options, self.monitor = store, options, monitor
+
+    def accept(self, row: dict) -> str | None:
+        """Keep one row; the reason to stop, if the share of failed answers is now over the ceiling."""
+        m, options = self.monitor, self.options
+        self.store.append(row)
+        m.done += 1
+        m.failed += _failed(row)
+        if options.on_result:
+            options.on_result(row)
+        if m.done >= options.min_answers_for_error_rate and m.failed / m.done > options.max_error_rate:
+            return (f"{m.failed} of {m.done} answers failed (more than --max-error-rate {options.max_error_rate:g}); "
+                    f"last error: {row['error'] or _verdict_error(row)}")
+        return None
+
+
+async def run_async(config: Config, suite: Suite, answers: Answers, keys: dict[str, str | None], options: RunOptions,
+                    monitor: Monitor, done: set, accept: Callable[[dict], str | None],
+                    part: tuple[int, int] = (0, 1), stopped: Callable[[], bool] = lambda: False) -> list[str]:
+    """Generate and grade the remaining units of `part` (index, count: every count-th unit from the index-th, so
+    the parts of a run are as even as can be), giving each row to `accept` as soon as it exists; returns why the
+    run stopped early (empty when it did not): the error or cost ceiling, reached here or (`stopped`) elsewhere."""
     budget = monitor.budget
     endpoints = {t.name: make_endpoint(t, answers, keys, config.seed, options, budget, config.prices) for t in config.targets}
-    monitor.endpoints.update(endpoints)
-    grader = make_grader(config, suite, answers, keys, options, budget, monitor.endpoints)
-    work = jobs(config, suite, options.shard, done)
-    written = 0
-
+    monitor.track(endpoints)
+    graders: dict[str, Endpoint] = {}
+    grader = make_grader(config, suite, answers, keys, options, budget, graders)
+    monitor.track(graders)
+    work = (job for i, job in enumerate(jobs(config, suite, options.shard, done)) if i % part[1] == part[0])
     stops: list[str] = []      # why the run stops; workers then finish the answer in hand and take no other
 
-    async def worker(store: RunStore) -> None:
-        nonlocal written
-        while not stops and (job := next(work, None)) is not None:
+    async def worker() -> None:
+        while not stops and not stopped() and (job := next(work, None)) is not None:
             target, case, sample = job
             try:
                 answer = await generate(endpoints[target.name], target, case, sample)
@@ -292,32 +325,83 @@ async def run_async(config: Config, suite: Suite, answers: Answers, run_dir: Pat
             except BudgetExceeded as exc:      # this answer is left for --resume; calls in flight are still counted
                 stops.append(f"cost ceiling reached: {exc}")
                 return
-            row = result_row(case, answer, criteria, verdicts, suite.axes)
-            store.append(row)
-            written += 1
-            monitor.done += 1
-            monitor.failed += _failed(row)
-            if options.on_result:
-                options.on_result(row)
-            if monitor.done >= options.min_answers_for_error_rate and monitor.failed / monitor.done > options.max_error_rate:
-                stops.append(f"{monitor.failed} of {monitor.done} answers failed (more than --max-error-rate "
-                             f"{options.max_error_rate:g}); last error: {row['error'] or _verdict_error(row)}")
+            if (reason := accept(result_row(case, answer, criteria, verdicts, suite.axes))) is not None:
+                stops.append(reason)
 
     # Enough workers to keep every endpoint busy: the targets' limits, plus the grader's when it is a model.
     width = max(1, sum(t.max_concurrency for t in config.targets)
                 + (config.grader.max_concurrency if config.grader.provider in MODEL_APIS else 0))
-    with RunStore(run_dir) as store:
-        tasks = [asyncio.ensure_future(worker(store)) for _ in range(width)]
+    tasks = [asyncio.ensure_future(worker()) for _ in range(width)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return stops
+
+
+def _stopped(stops: list[str], budget: Budget) -> RunStopped:
+    ceiling = f" of --max-cost ${budget.max_cost:g}" if budget.max_cost is not None else ""
+    return RunStopped(stops[0] + (f"; spent ${budget.spent:.4f}{ceiling}" if ceiling or budget.spent else ""))
+
+
+def worker_count(config: Config, options: RunOptions, units: int) -> int:
+    """How many processes a run uses: `options.workers`, no more than the units to do nor the smallest concurrency
+    limit of a model endpoint (each process gets a share of every limit), and one where processes cannot be forked
+    or the endpoints are batch collectors (batches.py), which gather requests in this process."""
+    if options.workers <= 1 or not FORK or options.wrap is not None:
+        return 1
+    limits = [e.max_concurrency for e in (*config.targets, config.grader) if e.provider in MODEL_APIS]
+    return max(1, min(options.workers, units, *limits))
+
+
+def _share(config: Config, index: int, count: int) -> Config:
+    """The config a worker process runs: its share of each endpoint's concurrency and rate limits."""
+    def part(e: EndpointConfig) -> EndpointConfig:
+        split = lambda limit: limit / count if limit else limit
+        return replace(e, max_concurrency=e.max_concurrency // count + (index < e.max_concurrency % count),
+                       requests_per_minute=split(e.requests_per_minute), tokens_per_minute=split(e.tokens_per_minute))
+    return replace(config, targets=tuple(part(t) for t in config.targets), grader=part(config.grader))
+
+
+def _run_in_processes(config: Config, suite: Suite, answers: Answers, keys: dict[str, str | None],
+                      options: RunOptions, monitor: Monitor, done: set, results: _Results, count: int) -> list[str]:
+    """The units split over `count` forked worker processes; rows, stops and call counts come back to this one."""
+    budget = SharedBudget(monitor.budget.max_cost, monitor.budget.spent)
+    monitor.budget = budget
+
+    def child(index: int, send: Callable[[Any], None], stopped: Callable[[], bool]) -> None:
+        cache = ResponseCache(options.cache.path) if options.cache is not None else None   # never the parent's
+        mine = Monitor(budget=budget)
         try:
-            await asyncio.gather(*tasks)
+            stops = asyncio.run(run_async(_share(config, index, count), suite, answers, keys,
+                                          replace(options, cache=cache, on_result=None), mine, done,
+                                          lambda row: send(("row", row)), (index, count), stopped))
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-    if stops:
-        ceiling = f" of --max-cost ${budget.max_cost:g}" if budget.max_cost is not None else ""
-        raise RunStopped(stops[0] + (f"; spent ${budget.spent:.4f}{ceiling}" if ceiling or budget.spent else ""))
-    return written
+            send(("meters", {name: (m.calls, m.cache_hits) for name, m in mine.meters.items()}))
+            if cache is not None:
+                cache.close()
+        send(("stops", stops))
+
+    stops: list[str] = []
+
+    def on_message(message: tuple) -> bool:
+        kind, value = message
+        if kind == "row":
+            if (reason := results.accept(value)) is not None:
+                stops.append(reason)
+        elif kind == "meters":
+            for name, (calls, hits) in value.items():
+                meter = monitor.meters.setdefault(name, Meter())
+                meter.calls += calls
+                meter.cache_hits += hits
+        else:
+            stops.extend(value)
+        return bool(stops)
+
+    run_workers(count, child, on_message)
+    return stops
 
 
 def _verdict_error(row: dict) -> str:
@@ -362,10 +446,15 @@ def run(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dic
         write_json(run_dir / MANIFEST, scrubber.value(new_manifest))
         snapshot_cases(suite, run_dir)
         monitor.total = count_jobs(config, suite, options.shard, done)
-        try:
-            asyncio.run(run_async(config, suite, answers, run_dir, keys, options, monitor, done))
-        except RunStopped as stop:
-            raise RunStopped(scrubber.text(str(stop))) from None
+        count = worker_count(config, options, monitor.total)
+        with RunStore(run_dir) as store:
+            results = _Results(store, options, monitor)
+            if count > 1:
+                stops = _run_in_processes(config, suite, answers, keys, options, monitor, done, results, count)
+            else:
+                stops = asyncio.run(run_async(config, suite, answers, keys, options, monitor, done, results.accept))
+        if stops:
+            raise RunStopped(scrubber.text(str(_stopped(stops, monitor.budget))))
     return monitor
 
 

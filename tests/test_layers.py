@@ -21,7 +21,7 @@ LAYERS = [
     ["load", "store"],
     ["providers", "providers.base", "providers.capped", "providers.openai", "providers.anthropic",
      "providers.replay", "providers.batch"],
-    ["generate", "grade", "graders", "graders.rules", "graders.llm", "graders.labels", "stats", "charts",
+    ["generate", "grade", "processes", "graders", "graders.rules", "graders.llm", "graders.labels", "stats", "charts",
      "agreement"],
     ["analyze", "attack"],
     ["review", "decide", "report", "healthbench_export"],
