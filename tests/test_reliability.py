@@ -86,8 +86,10 @@ grader: {{provider: openai, model: judge, base_url: "{fake_server.openai_base_ur
         summary = json.loads((suite_dir / "out" / "summary.json").read_text())["targets"]["vendor"]
         assert summary["errors"] == sum(r["status"] == "error" for r in rows)
         assert summary["grading_errors"] == sum(1 for r in rows for v in r["verdicts"] if v["error"])
-    requests = len(fake_server.requests)
-    assert requests > 50 * 5                                         # retries happened
+    # The campaign really injected faults (and every row above recovered or failed with its kind). Not a count of
+    # requests: how many calls the cache answers depends on how the work was spread over processes and tasks.
+    faults = sum(_draw(q, "fault") < rate for q in fake_server.requests)
+    assert faults >= 10
 
 
 @pytest.fixture
