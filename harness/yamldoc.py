@@ -253,15 +253,33 @@ def read_text(path: Path, display: str, limit: int = MAX_BYTES) -> tuple[str | N
 _CLoader = getattr(yaml, "CSafeLoader", None)
 
 
+def _shares_a_node(nodes: list) -> bool:
+    """True if a node is reached twice: libyaml composes an alias as the anchored node itself (never a copy)."""
+    seen: set[int] = set()
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+    return False
+
+
 def _compose(text: str) -> list:
-    """The document nodes: through libyaml when it is there and the text can hold no anchor or alias and no deep
-    nesting (the common case, several times faster); otherwise, or on any error, through the pure-Python loader,
+    """The document nodes: through libyaml when it is there and the text cannot nest deeply (the common case, many
+    times faster); otherwise, when libyaml's nodes hold an alias, or on any error, through the pure-Python loader,
     which keeps aliases unresolved and gives the exact messages."""
-    simple = "&" not in text and "*" not in text and text.count("[") + text.count("{") < 100 and \
+    shallow = text.count("[") + text.count("{") < 100 and \
         max((len(l) - len(l.lstrip(" ")) for l in text.splitlines()), default=0) < 2 * MAX_DEPTH
-    if _CLoader is not None and simple:
+    if _CLoader is not None and shallow:
         try:
-            return list(yaml.compose_all(text, Loader=_CLoader))
+            nodes = list(yaml.compose_all(text, Loader=_CLoader))
+            if not _shares_a_node(nodes):
+                return nodes
         except (yaml.YAMLError, RecursionError):
             pass
     return list(yaml.compose_all(text, Loader=_Loader))
