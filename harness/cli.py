@@ -257,7 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             options.cache.close()
     calls, hits = monitor.calls()
     print(f"bilan: {calls} model calls made, {hits} answered from the cache, ${monitor.cost():.4f} spent", file=sys.stderr)
-    _print_summary(rebuild(run_dir), run_dir)
+    _print_summary(rebuild(run_dir, workers=args.workers), run_dir)
     return 0
 
 
@@ -393,7 +393,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     """Combine shard run directories into one, then rebuild its reports."""
     from .run import merge, rebuild
     merge([Path(d) for d in args.run_dirs], Path(args.out))
-    _print_summary(rebuild(Path(args.out)), Path(args.out))
+    _print_summary(rebuild(Path(args.out), workers=_workers("auto")), Path(args.out))
     return 0
 
 
@@ -420,7 +420,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise InputError([Problem("bilan report", 0, 0, "--redact-answers needs --out DIR, a folder other than the run's")])
         _print_summary(rebuild(run_dir, redacted_to=Path(args.out)), Path(args.out))
         return 0
-    _print_summary(rebuild(run_dir), run_dir)
+    _print_summary(rebuild(run_dir, workers=_workers("auto")), run_dir)
     return 0
 
 

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 
 from .analyze import VARIETIES, commits_never_event, outcome, percent
 from .charts import bar_chart, curve_chart, forest_chart
+from .processes import FORK, run_workers
 from .store import SUMMARY, refuse_symlinks, write_file, write_json
 
 RTL_FAMILIES = {"ar", "ary", "arb", "fa", "he", "ur"}
@@ -270,14 +271,8 @@ def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary:
     return [run_dir / f"{language}.{ext}" for ext in ("html", "md", "png")]
 
 
-def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: dict,
-                  conversations: dict[str, dict]) -> list[Path]:
-    """Write summary.json, index.html/.md/.png and <language>.html/.md/.png; returns the files written."""
-    run_dir = Path(run_dir)
-    refuse_symlinks([run_dir / SUMMARY] + [run_dir / f"{page}.{ext}" for page in ["index", *summary["languages"]]
-                                           for ext in ("html", "md", "png")])
-    write_json(run_dir / SUMMARY, summary)
-    written = [run_dir / SUMMARY]
+def _write_index(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: dict) -> list[Path]:
+    """index.html/.md/.png; returns the files written."""
     languages = summary["languages"]
     index_png = bar_chart(languages, {n: [t["by_language"].get(l) for l in languages] for n, t in summary["targets"].items()},
                           "Overall score by language")
@@ -294,7 +289,35 @@ def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: 
                   charts={"index": b64(index_png), **_findings_charts(summary)})
     write_file(run_dir / "index.html", html)
     write_file(run_dir / "index.md", render("index.md.j2", **page))
-    written += [run_dir / "index.html", run_dir / "index.md", run_dir / "index.png"]
-    for language in languages:
-        written += _write_language(run_dir, language, rows, summary, manifest, conversations)
-    return written
+    return [run_dir / "index.html", run_dir / "index.md", run_dir / "index.png"]
+
+
+def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: dict,
+                  conversations: dict[str, dict], workers: int = 1) -> list[Path]:
+    """Write summary.json, index.html/.md/.png and <language>.html/.md/.png; returns the files written. With
+    `workers` above 1 (where processes fork), the pages are written by that many processes at once: charts and
+    templates are CPU work, and pages share nothing."""
+    run_dir = Path(run_dir)
+    pages = ["index", *summary["languages"]]
+    refuse_symlinks([run_dir / SUMMARY] + [run_dir / f"{page}.{ext}" for page in pages for ext in ("html", "md", "png")])
+    write_json(run_dir / SUMMARY, summary)
+
+    def write(page: str) -> list[Path]:
+        if page == "index":
+            return _write_index(run_dir, rows, summary, manifest)
+        return _write_language(run_dir, page, rows, summary, manifest, conversations)
+
+    count = min(workers, len(pages)) if FORK else 1
+    files: dict[str, list[Path]] = {}
+    if count <= 1:
+        files = {page: write(page) for page in pages}
+    else:
+        def child(index: int, send: Callable[[Any], None], stopped: Callable[[], bool]) -> None:
+            for page in pages[index::count]:
+                send((page, [str(path) for path in write(page)]))
+
+        def on_message(message: tuple) -> bool:
+            files[message[0]] = [Path(path) for path in message[1]]
+            return False
+        run_workers(count, child, on_message)
+    return [run_dir / SUMMARY] + [path for page in pages for path in files[page]]

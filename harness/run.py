@@ -514,7 +514,8 @@ def snapshot_cases(suite: Suite, run_dir: Path) -> None:
                                   for c in suite.cases))
 
 
-def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: Path | None = None) -> dict[str, Any]:
+def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: Path | None = None,
+            workers: int = 1) -> dict[str, Any]:
     """Summarise a run directory's results and write its reports (no model call); returns the summary.
     With `redacted_to`, write aggregates only to that folder: no answer, verdict reason or conversation."""
     # options: parity's reference language and the never-event threshold (default fr, -8).
@@ -532,7 +533,7 @@ def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: 
     summary["run_id"] = manifest_data.get("run_id")
     if redacted_to is None:
         with run_lock(run_dir):
-            write_reports(run_dir, rows, summary, manifest_data, conversations)
+            write_reports(run_dir, rows, summary, manifest_data, conversations, workers)
     else:
         with run_lock(redacted_to):
             write_json(redacted_to / MANIFEST, manifest_data | {"redacted": True})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from fake_server import FakeReply
 from harness.cli import main
 from harness.load import load_project
 from harness.processes import FORK
-from harness.run import RunOptions, worker_count
+from harness.run import RunOptions, rebuild, worker_count
 from test_engine import ROOT, essence, rows_of, write_config
 from test_providers import responder
 
@@ -124,3 +125,16 @@ def test_an_interrupted_run_in_workers_keeps_its_rows_and_resumes_to_the_same_re
     rows = rows_of(suite_dir / "cut")
     assert len(rows) == len({(r["target"], r["case_id"], r["sample"]) for r in rows}) == 30
     assert essence(rows) == essence(rows_of(suite_dir / "reference"))
+
+
+def test_reports_written_by_several_processes_are_byte_for_byte_those_of_one(suite_dir):
+    assert main(["run", "--out", "run", "--workers", "1"]) == 0
+    shutil.copytree(suite_dir / "run", suite_dir / "copy")
+    pages = ["summary.json"] + [f"{page}.{ext}" for page in ["index", *json.loads(
+        (suite_dir / "run" / "summary.json").read_text(encoding="utf-8"))["languages"]] for ext in ("html", "md", "png")]
+    assert len(pages) > 10
+    for name in pages:
+        (suite_dir / "copy" / name).unlink()
+    rebuild(suite_dir / "copy", workers=3)
+    for name in pages:
+        assert (suite_dir / "copy" / name).read_bytes() == (suite_dir / "run" / name).read_bytes(), name

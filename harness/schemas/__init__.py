@@ -136,7 +136,8 @@ def _matching_branch(err: ValidationError) -> list[ValidationError] | None:
 
 def schema_errors(doc: Document, name: str) -> list[tuple[tuple, Problem]]:
     """Validate a parsed document against a format's schema: (path, located problem) for each, no repeats."""
-    seen, out = set(), []
+    seen: set[Problem] = set()
+    out: list[tuple[tuple, Problem]] = []
     if is_valid(doc.data, name):
         return out
     for err in validator(name).iter_errors(doc.data):
