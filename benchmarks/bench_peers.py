@@ -13,7 +13,9 @@ another), one candidate call plus one grader call per rubric item, against bench
 model server of tests/fake_server.py with a fixed latency, its own process). Each harness runs as its own
 process tree, timed from outside: imports, loading, grading and reports included. CPU is user + system of that
 tree and peak RSS its largest process, both from getrusage(RUSAGE_CHILDREN) in a fresh wrapper process
-(`--time`), so one run's figures never mix with another's. Request counts come from the server.
+(`--time`), so one run's figures never mix with another's; beside it the peak of the tree's summed proportional set size
+(/proc smaps_rollup, sampled every 0.25 s: Bilan's worker processes and Inspect's subprocesses count together,
+pages they share counted once). Request counts come from the server.
 
 - reference: simple-evals' own `simple_evals.main()` with `--eval=healthbench --model=gpt-4.1 --n-threads=N`,
   from a clone given with --reference, its data path pointed at the local file (benchmarks/run_simple_evals.py);
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,20 +62,57 @@ def write_examples(path: Path, count: int, source: Path = DATA) -> tuple[int, in
 
 # ----- the timing wrapper (runs in its own fresh process) --------------------------------------------------
 
+def tree_rss_mb(root: int) -> float:
+    """Memory of a process and all its descendants now (from /proc: proportional set size), in MB."""
+    parent, rss = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:                  # ended while we looked
+            continue
+        pid = int(stat.parent.name)
+        parent[pid], rss[pid] = int(fields[1]), int(fields[21]) * resource.getpagesize()
+    tree, grew = {root}, True
+    while grew:
+        found = {pid for pid, ppid in parent.items() if ppid in tree} - tree
+        tree |= found
+        grew = bool(found)
+    return sum(_pss(pid, rss.get(pid, 0)) for pid in tree) / 2 ** 20
+
+
+def _pss(pid: int, rss: int) -> int:
+    """A process's proportional share of memory (pages shared after a fork counted once over the sharers)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss
+
+
 def time_commands(commands: list[dict]) -> dict:
-    """Run commands one after another; wall, CPU and peak RSS of their process trees (this process is fresh)."""
+    """Run commands one after another; wall, CPU and peak RSS of their process trees (this process is fresh):
+    the largest single process (getrusage) and the largest sum over the tree at once (/proc, every 0.25 s)."""
     start = time.perf_counter()
-    walls = []
+    walls, tree_peak = [], 0.0
     for c in commands:
         t = time.perf_counter()
-        done = subprocess.run(c["argv"], cwd=c.get("cwd"), env=c.get("env"), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+        with subprocess.Popen(c["argv"], cwd=c.get("cwd"), env=c.get("env"), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) as proc:
+            reader = threading.Thread(target=lambda: setattr(proc, "output", proc.stdout.read()), daemon=True)
+            reader.start()
+            while proc.poll() is None:
+                tree_peak = max(tree_peak, tree_rss_mb(proc.pid))
+                time.sleep(0.25)
+            reader.join()
         walls.append(time.perf_counter() - t)
-        if done.returncode != 0:
-            return {"error": f"{c['argv'][:3]} exited {done.returncode}:\n{done.stdout[-3000:]}"}
+        if proc.returncode != 0:
+            return {"error": f"{c['argv'][:3]} exited {proc.returncode}:\n{proc.output[-3000:]}"}
     wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall": wall, "walls": walls, "cpu": usage.ru_utime + usage.ru_stime, "max_rss_mb": usage.ru_maxrss / 1024}
+    return {"wall": wall, "walls": walls, "cpu": usage.ru_utime + usage.ru_stime, "max_rss_mb": usage.ru_maxrss / 1024,
+            "tree_rss_mb": tree_peak}
 
 
 # ----- the three harnesses ---------------------------------------------------------------------------------
@@ -164,6 +204,7 @@ def row(name: str, runs: list[dict]) -> dict:
             "rate": statistics.median(q / w for q, w in zip(reqs, walls)),
             "cpu_ms": statistics.median(1000 * r["cpu"] / r["server"]["requests"] for r in runs),
             "rss": statistics.median(r["max_rss_mb"] for r in runs),
+            "tree_rss": statistics.median(r["tree_rss_mb"] for r in runs),
             "in_flight": max(r["server"]["max_in_flight"] for r in runs),
             "retries": sum(r["server"]["retries"] for r in runs),
             "server_cpu": statistics.median(r["server"]["server_cpu_s"] for r in runs),
@@ -171,13 +212,14 @@ def row(name: str, runs: list[dict]) -> dict:
 
 
 def table(rows: list[dict]) -> list[str]:
-    out = ["| harness | requests per run | wall s (median; runs) | req/s | client CPU ms per request | peak RSS MB | "
-           "most in flight | repeated requests |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| harness | requests per run | wall s (median; runs) | req/s | client CPU ms per request | peak RSS MB "
+           "(largest process) | peak PSS MB (all its processes) | most in flight | repeated requests |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         runs = ", ".join(f"{w:.2f}" for w in r["walls"])
         reqs = "/".join(str(q) for q in sorted(set(r["requests"])))
         out.append(f"| {r['name']} | {reqs} | {r['wall']:.2f} ({runs}) | {r['rate']:.0f} | {r['cpu_ms']:.2f} | "
-                   f"{r['rss']:.0f} | {r['in_flight']} | {r['retries']} |")
+                   f"{r['rss']:.0f} | {r['tree_rss']:.0f} | {r['in_flight']} | {r['retries']} |")
     return out
 
 
@@ -186,7 +228,8 @@ def ratios(bilan: dict, ref: dict | None, insp: dict | None) -> str:
     for name, other in (("reference", ref), ("Inspect", insp)):
         if other:
             parts.append(f"Bilan / {name}: wall {bilan['wall'] / other['wall']:.2f}, req/s {bilan['rate'] / other['rate']:.2f}, "
-                         f"CPU per request {bilan['cpu_ms'] / other['cpu_ms']:.2f}, peak RSS {bilan['rss'] / other['rss']:.2f}")
+                         f"CPU per request {bilan['cpu_ms'] / other['cpu_ms']:.2f}, peak PSS of all processes "
+                         f"{bilan['tree_rss'] / other['tree_rss']:.2f}")
     return "; ".join(parts)
 
 
