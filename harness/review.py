@@ -299,10 +299,11 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
         if sheet not in keys:
             key_file = run_dir / "review" / f"{sheet}.key.json"
             keys[sheet] = read_json(key_file) if _SHEET_ID.fullmatch(sheet) and key_file.exists() else None
-        if keys[sheet] is None:
+        key = keys[sheet]
+        if key is None:
             unknown_sheets.setdefault(sheet, []).append(n)
             continue
-        entry = keys[sheet].get("rows", {}).get(row_id)
+        entry = key.get("rows", {}).get(row_id)
         if entry is None:
             what = "row_id is empty" if not row_id else f"row {row_id!r} is not in sheet {sheet!r}"
             problems.append(Problem(shown, n, 1, f"{what}; expected a row id that `bilan review export` wrote, such as R00001"))
