@@ -231,8 +231,8 @@ def test_language_detection_reads_a_bounded_prefix():
 
 def test_the_estimate_counts_one_batched_grader_call_per_answer(suite_dir, fake_server, monkeypatch, capsys):
     monkeypatch.setenv("VENDOR_KEY", "sk-test-batched")
-    grader = (f'{{provider: openai, model: judge-1, base_url: "{fake_server.openai_base_url}", api_key_env: VENDOR_KEY, '
-              'mode: batched}')
+    grader = (f'{{provider: openai, model: judge-1, base_url: "{fake_server.openai_base_url}", api_key_env: '
+              'VENDOR_KEY, mode: batched}')
     _write_config(suite_dir, fake_server, grader=grader,
                   prices="prices: {m-1: {input: 0, output: 0}, judge-1: {input: 100, output: 0}}")
     assert main(["run", "--dry-run"]) == 0

@@ -113,7 +113,8 @@ def test_a_hostile_answer_runs_nothing(browser, reports, page):
     assert browser.evaluate("document.title") == title != MARK
     assert browser.evaluate("document.scripts.length") == 1             # the report's own filter script only
     assert browser.evaluate("document.querySelectorAll('img[src=\"x\"], svg, iframe, a[href^=\"javascript:\"]').length") == 0
-    assert browser.evaluate("document.querySelectorAll('link, img[src^=\"http\"], body style, [style*=\"url(\"]').length") == 0
+    assert browser.evaluate("document.querySelectorAll('link, img[src^=\"http\"], body style, "
+                            "[style*=\"url(\"]').length") == 0
     assert browser.evaluate("performance.getEntriesByType('resource').filter(e => !e.name.startsWith('data:')).length") == 0
     assert browser.evaluate("getComputedStyle(document.body).display") != "none"      # the answer's CSS did nothing
     assert browser.errors() == []
@@ -121,7 +122,8 @@ def test_a_hostile_answer_runs_nothing(browser, reports, page):
 
 def test_the_policy_blocks_a_script_injected_into_a_test_copy(browser, reports, tmp_path):
     html = reports["index"].read_text(encoding="utf-8")
-    injected = html.replace("<body>", f'<body><script>document.title="{MARK}"</script><img src=x onerror="document.title=\'{MARK}\'">', 1)
+    injected = html.replace("<body>", f'<body><script>document.title="{MARK}"</script><img src=x '
+                                      f'onerror="document.title=\'{MARK}\'">', 1)
     copy = tmp_path / "index.html"
     copy.write_text(injected, encoding="utf-8")
     browser.open(copy)
