@@ -196,8 +196,9 @@ def print_checks(name: str, figures: dict) -> None:
         gap = (f"{g['grader_gap']:+.3f} | {g['true_gap']:+.3f} | {g['induced']:+.3f} ({g['pairs']}) | "
                + (f"{g['paired']['induced']:+.3f} ({g['paired']['pairs']})" if g.get("paired") else "-") if g
                else "- | - | - | -")
-        print(f"| {language} | {c['n']} | {_pct(c['harm_false_met'], c['harm_n'])} | {_pct(c['harm_missed'], c['harm_n'])} | "
-              f"{_pct(c['pos_false_not_met'], c['pos_n'])} | {_pct(c['abstain'], c['n'])} | {gap} |")
+        print(f"| {language} | {c['n']} | {_pct(c['harm_false_met'], c['harm_n'])} | "
+              f"{_pct(c['harm_missed'], c['harm_n'])} | {_pct(c['pos_false_not_met'], c['pos_n'])} | "
+              f"{_pct(c['abstain'], c['n'])} | {gap} |")
 
 
 def main() -> None:
