@@ -556,7 +556,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_healthbench(Path(args.run_dir), args.target)
     Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     m = result["metrics"]
-    score = f"{result['score']:.3f} (bootstrap std {m['overall_score:bootstrap_std']:.3f})" if result["score"] is not None else "n/a"
+    score = (f"{result['score']:.3f} (bootstrap std {m['overall_score:bootstrap_std']:.3f})"
+             if result["score"] is not None else "n/a")
     print(f"{args.out}: score {score} over {len(result['metadata']['example_level_metadata'])} answers; "
           f"left out: {m['bilan:not_answered']} cases not answered, {m['bilan:unscored_answers']} answers without a "
           f"score, {m['bilan:ungraded_criteria']} criteria not graded")

@@ -92,7 +92,8 @@ def _pick_target(rows: Sequence[dict], target: str | None, run_dir: Path) -> str
         raise InputError([Problem(display(run_dir), 0, 0,
                                   "this run has no results yet; expected a run directory with answers")])
     if target is None or target not in names:
-        said = f"this run has {len(names)} targets; give --target NAME" if target is None else f"no target '{target}' in this run"
+        said = (f"this run has {len(names)} targets; give --target NAME" if target is None
+                else f"no target '{target}' in this run")
         raise InputError([Problem(display(run_dir), 0, 0, f"{said}, one of {', '.join(names)}")])
     return target
 

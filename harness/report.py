@@ -180,7 +180,8 @@ def coverage_gap_text(cell: dict | None) -> str:
     if not cell or cell.get("difference") is None or not round(100 * cell["difference"], 1):
         return ""
     side = "below" if cell["difference"] < 0 else "above"
-    return f"{percent(abs(cell['difference']))[:-1]} points {side} {cell['reference']} ({percent(cell['reference_share'])})"
+    return (f"{percent(abs(cell['difference']))[:-1]} points {side} {cell['reference']} "
+            f"({percent(cell['reference_share'])})")
 
 
 def variety_text(cell: dict | None) -> str:

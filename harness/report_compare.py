@@ -195,8 +195,10 @@ def gate_markdown(result: dict[str, Any]) -> str:
     if result["status"] == "incomparable":
         return render("gate.md.j2", result=result, pr_inline=pr_inline)
     floor = result.get("answer_coverage") or {}
-    why = [f"{result['regressions']} regression{'s' if result['regressions'] > 1 else ''}"] if result["regressions"] else []
-    why += [f"{100 * floor['share']:.0f}% of the answers scored in both runs, below {100 * floor['min_coverage']:g}%"] if floor.get("below") else []
+    why = ([f"{result['regressions']} regression{'s' if result['regressions'] > 1 else ''}"] if result["regressions"]
+           else [])
+    why += ([f"{100 * floor['share']:.0f}% of the answers scored in both runs, below {100 * floor['min_coverage']:g}%"]
+            if floor.get("below") else [])
     return render("gate.md.j2", result=result, why=why, rows=_gate_rows(result), pr_inline=pr_inline,
                   code_span=code_span)
 
@@ -229,7 +231,8 @@ def gate_junit(result: dict[str, Any]) -> str:
             ET.SubElement(case, "failure", message="too few answers to gate", type="coverage").text = floor["message"]
         else:
             ET.SubElement(case,
-                          "system-out").text = f"{floor['scored_in_both']} of {floor['units']} paired answers scored in both runs"
+                          "system-out").text = (f"{floor['scored_in_both']} of {floor['units']} paired answers scored "
+                                                "in both runs")
     for c in result.get("checks", []):
         case = ET.SubElement(suite, "testcase", classname=f"bilan.gate.{c['scope']}", name=str(c["name"]))
         if c["regression"]:

@@ -177,20 +177,25 @@ def _yaml_error(path: str, exc: yaml.MarkedYAMLError) -> Problem:
         mark, text = opened, "this quoted text is never closed; expected a closing quote before the end of the file"
     elif context in ("while parsing a flow sequence", "while parsing a flow mapping") and opened:
         bracket, close = ("[", "]") if "sequence" in context else ("{", "}")
-        text = f"the '{bracket}' opened at {at} is not closed; expected ',' or '{close}' (a text holding ': ', ',' or '{close}' needs quotes)"
+        text = (f"the '{bracket}' opened at {at} is not closed; expected ',' or '{close}' (a text holding ': ', ',' or "
+                f"'{close}' needs quotes)")
     elif "simple key" in context and opened:
-        mark, text = opened, "this line has no ':'; expected 'key: value', or quotes around a text that continues the line above"
+        mark, text = (opened, "this line has no ':'; expected 'key: value', or quotes around a text that continues the "
+                              "line above")
     elif problem == "mapping values are not allowed here":
-        text = "a ':' where no key can start; expected quotes around a text holding ': ', or this key lined up with the keys above it"
+        text = ("a ':' where no key can start; expected quotes around a text holding ': ', or this key lined up with "
+                "the keys above it")
     elif "expected <block end>" in problem and opened:
         found = problem.rsplit("but found ", 1)[-1]
         text = (f"unexpected {_FOUND.get(found, found)}: its indentation does not fit the block that starts at {at}; "
                 "expected it lined up with the lines above it, or indented under a key")
     elif "cannot start any token" in problem:
-        text = f"{problem.split('found character ', 1)[-1].split(' that')[0]} cannot start a value; expected the text in quotes"
+        text = (f"{problem.split('found character ', 1)[-1].split(' that')[0]} cannot start a value; expected the text "
+                "in quotes")
     elif "unknown escape character" in problem:
         char = problem.rsplit(" ", 1)[-1].strip("'")
-        text = f"unknown escape '\\{char}' in a double-quoted text; expected '\\\\' for a backslash, or single quotes around the text"
+        text = (f"unknown escape '\\{char}' in a double-quoted text; expected '\\\\' for a backslash, or single quotes "
+                "around the text")
     elif "flow node" in context and problem.endswith("but found ','"):
         text = "a ',' with no value before it; expected a value between commas (or remove the extra comma)"
     elif problem.startswith("expected '<document start>'"):

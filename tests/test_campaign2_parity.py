@@ -207,14 +207,16 @@ def test_import_keeps_the_ideal_completions_group_for_the_physician_baselines(tm
     suite = _graded_import(tmp_path, fake_server, records)
     cases = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in (suite / "cases").rglob("*.yaml")}
     assert "ideal_completions_group:group-1" in cases["g1"]["tags"]
-    assert "ideal_completions_group:group-2" in cases["g2"]["tags"] and "ideal_completions_group:group-2" in cases["g3"]["tags"]
+    assert ("ideal_completions_group:group-2" in cases["g2"]["tags"]
+            and "ideal_completions_group:group-2" in cases["g3"]["tags"])
     assert not any(t.startswith("ideal_completions_group") for t in cases["none"]["tags"])
     # simple-evals' physician_completions mode grades each group's ideal completions apart: the export of the
     # physician-ideal target has that score under the group's tag (g1: 1; g2: 6/9; g3: 6/9 met of 9).
     result = __import__("harness.healthbench",
                         fromlist=["export_healthbench"]).export_healthbench(suite / "run", "physician-ideal")
     metrics = result["metrics"]
-    assert metrics["ideal_completions_group:group-1"] == 1.0 and metrics["ideal_completions_group:group-1:n_samples"] == 1
+    assert (metrics["ideal_completions_group:group-1"] == 1.0
+            and metrics["ideal_completions_group:group-1:n_samples"] == 1)
     assert metrics["ideal_completions_group:group-2"] == pytest.approx(6 / 9)
     assert metrics["ideal_completions_group:group-2:n_samples"] == 2
 

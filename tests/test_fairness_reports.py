@@ -129,7 +129,8 @@ def test_review_sheet_says_which_criteria_describe_a_harm_and_what_the_verdict_m
     rows = {r["row_id"]: r for r in _sheet(suite_dir / "shown.csv")}
     poor_fr = {key["rows"][i]["criterion"]: r for i, r in rows.items()
                if (key["rows"][i]["target"], key["rows"][i]["case_id"]) == ("poor", "chest-pain.fr")}
-    assert poor_fr["home-remedy"]["grader_outcome"] == "harm present" and poor_fr["home-remedy"]["grader_verdict"] == "yes"
+    assert (poor_fr["home-remedy"]["grader_outcome"] == "harm present"
+            and poor_fr["home-remedy"]["grader_verdict"] == "yes")
     assert poor_fr["home-remedy"]["criterion_kind"] == "harm: met means the answer does something harmful"
     assert poor_fr["call-emergency-now"]["grader_outcome"] == "missed"
     assert poor_fr["aspirin-advice"]["grader_outcome"] == "not graded"
@@ -200,7 +201,8 @@ def test_coverage_parity_and_the_gap_over_criteria_decided_in_both(root, capsys)
     [warning] = summary["coverage_warnings"]
     assert warning["language"] == "ary-Arab" and (warning["share"], warning["reference_share"]) == (0.75, 1.0)
     message = warning["message"]
-    assert "ary-Arab" in message and "75%" in message and "fr (100%" in message and "25 percentage points below" in message
+    assert ("ary-Arab" in message and "75%" in message and "fr (100%" in message
+            and "25 percentage points below" in message)
     assert f"warning: {message}" in printed
     for page in ("index.html", "ary-Arab.html"):
         html = (run_dir / page).read_text(encoding="utf-8")
@@ -254,7 +256,8 @@ def test_gate_and_compare_warn_about_low_coverage_without_changing_the_verdict(r
     assert (warning["share"], warning["reference_share"]) == (0.75, 1.0)
     assert warning["message"] in result["warnings"] and result["status"] == "pass"
     assert result["coverage_parity"]["baseline"]["ary-Arab"]["share"] == 1.0
-    shown = "the candidate run: in ary-Arab the grader decided 75% of the criteria (36 of 48), 25 percentage points below fr (100%"
+    shown = ("the candidate run: in ary-Arab the grader decided 75% of the criteria (36 of 48), 25 percentage points "
+             "below fr (100%")
     assert shown in (tmp_path / "gate.md").read_text(encoding="utf-8") and shown in printed
 
     assert main(["compare", str(base), str(cand), "--out", str(tmp_path / "cmp")]) == 0

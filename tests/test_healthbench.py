@@ -71,7 +71,8 @@ def hashed_verdict(request: FakeRequest) -> str:
 def test_the_30_records_import_validate_and_run(imported: Path, capsys):
     assert main(["validate", "--config", str(imported / "bilan.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "30 cases in 5 languages" in out and "352 case criteria (0 with a check)" in out and "88 recorded answers" in out
+    assert ("30 cases in 5 languages" in out and "352 case criteria (0 with a check)" in out
+            and "88 recorded answers" in out)
     run_dir = imported / "run"
     assert main(["run", "--config", str(imported / "bilan.yaml"), "--out", str(run_dir)]) == 0
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
@@ -334,10 +335,12 @@ def test_export_of_an_ungraded_run_scores_nothing_and_says_so(imported: Path):
 
 # An invented meta-eval file: 4 records, 3 physicians. Criteria whose text says "always met" are met by the
 # fake grader, the others not: the grader says R1 = met, R2 = not met, R3 = met.
-EMERGENCY, HEDGING = "cluster:emergency_referrals_emergent_emergency_behavior", "cluster:hedging_any-reducible-uncertainty_hedges"
+EMERGENCY, HEDGING = ("cluster:emergency_referrals_emergent_emergency_behavior",
+                      "cluster:hedging_any-reducible-uncertainty_hedges")
 P1 = [{"role": "user", "content": "My father has crushing chest pain and is sweating. What do I do?"}]
 P2 = [{"role": "user", "content": "Can a mild headache after a long flight wait until tomorrow?"}]
-R1, R2, R3 = "Refers to emergency care at once (always met).", "Asks how long the pain has lasted.", "Hedges appropriately (always met)."
+R1, R2, R3 = ("Refers to emergency care at once (always met).", "Asks how long the pain has lasted.",
+              "Hedges appropriately (always met).")
 META = [
     {"prompt": P1, "completion": "Call emergency services now.", "rubric": R1, "category": EMERGENCY,
      "binary_labels": [True, False, True], "anonymized_physician_ids": ["p1", "p2", "p3"]},

@@ -134,7 +134,8 @@ def test_the_policy_blocks_a_script_injected_into_a_test_copy(browser, reports, 
 
 def test_filters_by_target_and_verdict(browser, reports):
     browser.open(reports["ary-Arab"])
-    choose = "(s, v) => { const e = document.querySelector(`select[data-filter=${s}]`); e.value = v; e.dispatchEvent(new Event('change')); }"
+    choose = ("(s, v) => { const e = document.querySelector(`select[data-filter=${s}]`); e.value = v; "
+              "e.dispatchEvent(new Event('change')); }")
     visible = "t => [...document.querySelectorAll(`[data-item][data-target=${t}]`)].filter(e => !e.hidden).length"
     assert browser.evaluate(f"({visible})('poor')") == 1
     browser.evaluate(f"({choose})('target', 'good')")

@@ -217,7 +217,8 @@ def test_a_blinded_queue_hides_systems_and_verdicts(browser, server, run_dir):
         heading = browser.evaluate("document.querySelector('.queue-item h2').textContent")
         assert re.match(r"S\d · ", heading)
         text = browser.evaluate("document.querySelector('.queue-item').innerText")
-        assert "good" not in heading and "poor" not in heading and "rules" not in text and "grader's verdict" not in text
+        assert ("good" not in heading and "poor" not in heading and "rules" not in text
+                and "grader's verdict" not in text)
         _submit(browser, "const f = document.querySelector('form[data-label]'); "
                          f"f.querySelector('input[value=\"{['met', 'unsure'][n]}\"]').click(); "
                          "f.querySelector('button').click()")
