@@ -71,7 +71,8 @@ PY_SPY_STAGES = {"validation (load_project)": ("load_project (", "harness/load.p
                  "summary + reports (run.rebuild)": ("rebuild (", "harness/run.py:")}
 
 
-IDLE_WORKER = "_worker (concurrent/futures/thread.py:81)"     # a pool thread waiting on its queue: idle, though py-spy counts it
+# a pool thread waiting on its queue: idle, though py-spy counts it
+IDLE_WORKER = "_worker (concurrent/futures/thread.py:81)"
 
 
 def _where(frame: str) -> str:

@@ -101,7 +101,8 @@ def check_figures(folder: Path, suite, errors: list | None = None) -> dict:
     grader, cases = RulesGrader(suite.locale), {c.id: c for c in suite.cases}
     cells: dict[str, dict] = defaultdict(lambda: {"harm_n": 0, "harm_false_met": 0, "harm_missed": 0, "pos_n": 0,
                                                   "pos_false_not_met": 0, "abstain": 0, "n": 0})
-    scores: dict[str, dict] = defaultdict(dict)     # language -> (scenario, variant) -> {criterion: (points, met, want)}
+    # language -> (scenario, variant) -> {criterion: (points, met, want)}
+    scores: dict[str, dict] = defaultdict(dict)
     for row in read_answers(folder):
         case = cases.get(row["case_id"])
         if case is None:

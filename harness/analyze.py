@@ -1,6 +1,7 @@
 """results -> pandas frames: means with seeded bootstrap intervals, broken down by language, axis and theme;
 language parity (also over the criteria decided in both languages), never-events, worst-at-k, grading coverage and
-its parity across languages, the answers' variety, refusals; what a verdict means for the patient; `load_run` for notebooks."""
+its parity across languages, the answers' variety, refusals; what a verdict means for the patient; `load_run` for
+notebooks."""
 from __future__ import annotations
 
 import math

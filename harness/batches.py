@@ -395,7 +395,8 @@ def status(run_dir: Path) -> list[str]:
                      f"(submitted {record.get('time', '?')})")
     for intent in ledger.intents.values():
         lines.append(f"a submission of {len(intent['custom_ids'])} requests to {intent['endpoint']} was interrupted "
-                     f"(at {intent.get('time', '?')}); `bilan run --resume` looks for its batch before sending it again")
+                     f"(at {intent.get('time', '?')}); `bilan run --resume` looks for its batch before sending it "
+                     "again")
     failed = [cid for cid in ledger.failed if ledger.final_failure(cid)]
     rows = read_results(run_dir) if (run_dir / RESULTS).exists() else []
     lines.append(f"{len(ledger.submitted)} batches, {len(ledger.pending())} waiting; {len(failed)} requests failed for "

@@ -495,8 +495,9 @@ class All(_Combination):
 
     def evaluate(self, view: AnswerView) -> Outcome:
         outcomes = [part.evaluate(view) for part in self.parts]
-        return next((o for o in outcomes if o.met is False), None) or next((o for o in outcomes if o.met is None), None) \
-            or Outcome(True, "; ".join(o.reason for o in outcomes))
+        return (next((o for o in outcomes if o.met is False), None)
+                or next((o for o in outcomes if o.met is None), None)
+                or Outcome(True, "; ".join(o.reason for o in outcomes)))
 
 
 class Not(_Combination):

@@ -481,7 +481,8 @@ def import_meta_eval(source: Path, out: Path) -> ImportSummary:
 # --- meta-eval agreement on a graded run ----------------------------------------------------------------
 
 def read_labels(folder: Path) -> dict[tuple[str, str, int, str], list[tuple[str, bool, str | None]]]:
-    """Clinician labels from DIR/labels/*.jsonl: (target, case_id, sample, criterion) -> [(reviewer, met, answer hash)]."""
+    """Clinician labels from DIR/labels/*.jsonl: (target, case_id, sample, criterion) -> [(reviewer, met, answer
+    hash)]."""
     if not folder.is_dir():
         raise InputError([Problem(display(folder), 0, 0,
                                   "labels folder not found; expected DIR/labels with <reviewer>.jsonl files")])
@@ -565,7 +566,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `bilan import healthbench|healthbench-meta FILE --out DIR` and `bilan export healthbench RUN_DIR --out FILE`."""
+    """Add `bilan import healthbench|healthbench-meta FILE --out DIR` and `bilan export healthbench RUN_DIR --out
+    FILE`."""
     p = subparsers.add_parser("import", help="convert HealthBench data into a Bilan suite")
     kinds = p.add_subparsers(dest="format", required=True)
     for name, text in (("healthbench", "HealthBench examples (main, hard or consensus JSONL)"),

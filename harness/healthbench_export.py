@@ -29,7 +29,8 @@ def reference_score(items: Sequence[tuple[float, bool]]) -> float | None:
 
 
 def example_metrics(example_tags: Sequence[str], rubric_items: Sequence[dict]) -> dict[str, float]:
-    """One example's metrics: overall_score, each example tag (the overall score), each rubric tag with a positive criterion."""
+    """One example's metrics: overall_score, each example tag (the overall score), each rubric tag with a positive
+    criterion."""
     overall = reference_score([(item["points"], item["criteria_met"]) for item in rubric_items])
     if overall is None:
         raise ValueError("an example needs a positive criterion to have a score")
@@ -113,12 +114,11 @@ def _case_tags(manifest: dict) -> dict[str, list[str]]:
 
 def _usage(row: dict, replay: bool) -> dict[str, int | None]:
     u = row.get("usage") or {}
-    return dict.fromkeys(("input_tokens", "input_cached_tokens", "output_tokens", "output_reasoning_tokens",
-                          "total_tokens")) if replay else {"input_tokens": u.get("input_tokens"),
-                                                           "input_cached_tokens": None,
-                                                           "output_tokens": u.get("output_tokens"),
-            "output_reasoning_tokens": None, "total_tokens": (u.get("input_tokens") or 0)
-                                                           + (u.get("output_tokens") or 0)}
+    return (dict.fromkeys(("input_tokens", "input_cached_tokens", "output_tokens", "output_reasoning_tokens",
+                           "total_tokens")) if replay
+            else {"input_tokens": u.get("input_tokens"), "input_cached_tokens": None,
+                  "output_tokens": u.get("output_tokens"), "output_reasoning_tokens": None,
+                  "total_tokens": (u.get("input_tokens") or 0) + (u.get("output_tokens") or 0)})
 
 
 def _item(verdict: dict) -> dict:

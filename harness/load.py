@@ -123,8 +123,8 @@ def _cases_of(doc: Document, problems: list[Problem], public: tuple[str, ...] = 
         cases.append(Case(
             id=variant.get("id", f"{data['scenario']}.{variant['language']}"), scenario=data["scenario"],
             language=variant["language"], title=data["title"], theme=data["theme"], use_case=data["use_case"],
-            persona=data["persona"], tags=tuple(data.get("tags",
-                                                         ())), code_switch=tuple(variant.get("code_switch", ())),
+            persona=data["persona"], tags=tuple(data.get("tags", ())),
+            code_switch=tuple(variant.get("code_switch", ())),
             review=variant.get("review", "draft"), source=f"{doc.path}:{doc.where(('variants', i))[0]}",
             conversation=tuple(Message(m["role"], m["content"]) for m in variant["conversation"])))
     return cases

@@ -120,8 +120,8 @@ _NEITHER = {family: _folded(words) for family, words in _NEITHER.items()}
 _NEEDS_CH = {fold(word): endings for word, endings in _NEEDS_CH.items()}
 (AFTER_CUES, NOUN_CUES, _JOIN, _AND, _CONTRAST, _NPI, _QUESTION, _SUBORDINATORS, _NOT_NEGATING, _CONTINUES, _REPORTING,
  _LIST_JOIN, _GLUE, _UNTIL) = (_folded(words) for words in (
-    AFTER_CUES, NOUN_CUES, _JOIN, _AND, _CONTRAST, _NPI, _QUESTION, _SUBORDINATORS, _NOT_NEGATING, _CONTINUES, _REPORTING,
-    _LIST_JOIN, _GLUE, _UNTIL))
+    AFTER_CUES, NOUN_CUES, _JOIN, _AND, _CONTRAST, _NPI, _QUESTION, _SUBORDINATORS, _NOT_NEGATING, _CONTINUES,
+    _REPORTING, _LIST_JOIN, _GLUE, _UNTIL))
 
 
 @dataclass(frozen=True)

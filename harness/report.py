@@ -70,11 +70,13 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-FONTS = {"tifinagh": "NotoSansTifinagh-Tifinagh.woff2", "arabic": "NotoSansArabic-Arabic.woff2"}  # SIL OFL, licences beside
+FONTS = {"tifinagh": "NotoSansTifinagh-Tifinagh.woff2",     # SIL OFL, licences beside
+         "arabic": "NotoSansArabic-Arabic.woff2"}
 
 
 def font_bytes(name: str) -> bytes:
-    """An embedded font's WOFF2 bytes ('tifinagh' or 'arabic'; the Arabic one is built by scripts/build_arabic_font.py)."""
+    """An embedded font's WOFF2 bytes ('tifinagh' or 'arabic'; the Arabic one is built by
+    scripts/build_arabic_font.py)."""
     return (Path(__file__).parent / "assets" / FONTS[name]).read_bytes()
 
 

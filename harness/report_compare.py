@@ -137,7 +137,8 @@ def _charts(data: dict[str, Any]) -> dict[str, bytes]:
 
 
 def write_comparison(out_dir: Path, data: dict[str, Any], listed: list[dict]) -> list[Path]:
-    """Write compare.html and compare.md (the same sections, from one `page`), compare.json and one PNG per chart; returns the files written."""
+    """Write compare.html and compare.md (the same sections, from one `page`), compare.json and one PNG per chart;
+    returns the files written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = _charts(data)
@@ -216,7 +217,8 @@ def _detail(c: dict) -> str:
 
 
 def gate_junit(result: dict[str, Any]) -> str:
-    """JUnit XML: one test case per check (overall, each language, each axis, never-events), a failure per regression."""
+    """JUnit XML: one test case per check (overall, each language, each axis, never-events), a failure per
+    regression."""
     floor = result.get("answer_coverage") or {}
     suite = ET.Element("testsuite", name="bilan-gate", tests=str(len(result.get("checks", [])) + bool(floor) or 1),
                        failures=str(result.get("regressions", 0) + bool(floor.get("below"))),
@@ -230,9 +232,8 @@ def gate_junit(result: dict[str, Any]) -> str:
         if floor["below"]:
             ET.SubElement(case, "failure", message="too few answers to gate", type="coverage").text = floor["message"]
         else:
-            ET.SubElement(case,
-                          "system-out").text = (f"{floor['scored_in_both']} of {floor['units']} paired answers scored "
-                                                "in both runs")
+            ET.SubElement(case, "system-out").text = (f"{floor['scored_in_both']} of {floor['units']} paired answers "
+                                                      "scored in both runs")
     for c in result.get("checks", []):
         case = ET.SubElement(suite, "testcase", classname=f"bilan.gate.{c['scope']}", name=str(c["name"]))
         if c["regression"]:

@@ -136,7 +136,8 @@ def sheet_rows(run_dir: Path, seed: int = 0, size: int | None = None,
 
 
 def _colour_met(sheet, rows: int) -> None:
-    """Colour the reviewer's yes or no as what it means for the patient, from the criterion's points (analyze.outcome)."""
+    """Colour the reviewer's yes or no as what it means for the patient, from the criterion's points
+    (analyze.outcome)."""
     from openpyxl.formatting.rule import FormulaRule
     from openpyxl.styles import PatternFill
     letter = lambda name: sheet.cell(1, COLUMNS.index(name) + 1).column_letter
@@ -192,7 +193,8 @@ def _write_xlsx(path: Path, rows: list[dict], progress: Callable[[int, int], Non
             progress(number - 1, len(rows))
     check = DataValidation(type="list", formula1='"yes,no"', allow_blank=True)
     sheet.add_data_validation(check)
-    check.add(f"{sheet.cell(2, COLUMNS.index('met') + 1).coordinate}:{sheet.cell(max(2, len(rows) + 1), COLUMNS.index('met') + 1).coordinate}")
+    check.add(f"{sheet.cell(2, COLUMNS.index('met') + 1).coordinate}:"
+              f"{sheet.cell(max(2, len(rows) + 1), COLUMNS.index('met') + 1).coordinate}")
     _colour_met(sheet, len(rows))
     sheet.freeze_panes = FROZEN
     _instructions(book.create_sheet("instructions"))

@@ -35,8 +35,8 @@ def _sampled_answers(suite: Path, samples: int) -> list[dict]:
     out = []
     for row in rows:
         for k in range(samples):
-            answer = "Donnez-lui une tisane." if (row["case_id"], k) == ("chest-pain.fr",
-                                                                         samples - 1) else row["answer"]
+            answer = ("Donnez-lui une tisane." if (row["case_id"], k) == ("chest-pain.fr", samples - 1)
+                      else row["answer"])
             out.append({"case_id": row["case_id"], "sample": k, "answer": answer})
     return out
 
@@ -158,7 +158,8 @@ def test_bilan_agreement_takes_a_labels_folder_and_locates_bad_labels(tmp_path: 
     lines = (moved / "p1.jsonl").read_text(encoding="utf-8").count("\n")
     assert main(["agreement", str(suite / "run"), "--labels", str(moved)]) == 2
     err = capsys.readouterr().err
-    assert f"p1.jsonl:{lines - 1}:1: error: expected a label {{case_id, answer_sha256, criterion, met, reviewer}}" in err
+    assert (f"p1.jsonl:{lines - 1}:1: error: expected a label "
+            "{case_id, answer_sha256, criterion, met, reviewer}") in err
     assert f"p1.jsonl:{lines}:2: error: invalid JSON" in err and "Traceback" not in err
 
 
@@ -276,4 +277,5 @@ def test_no_test_asserts_on_wall_time():
     # and failed the README's test command. Speed is measured in benchmarks/; a hang is caught by bounded.finishes.
     tests = Path(__file__).parent
     found = [hit for path in sorted(tests.glob("*.py")) for hit in wall_time_asserts(path)]
-    assert found == [], f"asserts on wall time (move the figure to benchmarks/, guard a hang with bounded.finishes): {found}"
+    assert found == [], ("asserts on wall time (move the figure to benchmarks/, guard a hang with bounded.finishes): "
+                         f"{found}")

@@ -73,7 +73,8 @@ def test_duplicate_keys_in_jsonl_are_refused_like_yaml_duplicates(suite_dir, cap
     first, rest = path.read_text(encoding="utf-8").split("\n", 1)
     path.write_text(first[:-1] + ', "answer": "Buvez une tisane."}\n' + rest, encoding="utf-8")
     assert main(["validate"]) == 2
-    assert 'answers/good.jsonl:1:1: error: duplicate key "answer"; expected each key once per object' in capsys.readouterr().err
+    assert ('answers/good.jsonl:1:1: error: duplicate key "answer"; expected each key once per object'
+            in capsys.readouterr().err)
 
 
 def test_a_non_object_line_in_results_is_located(suite_dir, capsys):

@@ -36,7 +36,8 @@ def test_parity_flags_the_planted_gap_and_not_the_null_one(root):
     assert darija["ci_high"] < 0
     assert darija["by_axis"]["escalation"]["gap"] == pytest.approx(-1.0) and darija["by_axis"]["escalation"]["flagged"]
     english = parity["en"]                                             # +5/18 and -5/18 in turn: no net gap
-    assert english["gap"] == pytest.approx(0.0) and english["ci_low"] < 0 < english["ci_high"] and not english["flagged"]
+    assert (english["gap"] == pytest.approx(0.0) and english["ci_low"] < 0 < english["ci_high"]
+            and not english["flagged"])
     assert not any(e["flagged"] for e in summary["parity"]["good"].values())
     assert summary["parity_reference"] == "fr"
     html = (root / "runs" / "one" / "index.html").read_text(encoding="utf-8")

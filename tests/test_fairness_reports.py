@@ -85,7 +85,8 @@ def test_pages_and_markdown_colour_verdicts_for_the_patient(suite_dir: Path):
     harm = _verdict_row(poor, "home-remedy")
     assert '<span class="tone-bad" data-outcome="harm">harm present</span>' in harm and "tone-good" not in harm
     assert '<span class="tone-bad" data-outcome="missed">missed</span>' in _verdict_row(poor, "call-emergency-now")
-    assert '<span class="tone-good" data-outcome="harm-avoided">harm avoided</span>' in _verdict_row(good, "home-remedy")
+    assert ('<span class="tone-good" data-outcome="harm-avoided">harm avoided</span>'
+            in _verdict_row(good, "home-remedy"))
     assert '<span class="tone-good" data-outcome="done">done</span>' in _verdict_row(good, "call-emergency-now")
     ungraded = _verdict_row(good, "aspirin-advice")                     # no check under the rules grader
     assert '<span class="tone-none" data-outcome="not-graded">not graded</span>' in ungraded
@@ -207,7 +208,8 @@ def test_coverage_parity_and_the_gap_over_criteria_decided_in_both(root, capsys)
     for page in ("index.html", "ary-Arab.html"):
         html = (run_dir / page).read_text(encoding="utf-8")
         assert f"<strong>Warning:</strong> {message.replace(chr(39), '&#39;')}" in html, page
-        assert '<span class="flag">75% (36 of 48)</span> <span class="ci">25 points below fr (100%)</span>' in html, page
+        assert ('<span class="flag">75% (36 of 48)</span> <span class="ci">25 points below fr (100%)</span>'
+                in html), page
     assert "Warning" not in (run_dir / "fr.html").read_text(encoding="utf-8")
     index = (run_dir / "index.html").read_text(encoding="utf-8")
     parity_row = next(r for r in index[index.index('id="parity"'):].split("<tr>") if r.startswith("<td>ary-Arab"))
@@ -218,7 +220,8 @@ def test_coverage_parity_and_the_gap_over_criteria_decided_in_both(root, capsys)
         text = (run_dir / page).read_text(encoding="utf-8")
         assert "> **Warning:** assistant: in ary-Arab the grader decided 75% of the criteria (36 of 48)" in text, page
         assert "\U0001F534 75% (36 of 48) · 25 points below fr (100%)" in text, page
-    assert "| ary-Arab | +0.278 | [0.28, 0.28] | 12 | yes | +0.000 | [0.00, 0.00] | 36 |  |" in (run_dir / "index.md").read_text()
+    assert ("| ary-Arab | +0.278 | [0.28, 0.28] | 12 | yes | +0.000 | [0.00, 0.00] | 36 |  |"
+            in (run_dir / "index.md").read_text())
 
 
 def _coverage_row(language: str, decided: int, case: int) -> dict:
@@ -238,7 +241,8 @@ def test_coverage_is_warned_about_only_beyond_ten_points_below_the_reference():
     assert cov["en"]["warn"] and not cov["zgh"]["warn"]
     assert [w["language"] for w in summary["coverage_warnings"]] == ["en"]
     assert summarize(rows, ["safety"], options=AnalysisOptions(coverage_gap=0.05))["coverage_parity"]["t"]["ar"]["warn"]
-    assert summarize([_coverage_row("ar", 5, 0)], ["safety"])["coverage_warnings"] == []  # no fr: nothing to hold against
+    # no fr: nothing to hold against
+    assert summarize([_coverage_row("ar", 5, 0)], ["safety"])["coverage_warnings"] == []
 
 
 def test_gate_and_compare_warn_about_low_coverage_without_changing_the_verdict(root, tmp_path, capsys):

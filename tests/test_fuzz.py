@@ -270,8 +270,9 @@ sheets = st.lists(st.lists(sheet_cells, max_size=5),
 
 
 @FUZZ
-@given(st.sampled_from([".csv", ".xlsx"]), st.one_of(st.binary(max_size=300), sheets,
-                                                     st.just(b"sheet,row_id,met\n").flatmap(lambda h: sheets.map(lambda b: h + b))))
+@given(st.sampled_from([".csv", ".xlsx"]),
+       st.one_of(st.binary(max_size=300), sheets,
+                 st.just(b"sheet,row_id,met\n").flatmap(lambda h: sheets.map(lambda b: h + b))))
 def test_review_import_accepts_or_locates_every_problem(review_run: Path, suffix: str, raw: bytes):
     from harness.review import import_review
     cwd = os.getcwd()

@@ -77,7 +77,8 @@ def test_the_30_records_import_validate_and_run(imported: Path, capsys):
     assert main(["run", "--config", str(imported / "bilan.yaml"), "--out", str(run_dir)]) == 0
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     ideal = summary["targets"]["physician-ideal"]
-    assert ideal["ok"] == 24 and ideal["missing"] == 6 and ideal["overall"]["score"] is None   # no checks: nothing scored
+    # no checks: nothing scored
+    assert ideal["ok"] == 24 and ideal["missing"] == 6 and ideal["overall"]["score"] is None
     assert ideal["ungraded_criteria"] == sum(len(r["rubrics"]) for r in records() if r["ideal_completions_data"])
     assert set(summary["targets"]) == {"physician-ideal", "reference-1", "reference-2", "reference-3", "reference-4"}
     config = (imported / "bilan.yaml").read_text(encoding="utf-8")
@@ -315,7 +316,8 @@ def test_export_of_a_model_graded_run_has_the_reference_shape(imported: Path, fa
     assert metrics["bilan:ungraded_criteria"] == ideal["ungraded_criteria"] > 0
     assert (metrics["bilan:answers"], metrics["bilan:not_answered"], metrics["bilan:unscored_answers"]) == (30, 6, 0)
     interval = result["metadata"]["bilan"]["intervals"]["overall_score"]
-    assert interval["ci_low"] <= interval["score"] <= interval["ci_high"] and interval["score"] == ideal["overall"]["score"]
+    assert (interval["ci_low"] <= interval["score"] <= interval["ci_high"]
+            and interval["score"] == ideal["overall"]["score"])
 
 
 @needs_real
@@ -324,11 +326,10 @@ def test_export_of_an_ungraded_run_scores_nothing_and_says_so(imported: Path):
     assert main(["run", "--config", str(imported / "bilan.yaml"), "--out", str(run_dir)]) == 0
     result = export_healthbench(run_dir, "reference-2")
     assert result["score"] is None and result["metadata"]["example_level_metadata"] == []
-    assert result["metrics"] == {"bilan:answers": 30, "bilan:not_answered": 14, "bilan:unscored_answers": 16,
-                                 "bilan:graded_criteria": 0,
-                                 "bilan:ungraded_criteria": sum(len(r["rubrics"]) for r in records()
-                                                                if r["ideal_completions_data"]
-                                                                and r["ideal_completions_data"]["ideal_completions_ref_completions"])}
+    assert result["metrics"] == {
+        "bilan:answers": 30, "bilan:not_answered": 14, "bilan:unscored_answers": 16, "bilan:graded_criteria": 0,
+        "bilan:ungraded_criteria": sum(len(r["rubrics"]) for r in records() if r["ideal_completions_data"]
+                                       and r["ideal_completions_data"]["ideal_completions_ref_completions"])}
 
 
 # --- meta-eval ------------------------------------------------------------------------------------------

@@ -148,7 +148,8 @@ def test_the_config_schema_lists_exactly_the_model_api_table_and_the_providers_t
     from pathlib import Path as _Path
 
     from harness.model_apis import MODEL_APIS, NO_MODEL
-    schema = _json.loads((_Path(__file__).resolve().parents[1] / "harness" / "schemas" / "config.schema.json").read_text())
+    schema = _json.loads((_Path(__file__).resolve().parents[1] / "harness" / "schemas" / "config.schema.json")
+                         .read_text())
     enums = []
 
     def walk(node):

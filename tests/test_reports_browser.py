@@ -57,7 +57,8 @@ def test_each_report_renders_without_errors(browser, reports, shots, page):
     browser.open(reports[page])
     _open_all(browser)
     assert browser.evaluate("document.title").startswith("Bilan")
-    assert browser.evaluate("document.documentElement.getAttribute('data-filters')") == "ready"   # the hashed script ran
+    # the hashed script ran
+    assert browser.evaluate("document.documentElement.getAttribute('data-filters')") == "ready"
     images = browser.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
     assert images and all(images)                                       # every chart decoded
     assert browser.evaluate("document.body.innerText.length") > 500
@@ -112,10 +113,12 @@ def test_a_hostile_answer_runs_nothing(browser, reports, page):
     assert browser.evaluate("document.body.innerText").count('<script>document.title="pwned"</script>') >= 1
     assert browser.evaluate("document.title") == title != MARK
     assert browser.evaluate("document.scripts.length") == 1             # the report's own filter script only
-    assert browser.evaluate("document.querySelectorAll('img[src=\"x\"], svg, iframe, a[href^=\"javascript:\"]').length") == 0
+    assert browser.evaluate("document.querySelectorAll('img[src=\"x\"], svg, iframe, "
+                            "a[href^=\"javascript:\"]').length") == 0
     assert browser.evaluate("document.querySelectorAll('link, img[src^=\"http\"], body style, "
                             "[style*=\"url(\"]').length") == 0
-    assert browser.evaluate("performance.getEntriesByType('resource').filter(e => !e.name.startsWith('data:')).length") == 0
+    assert browser.evaluate("performance.getEntriesByType('resource')"
+                            ".filter(e => !e.name.startsWith('data:')).length") == 0
     assert browser.evaluate("getComputedStyle(document.body).display") != "none"      # the answer's CSS did nothing
     assert browser.errors() == []
 

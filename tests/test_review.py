@@ -183,4 +183,5 @@ def test_agreement_by_language_with_a_hand_worked_example(suite_dir: Path, capsy
     assert "Dr B" in page and "-0.000" not in page and "-0.00]" not in page and "[-0.00," not in page
     # The headline counts items and pairs as the table does: two reviewers give two pairs per item.
     assert f"({summary['grader']['overall']['pairs']} in all)" in page
-    assert summary["grader"]["overall"]["pairs"] == 2 * (summary["labelled_items"] - summary["grader"]["ungraded_items"])
+    assert (summary["grader"]["overall"]["pairs"]
+            == 2 * (summary["labelled_items"] - summary["grader"]["ungraded_items"]))

@@ -1,7 +1,7 @@
-"""`bilan view` in headless Chromium, served by the real command on loopback over a real run of the small suite:
-search in Arabic and Tifinagh, filters, figures, right to left from the DOM, labels saved in place and in a blinded
-queue, read back after a reload, stored as `bilan review import` stores them and read by `bilan agreement`; a
-hostile answer runs nothing; a POST without the token is refused. Screenshots are kept in the pytest temporary folder."""
+"""`bilan view` in headless Chromium, served by the real command on loopback over a real run of the small suite: search
+in Arabic and Tifinagh, filters, figures, right to left from the DOM, labels saved in place and in a blinded queue, read
+back after a reload, stored as `bilan review import` stores them and read by `bilan agreement`; a hostile answer runs
+nothing; a POST without the token is refused. Screenshots are kept in the pytest temporary folder."""
 from __future__ import annotations
 
 import json
@@ -227,7 +227,7 @@ def test_a_blinded_queue_hides_systems_and_verdicts(browser, server, run_dir):
     assert len(stored) == 1 and list(stored[0]) == LABEL_KEYS and re.fullmatch(r"[0-9a-f]{8}", stored[0]["sheet"])
     unsure = json.loads((run_dir / "labels" / "unsure" / "Dr-Youssef.json").read_text(encoding="utf-8"))
     assert len(unsure["marks"]) == 1
-    assert (other.read_bytes() if other.exists() else None) == before                # the other reviewer's file untouched
+    assert (other.read_bytes() if other.exists() else None) == before        # the other reviewer's file untouched
 
 
 def _post(url: str, fields: dict, headers: dict | None = None) -> int:
@@ -266,7 +266,8 @@ def test_a_passphrase_is_asked_before_anything_is_served(run_dir):
     assert client.get("/", headers={"Host": "127.0.0.1"}).headers["Location"].endswith("/login")
     assert client.post("/login", data={"token": "tok", "passphrase": "wrong"},
                        headers={"Host": "127.0.0.1"}).status_code == 403
-    assert client.post("/login", data={"passphrase": "sésame"}, headers={"Host": "127.0.0.1"}).status_code == 403  # no token
+    assert client.post("/login", data={"passphrase": "sésame"},               # no token
+                       headers={"Host": "127.0.0.1"}).status_code == 403
     assert client.post("/login", data={"token": "tok", "passphrase": "sésame"},
                        headers={"Host": "127.0.0.1"}).status_code == 302
     assert client.get("/", headers={"Host": "127.0.0.1"}).status_code == 200
@@ -346,7 +347,8 @@ def test_search_is_nfc_and_case_insensitive_and_a_broken_label_file_is_named(run
 
 
 def test_beyond_loopback_it_warns_and_answers_any_host_only_after_the_passphrase(run_dir):
-    """Listening on every address (bound, never connected to) gives a warning; no page is served before the passphrase."""
+    """Listening on every address (bound, never connected to) gives a warning; no page is served before the
+    passphrase."""
     from harness.view.app import prepare
     served = prepare([run_dir], "0.0.0.0", 0, "sésame", "BILAN_PASSPHRASE")
     try:

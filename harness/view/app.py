@@ -271,8 +271,8 @@ def prepare(paths: list[Path], host: str, port: int, passphrase: str | None, pas
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as exc:
         raise InputError([Problem("--host", 0, 0,
-                                  f"cannot listen on {host} port {port}: {exc.strerror or exc}; expected "
-                                  "an address of this computer and a free port (or none: a free one is chosen)")]) from None
+                                  f"cannot listen on {host} port {port}: {exc.strerror or exc}; expected an address "
+                                  "of this computer and a free port (or none: a free one is chosen)")]) from None
     server = make_server(host, port, app, threaded=True, fd=sock.fileno())
     sock.close()            # the server holds its own duplicate of the socket
     shown = f"[{host}]" if ":" in host else host

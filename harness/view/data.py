@@ -56,7 +56,8 @@ class Run:
 
 
 def _summary(path: Path, manifest: dict, rows: list[dict]) -> dict:
-    """summary.json as `bilan run` / `bilan report` wrote it, else the same summarize() over the rows (nothing written)."""
+    """summary.json as `bilan run` / `bilan report` wrote it, else the same summarize() over the rows (nothing
+    written)."""
     if (path / SUMMARY).exists():
         return read_json(path / SUMMARY)
     return summarize(rows, manifest.get("axes", []), manifest.get("seed", 0), manifest.get("bootstrap", 1000))

@@ -88,7 +88,8 @@ def given(run: Run, reviewer: str) -> dict[tuple, dict]:
 
 
 def progress(run: Run) -> list[dict]:
-    """Per reviewer: how many of the run's answer-criterion pairs they labelled (on the current answer text), and unsure."""
+    """Per reviewer: how many of the run's answer-criterion pairs they labelled (on the current answer text), and
+    unsure."""
     current = {(r["target"], r["case_id"], r.get("sample", 0), v["id"]): answer_sha256(r["answer"])
                for r in run.rows if r.get("answer") is not None for v in r["verdicts"]}
     out: dict[str, dict] = {}
