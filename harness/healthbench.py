@@ -481,8 +481,8 @@ def import_meta_eval(source: Path, out: Path) -> ImportSummary:
 # --- meta-eval agreement on a graded run ----------------------------------------------------------------
 
 def read_labels(folder: Path) -> dict[tuple[str, str, int, str], list[tuple[str, bool, str | None]]]:
-    """Clinician labels from DIR/labels/*.jsonl: (target, case_id, sample, criterion) -> [(reviewer, met, answer
-    hash)]."""
+    """Clinician labels from DIR/labels/*.jsonl: (target, case_id, sample, criterion) ->
+    [(reviewer, met, answer hash)]."""
     if not folder.is_dir():
         raise InputError([Problem(display(folder), 0, 0,
                                   "labels folder not found; expected DIR/labels with <reviewer>.jsonl files")])
@@ -498,8 +498,8 @@ def read_labels(folder: Path) -> dict[tuple[str, str, int, str], list[tuple[str,
                 problems.append(Problem(line.path, line.number, 1,
                                         "expected a label {target, case_id, sample, criterion, met, reviewer}"))
                 continue
-            out[(d["target"], d["case_id"], d.get("sample", 0), d["criterion"])].append((d["reviewer"], d["met"],
-                                                                                         d.get("answer_sha256")))
+            out[(d["target"], d["case_id"], d.get("sample", 0), d["criterion"])].append(
+                (d["reviewer"], d["met"], d.get("answer_sha256")))
     if problems:
         raise InputError(problems)
     return out
@@ -566,8 +566,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `bilan import healthbench|healthbench-meta FILE --out DIR` and `bilan export healthbench RUN_DIR --out
-    FILE`."""
+    """Add `bilan import healthbench|healthbench-meta FILE --out DIR` and
+    `bilan export healthbench RUN_DIR --out FILE`."""
     p = subparsers.add_parser("import", help="convert HealthBench data into a Bilan suite")
     kinds = p.add_subparsers(dest="format", required=True)
     for name, text in (("healthbench", "HealthBench examples (main, hard or consensus JSONL)"),
