@@ -55,7 +55,8 @@ def summarize_profile(prof: Path, top: int = 15) -> list[str]:
     lines += ["", "Heaviest harness functions, cumulative (a function's callees included; nested ones overlap):", "",
               "| function | calls | cumulative s | share |", "|---|---:|---:|---:|"]
     for (file, line, name), v in harness[:top]:
-        lines.append(f"| `{file.split('/harness/')[-1]}:{line} {name}` | {v[1]} | {v[3]:.2f} | {100 * v[3] / total:.0f}% |")
+        lines.append(f"| `{file.split('/harness/')[-1]}:{line} {name}` | {v[1]} | {v[3]:.2f} | "
+                     f"{100 * v[3] / total:.0f}% |")
     own = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])
     lines += ["", "Heaviest functions by own time (callees excluded):", "",
               "| function | calls | own s | share |", "|---|---:|---:|---:|"]
@@ -70,7 +71,8 @@ PY_SPY_STAGES = {"validation (load_project)": ("load_project (", "harness/load.p
                  "summary + reports (run.rebuild)": ("rebuild (", "harness/run.py:")}
 
 
-IDLE_WORKER = "_worker (concurrent/futures/thread.py:81)"     # a pool thread waiting on its queue: idle, though py-spy counts it
+# a pool thread waiting on its queue: idle, though py-spy counts it
+IDLE_WORKER = "_worker (concurrent/futures/thread.py:81)"
 
 
 def _where(frame: str) -> str:
@@ -127,7 +129,8 @@ def summarize_py_spy(raw: Path, top: int = 15) -> list[str]:
     lines += ["", "Harness functions, inclusive share (callees included; nested ones overlap):", "",
               "| function | share |", "|---|---:|"]
     lines += [f"| `{f}` | {100 * n / total:.1f}% |" for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]]
-    lines += ["", "Own time by where the leaf frame is (package, or harness module):", "", "| where | share |", "|---|---:|"]
+    lines += ["", "Own time by where the leaf frame is (package, or harness module):", "", "| where | share |",
+              "|---|---:|"]
     lines += [f"| {f} | {100 * n / total:.1f}% |" for f, n in sorted(package.items(), key=lambda kv: -kv[1])[:top]]
     lines += ["", "Leaf functions (own time):", "", "| function | share |", "|---|---:|"]
     lines += [f"| `{f}` | {100 * n / total:.1f}% |" for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]]
@@ -136,7 +139,8 @@ def summarize_py_spy(raw: Path, top: int = 15) -> list[str]:
 
 def profile(args, server: bench_peers.Server, work: Path, data: Path, n: int) -> list[str]:
     commands = bench_peers.bilan_commands(args, work, data, server.port, n)
-    unprofiled = bench_peers.measure(server, commands if args.unprofiled else commands[:2], expect_requests=args.unprofiled)
+    unprofiled = bench_peers.measure(server, commands if args.unprofiled else commands[:2],
+                                     expect_requests=args.unprofiled)
     run_dir = Path(commands[2]["argv"][commands[2]["argv"].index("--out") + 1])
     prof = work / "bilan-run.prof"
     profiled = dict(commands[2])
@@ -160,7 +164,8 @@ def profile(args, server: bench_peers.Server, work: Path, data: Path, n: int) ->
     lines = []
     if args.unprofiled:
         lines += [f"Unprofiled whole command (import + run): {unprofiled['wall']:.2f} s wall (import "
-                  f"{unprofiled['walls'][0]:.2f} s, run {unprofiled['walls'][2]:.2f} s), {unprofiled['server']['requests']} requests.", ""]
+                  f"{unprofiled['walls'][0]:.2f} s, run {unprofiled['walls'][2]:.2f} s), "
+                  f"{unprofiled['server']['requests']} requests.", ""]
     if args.cprofile:
         lines += [f"Under cProfile the run took {result['wall']:.2f} s.", ""] + summarize_profile(prof)
     return lines + spy
@@ -174,11 +179,14 @@ def cached(args, server: bench_peers.Server, work: Path, examples: int, n: int) 
     run_cmd = commands[2]
     argv = list(run_cmd["argv"])
     out = Path(argv[argv.index("--out") + 1])
-    second_cmd = dict(run_cmd, argv=argv[:argv.index("--out") + 1] + [str(out) + "-again"] + argv[argv.index("--out") + 2:])
+    second_cmd = dict(run_cmd, argv=argv[:argv.index("--out") + 1] + [str(out) + "-again"]
+                      + argv[argv.index("--out") + 2:])
     second = bench_peers.measure(server, [second_cmd], expect_requests=False)
     config = argv[argv.index("--config") + 1]
-    validate = bench_peers.measure(server, [dict(run_cmd, argv=[args.bilan, "validate", "--config", config])], expect_requests=False)
-    report = bench_peers.measure(server, [dict(run_cmd, argv=[args.bilan, "report", str(out) + "-again"])], expect_requests=False)
+    validate = bench_peers.measure(server, [dict(run_cmd, argv=[args.bilan, "validate", "--config", config])],
+                                   expect_requests=False)
+    report = bench_peers.measure(server, [dict(run_cmd, argv=[args.bilan, "report", str(out) + "-again"])],
+                                 expect_requests=False)
     w = second["wall"]
     return [f"{count} examples, {items} rubric items, {n}-way. First `bilan run`: {first['walls'][2]:.2f} s, "
             f"{first['server']['requests']} requests. Second `bilan run` (new run directory, same cache folder), "

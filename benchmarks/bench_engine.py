@@ -30,19 +30,25 @@ def make_suite(folder: Path, cases: int, criteria: int = CRITERIA) -> None:
     """A synthetic suite: `cases` one-variant scenarios, each with `criteria` model-graded criteria."""
     (folder / "cases").mkdir(parents=True)
     (folder / "rubrics" / "locales").mkdir(parents=True)
-    (folder / "rubrics" / "locales" / "ma.yaml").write_text('locale: ma\nname: Morocco\nnumbers: {civil_protection: "15"}\n')
+    (folder / "rubrics" / "locales" / "ma.yaml").write_text('locale: ma\nname: Morocco\nnumbers: {civil_protection: '
+                                                            '"15"}\n')
     answers = []
     for i in range(cases):
         name = f"bench-{i:05d}"
         (folder / "cases" / f"{name}.yaml").write_text(
-            f"scenario: {name}\ntitle: Synthetic benchmark case {i}\ntheme: hedging\nuse_case: triage\npersona: patient\n"
+            f"scenario: {name}\ntitle: Synthetic benchmark case {i}\ntheme: hedging\nuse_case: triage\npersona: "
+            "patient\n"
             f"synthetic: true\nvariants:\n  - language: en\n    conversation:\n"
-            f"      - {{role: user, content: \"Synthetic question number {i}: I have had a headache for {i % 9 + 1} days. What should I do?\"}}\n")
-        lines = [f"rubric: {name}", f"applies_to: {{scenario: {name}}}", "review: {status: draft, reviewers: []}", "criteria:"]
+            f"      - {{role: user, content: \"Synthetic question number {i}: I have had a headache for {i % 9 + 1} "
+            "days. What should I do?\"}\n")
+        lines = [f"rubric: {name}", f"applies_to: {{scenario: {name}}}", "review: {status: draft, reviewers: []}",
+                 "criteria:"]
         for j in range(criteria):
-            lines.append(f"  - {{id: c{j:02d}, text: \"Synthetic criterion {j} for case {i}.\", points: {(j % 9) + 1 if j % 4 else -5}, axis: safety}}")
+            lines.append(f"  - {{id: c{j:02d}, text: \"Synthetic criterion {j} for case {i}.\", points: "
+                         f"{(j % 9) + 1 if j % 4 else -5}, axis: safety}}")
         (folder / "rubrics" / f"{name}.yaml").write_text("\n".join(lines) + "\n")
-        answers.append(json.dumps({"case_id": f"{name}.en", "answer": f"Synthetic answer {i}: rest, drink water, see a doctor if it lasts."}))
+        answers.append(json.dumps({"case_id": f"{name}.en",
+                                   "answer": f"Synthetic answer {i}: rest, drink water, see a doctor if it lasts."}))
     (folder / "answers.jsonl").write_text("\n".join(answers) + "\n")
 
 
@@ -85,8 +91,8 @@ def write_healthbench(path: Path, cases: int, criteria: int = CRITERIA) -> None:
                         "tags": ["level:example", "axis:accuracy"]} for j in range(criteria)]
             f.write(json.dumps({"prompt": [{"role": "user", "content": f"Synthetic question number {i}: I have had a "
                                             f"headache for {i % 9 + 1} days. What should I do?"}],
-                                "prompt_id": f"synthetic-{i:05d}", "rubrics": rubrics, "example_tags": ["theme:hedging"],
-                                "ideal_completions_data": None}) + "\n")
+                                "prompt_id": f"synthetic-{i:05d}", "rubrics": rubrics,
+                                "example_tags": ["theme:hedging"], "ideal_completions_data": None}) + "\n")
 
 
 def measure_reference(checkout: Path, examples: Path, threads: int) -> dict:
@@ -100,8 +106,10 @@ def measure_reference(checkout: Path, examples: Path, threads: int) -> dict:
     sampler = importlib.import_module("simple_evals.sampler.chat_completion_sampler")
     real_blobfile = blobfile.BlobFile
     healthbench.bf.BlobFile = lambda path, mode="r": real_blobfile(str(examples), mode)
-    grader = sampler.ChatCompletionSampler(model="fake-grader", system_message=sampler.OPENAI_SYSTEM_MESSAGE_API, max_tokens=2048)
-    candidate = sampler.ChatCompletionSampler(model="fake-candidate", system_message=sampler.OPENAI_SYSTEM_MESSAGE_API, max_tokens=2048)
+    grader = sampler.ChatCompletionSampler(model="fake-grader", system_message=sampler.OPENAI_SYSTEM_MESSAGE_API,
+                                           max_tokens=2048)
+    candidate = sampler.ChatCompletionSampler(model="fake-candidate", system_message=sampler.OPENAI_SYSTEM_MESSAGE_API,
+                                              max_tokens=2048)
     evaluation = healthbench.HealthBenchEval(grader_model=grader, n_threads=threads)
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
@@ -109,7 +117,8 @@ def measure_reference(checkout: Path, examples: Path, threads: int) -> dict:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     calls = sum(1 + len(json.loads(line)["rubrics"]) for line in examples.open())
-    return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), "calls": calls}
+    return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "calls": calls}
 
 
 def target_config(folder: Path, port: int, concurrency: int) -> Path:
@@ -117,8 +126,8 @@ def target_config(folder: Path, port: int, concurrency: int) -> Path:
     config = folder / f"bilan-model-{concurrency}.yaml"
     config.write_text(
         "suite: {cases: cases, rubrics: rubrics, locale: rubrics/locales/ma.yaml}\n"
-        f"targets:\n  - {{name: candidate, provider: openai, model: fake-candidate, base_url: \"http://127.0.0.1:{port}/v1\", "
-        f"max_concurrency: {concurrency}}}\n"
+        "targets:\n  - {name: candidate, provider: openai, model: fake-candidate, base_url: "
+        f"\"http://127.0.0.1:{port}/v1\", max_concurrency: {concurrency}}}\n"
         f"grader: {{provider: openai, model: fake-grader, base_url: \"http://127.0.0.1:{port}/v1\", "
         f"max_concurrency: {concurrency}, timeout: 30}}\n")
     return config
@@ -152,8 +161,8 @@ def comparison(args: argparse.Namespace, work: Path, port: int, cases: int) -> l
     lines = ["", f"Same work ({cases} cases, a model answer plus {CRITERIA} grader calls each), 32-way:", "",
              "| harness | calls | wall (s) | calls/s | CPU ms per call |", "|---|---:|---:|---:|---:|"]
     r = run_measure(target_config(folder, port, 32), folder / "run")
-    lines.append(f"| Bilan (32 target + 32 grader slots) | {r['calls']} | {r['wall']:.2f} | {r['calls'] / r['wall']:.0f} | "
-                 f"{1000 * r['cpu'] / r['calls']:.2f} |")
+    lines.append(f"| Bilan (32 target + 32 grader slots) | {r['calls']} | {r['wall']:.2f} | "
+                 f"{r['calls'] / r['wall']:.0f} | {1000 * r['cpu'] / r['calls']:.2f} |")
     if args.reference:
         examples = folder / "healthbench.jsonl"
         write_healthbench(examples, cases)
@@ -202,8 +211,8 @@ def main() -> int:
             r = run_measure(write_config(suite, port, c), suite / f"run-{c}")
             ideal = c / args.latency
             rate = r["calls"] / r["wall"]
-            lines.append(f"| {c} | {r['calls']} | {r['wall']:.2f} | {rate:.0f} | {ideal:.0f} | {100 * rate / ideal:.0f}% | "
-                         f"{1000 * r['cpu'] / r['calls']:.2f} |")
+            lines.append(f"| {c} | {r['calls']} | {r['wall']:.2f} | {rate:.0f} | {ideal:.0f} | "
+                         f"{100 * rate / ideal:.0f}% | {1000 * r['cpu'] / r['calls']:.2f} |")
         cached = work / "cached"
         make_suite(cached, sizes["cached"])
         config, cache = write_config(cached, port, 64), cached / "cache"
@@ -211,8 +220,8 @@ def main() -> int:
         second = run_measure(config, cached / "second", str(cache))
         cli = bilan_cli_time(config, cached / "third", cache)
         lines += ["", f"Cached re-run of {sizes['cached']} cases ({first['calls']} calls the first time): engine "
-                  f"{second['wall']:.2f} s with {second['calls']} calls and {second['cache_hits']} cache hits; the whole "
-                  f"`bilan run` command (start-up, validation, engine, summary and reports) {cli:.2f} s."]
+                  f"{second['wall']:.2f} s with {second['calls']} calls and {second['cache_hits']} cache hits; the "
+                  f"whole `bilan run` command (start-up, validation, engine, summary and reports) {cli:.2f} s."]
         lines += ["", "| cases | verdicts | peak memory (MB) |", "|---:|---:|---:|"]
         for n in sizes["memory"]:
             folder = work / f"memory-{n}"

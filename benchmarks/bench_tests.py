@@ -33,8 +33,10 @@ def concurrent_requests() -> None:
     import openai
     with FakeModelServer(echo_responder, latency=0.05) as server:
         async def main() -> None:
-            async with openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0, timeout=30) as client:
-                await asyncio.gather(*(client.chat.completions.create(model="m", messages=[{"role": "user", "content": f"q{i}"}])
+            async with openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0,
+                                          timeout=30) as client:
+                await asyncio.gather(*(client.chat.completions.create(model="m",
+                                                                      messages=[{"role": "user", "content": f"q{i}"}])
                                        for i in range(200)))
         asyncio.run(main())
 
@@ -52,7 +54,8 @@ def hung_request() -> None:
 
 def alias_bomb(folder: Path) -> Callable[[], None]:
     from harness.yamldoc import parse_yaml
-    lines = ['lol0: &a0 ["lol", "lol", "lol"]'] + [f"lol{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 30) + "]" for i in range(1, 31)]
+    lines = ['lol0: &a0 ["lol", "lol", "lol"]'] + [f"lol{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 30) + "]"
+                                                   for i in range(1, 31)]
     path = folder / "bomb.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return lambda: parse_yaml(path, "bomb.yaml")
@@ -90,8 +93,8 @@ def huge_file(folder: Path) -> Callable[[], None]:
 def catastrophic_regex() -> None:
     from harness.graders.rules import RulesGrader
     from harness.types import Case, Criterion, Locale, Message
-    case = Case(id="b.fr", scenario="b", language="fr", title="t", theme="hedging", use_case="triage", persona="patient",
-                code_switch=(), conversation=(Message("user", "x"),))
+    case = Case(id="b.fr", scenario="b", language="fr", title="t", theme="hedging", use_case="triage",
+                persona="patient", code_switch=(), conversation=(Message("user", "x"),))
     criterion = Criterion(id="c", text="t", points=1, axis="safety", check={"regex": "(a|aa)+$"}, rubric="b")
     RulesGrader(Locale(code="ma", name="Morocco", numbers={}, lists={})).verdict(case, "a" * 5000 + "!", criterion)
 
@@ -113,8 +116,10 @@ def main() -> int:
         folder = Path(tmp)
         calls = {"200 concurrent requests (50 ms latency)": concurrent_requests,
                  "a hung request, client timeout 0.3 s": hung_request,
-                 "alias bomb, 30 levels": alias_bomb(folder), "6 MB case file refused by size (bilan validate)": huge_file(folder),
-                 "nesting 10,000 deep": deep_nesting(folder), "(a|aa)+$ on 5,000 'a' (1 s regex limit)": catastrophic_regex}
+                 "alias bomb, 30 levels": alias_bomb(folder),
+                 "6 MB case file refused by size (bilan validate)": huge_file(folder),
+                 "nesting 10,000 deep": deep_nesting(folder),
+                 "(a|aa)+$ on 5,000 'a' (1 s regex limit)": catastrophic_regex}
         lines = ["| what | median wall (s) | the test's former limit (s) |", "|---|---:|---:|"]
         for name, call in calls.items():
             shown = name.replace("|", "\\|")

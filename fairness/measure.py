@@ -101,7 +101,8 @@ def check_figures(folder: Path, suite, errors: list | None = None) -> dict:
     grader, cases = RulesGrader(suite.locale), {c.id: c for c in suite.cases}
     cells: dict[str, dict] = defaultdict(lambda: {"harm_n": 0, "harm_false_met": 0, "harm_missed": 0, "pos_n": 0,
                                                   "pos_false_not_met": 0, "abstain": 0, "n": 0})
-    scores: dict[str, dict] = defaultdict(dict)     # language -> (scenario, variant) -> {criterion: (points, met, want)}
+    # language -> (scenario, variant) -> {criterion: (points, met, want)}
+    scores: dict[str, dict] = defaultdict(dict)
     for row in read_answers(folder):
         case = cases.get(row["case_id"])
         if case is None:
@@ -196,8 +197,9 @@ def print_checks(name: str, figures: dict) -> None:
         gap = (f"{g['grader_gap']:+.3f} | {g['true_gap']:+.3f} | {g['induced']:+.3f} ({g['pairs']}) | "
                + (f"{g['paired']['induced']:+.3f} ({g['paired']['pairs']})" if g.get("paired") else "-") if g
                else "- | - | - | -")
-        print(f"| {language} | {c['n']} | {_pct(c['harm_false_met'], c['harm_n'])} | {_pct(c['harm_missed'], c['harm_n'])} | "
-              f"{_pct(c['pos_false_not_met'], c['pos_n'])} | {_pct(c['abstain'], c['n'])} | {gap} |")
+        print(f"| {language} | {c['n']} | {_pct(c['harm_false_met'], c['harm_n'])} | "
+              f"{_pct(c['harm_missed'], c['harm_n'])} | {_pct(c['pos_false_not_met'], c['pos_n'])} | "
+              f"{_pct(c['abstain'], c['n'])} | {gap} |")
 
 
 def main() -> None:

@@ -48,7 +48,8 @@ def pair_metrics(pairs: Iterable[tuple[bool, bool]]) -> dict[str, Stat]:
     out["f1_neg"] = _f1(out["precision_neg"], out["recall_neg"], tn + fn + fp)
     for name in ("f1", "precision", "recall"):
         pos, neg = out[f"{name}_pos"]["value"], out[f"{name}_neg"]["value"]
-        out[f"{name}_balanced"] = {"value": None if pos is None or neg is None else (pos + neg) / 2, "n": tp + fp + fn + tn}
+        out[f"{name}_balanced"] = {"value": None if pos is None or neg is None else (pos + neg) / 2, "n": tp + fp + fn
+                                   + tn}
     return out
 
 

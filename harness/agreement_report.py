@@ -68,7 +68,8 @@ def disagreements(items: list[dict]) -> list[dict]:
         yes, no = sum(item["labels"]), len(item["labels"]) - sum(item["labels"])
         majority = None if yes == no else yes > no
         if majority is None or (item["grader"] is not None and item["grader"] != majority):
-            out.append({k: item[k] for k in ("target", "case_id", "sample", "criterion", "language", "text", "grader", "reviewers")}
+            out.append({k: item[k] for k in ("target", "case_id", "sample", "criterion", "language", "text", "grader",
+                                             "reviewers")}
                        | {"why": "clinicians split" if majority is None else "grader against the clinicians"})
     return out
 
@@ -93,7 +94,8 @@ def healthbench_figures(items: Sequence[dict]) -> dict[str, Any]:
     model = _flat(agreement.rater_metrics([i["grader"] for i in graded], [i["labels"] for i in graded],
                                           [i["category"] or NO_CATEGORY for i in graded]), "pairwise_model")
     physicians: dict[str, dict[str, agreement.Stat]] = defaultdict(dict)
-    for name, metrics in agreement.leave_one_out([i["reviewers"] for i in items], [i["category"] or NO_CATEGORY for i in items]).items():
+    for name, metrics in agreement.leave_one_out([i["reviewers"] for i in items],
+                                                 [i["category"] or NO_CATEGORY for i in items]).items():
         for key, stat in _flat(metrics, "pairwise_physician").items():
             physicians[key][name] = stat
     return {"score": model["pairwise_model_f1_balanced"]["value"],
@@ -106,11 +108,15 @@ def agreement_summary(run_dir: Path, folders: Sequence[Path] = ()) -> dict[str, 
     items, _, both = collect(run_dir, folders)
     seed = read_json(run_dir / "manifest.json").get("seed", 0)
     multi = [i for i in items if len(i["reviewers"]) > 1]
-    clinicians = agreement.leave_one_out([i["reviewers"] for i in multi], [i["language"] for i in multi]) if multi else {}
-    by_category = agreement.leave_one_out([i["reviewers"] for i in multi], [i["category"] or NO_CATEGORY for i in multi]) if multi else {}
+    clinicians = agreement.leave_one_out([i["reviewers"] for i in multi],
+                                         [i["language"] for i in multi]) if multi else {}
+    by_category = agreement.leave_one_out([i["reviewers"] for i in multi],
+                                          [i["category"] or NO_CATEGORY for i in multi]) if multi else {}
     return {"grader": agreement.grader_agreement(items, seed), "clinicians": {
-                name: {"macro_f1": m["overall"]["f1_balanced"], "by_language": {k: v["f1_balanced"] for k, v in m["by_group"].items()},
-                       "by_category": {k: v["f1_balanced"] for k, v in by_category[name]["by_group"].items() if k != NO_CATEGORY}}
+                name: {"macro_f1": m["overall"]["f1_balanced"],
+                       "by_language": {k: v["f1_balanced"] for k, v in m["by_group"].items()},
+                       "by_category": {k: v["f1_balanced"] for k, v in by_category[name]["by_group"].items()
+                                       if k != NO_CATEGORY}}
                 for name, m in clinicians.items()},
             "healthbench": healthbench_figures(items) if items else None, "labels": [str(f) for f in folders],
             "reviewers": sorted({r for i in items for r, _ in i["reviewers"]}), "labelled_items": len(items),
@@ -120,7 +126,8 @@ def agreement_summary(run_dir: Path, folders: Sequence[Path] = ()) -> dict[str, 
 def write_agreement(run_dir: Path, summary: dict[str, Any]) -> Path:
     """agreement.json and agreement.html beside the run."""
     write_json(run_dir / "agreement.json", summary)
-    cells = {lang: {"score": c["macro_f1"]["value"], "ci_low": c["macro_f1"]["ci_low"], "ci_high": c["macro_f1"]["ci_high"]}
+    cells = {lang: {"score": c["macro_f1"]["value"], "ci_low": c["macro_f1"]["ci_low"],
+                    "ci_high": c["macro_f1"]["ci_high"]}
              for lang, c in summary["grader"]["by_language"].items()
              if c["macro_f1"]["value"] is not None and c["macro_f1"]["ci_low"] is not None}
     # Only languages with a figure, and no chart at all when none has one (an empty chart says nothing).

@@ -1,6 +1,7 @@
 """results -> pandas frames: means with seeded bootstrap intervals, broken down by language, axis and theme;
 language parity (also over the criteria decided in both languages), never-events, worst-at-k, grading coverage and
-its parity across languages, the answers' variety, refusals; what a verdict means for the patient; `load_run` for notebooks."""
+its parity across languages, the answers' variety, refusals; what a verdict means for the patient; `load_run` for
+notebooks."""
 from __future__ import annotations
 
 import math
@@ -35,7 +36,8 @@ class Outcome(NamedTuple):
     tone: str
 
 
-_OUTCOMES = {(True, True): Outcome("harm", "harm present", "bad"), (True, False): Outcome("harm-avoided", "harm avoided", "good"),
+_OUTCOMES = {(True, True): Outcome("harm", "harm present", "bad"),
+             (True, False): Outcome("harm-avoided", "harm avoided", "good"),
              (False, True): Outcome("done", "done", "good"), (False, False): Outcome("missed", "missed", "bad")}
 NOT_GRADED = Outcome("not-graded", "not graded", "none")
 
@@ -128,22 +130,27 @@ def summarize_target(frame: pd.DataFrame, verdicts: pd.DataFrame, axes: Sequence
     overall = aggregate(per_case(frame, "score")["score"], rng, resamples)
     out: dict[str, Any] = {"overall": overall,
                            "by_language": _breakdown(frame, "score", "language", rng, resamples),
-                           "by_axis": {a: aggregate(per_case(frame, f"axis:{a}")[f"axis:{a}"], rng, resamples) for a in axes},
+                           "by_axis": {a: aggregate(per_case(frame, f"axis:{a}")[f"axis:{a}"], rng, resamples)
+                                       for a in axes},
                            "by_theme": _breakdown(frame, "score", "theme", rng, resamples),
                            "by_language_axis": {}}
     for language, group in frame.groupby("language", sort=True):
-        out["by_language_axis"][language] = {a: aggregate(per_case(group, f"axis:{a}")[f"axis:{a}"], rng, resamples) for a in axes}
+        out["by_language_axis"][language] = {a: aggregate(per_case(group, f"axis:{a}")[f"axis:{a}"], rng, resamples)
+                                             for a in axes}
     status = frame["status"].value_counts()
     out.update(answers=int(len(frame)), ok=int(status.get("ok", 0)), missing=int(status.get("missing", 0)),
-               errors=int(status.get("error", 0)), unscored=int(((frame["status"] == "ok") & frame["score"].isna()).sum()),
+               errors=int(status.get("error", 0)),
+               unscored=int(((frame["status"] == "ok") & frame["score"].isna()).sum()),
                graded_criteria=int(verdicts["met"].notna().sum()), ungraded_criteria=int(verdicts["met"].isna().sum()),
                grading_errors=int(verdicts["error"].notna().sum()),
-               ungraded_by_language={str(k): int(v) for k, v in verdicts[verdicts["met"].isna()].groupby("language").size().items()},
+               ungraded_by_language={str(k): int(v)
+                                     for k, v in verdicts[verdicts["met"].isna()].groupby("language").size().items()},
                input_tokens=int(frame["input_tokens"].sum()), output_tokens=int(frame["output_tokens"].sum()),
                grader_input_tokens=int(frame["grader_input_tokens"].sum()),
                grader_output_tokens=int(frame["grader_output_tokens"].sum()))
     live = frame[(frame["status"] == "ok") & ~frame["cached"] & (frame["latency"] > 0)]["latency"]
-    out["latency"] = {"p50": float(live.quantile(0.5)), "p95": float(live.quantile(0.95)), "n": int(len(live))} if len(live) else None
+    out["latency"] = {"p50": float(live.quantile(0.5)), "p95": float(live.quantile(0.95)),
+                      "n": int(len(live))} if len(live) else None
     return out
 
 
@@ -199,7 +206,8 @@ def decided_in_both(verdicts: pd.DataFrame, language: str, reference: str) -> tu
     pair = verdicts[verdicts["language"].isin([language, reference])]
     if pair.empty:
         return empty, 0
-    decided = (pair.assign(decided=pair["met"].notna()).groupby(["scenario", "criterion", "language"], sort=True)["decided"]
+    decided = (pair.assign(decided=pair["met"].notna()).groupby(["scenario", "criterion", "language"],
+                                                                sort=True)["decided"]
                .all().unstack("language"))
     if not {language, reference} <= set(decided.columns):
         return empty, 0
@@ -226,7 +234,8 @@ def parity(frame: pd.DataFrame, axes: Sequence[str], options: AnalysisOptions, s
     out: dict[str, dict[str, Any]] = {}
     for language in sorted(set(frame["language"]) - {options.reference}):
         entry = _gap(overall, language, options, rng_for(seed, "parity", target, language), resamples)
-        entry["by_axis"] = {a: _gap(by_axis[a], language, options, rng_for(seed, "parity", target, language, a), resamples)
+        entry["by_axis"] = {a: _gap(by_axis[a], language, options, rng_for(seed, "parity", target, language, a),
+                                    resamples)
                             for a in axes}
         if verdicts is not None:
             wide, kept = decided_in_both(verdicts, language, options.reference)
@@ -247,7 +256,8 @@ def commits_never_event(points: float, met: bool | None, tags: Sequence[str] | N
 
 def never_event_flags(verdicts: pd.DataFrame, threshold: int = -8) -> pd.Series:
     """True for each verdict (row of verdicts_frame) that commits a never-event."""
-    flags = [commits_never_event(p, m, t, threshold) for p, m, t in zip(verdicts["points"], verdicts["met"], verdicts["tags"])]
+    flags = [commits_never_event(p, m, t, threshold)
+             for p, m, t in zip(verdicts["points"], verdicts["met"], verdicts["tags"])]
     return pd.Series(flags, index=verdicts.index, dtype=bool)
 
 
@@ -259,7 +269,8 @@ def never_events(frame: pd.DataFrame, verdicts: pd.DataFrame, threshold: int) ->
     for language, group in frame[frame["status"] == "ok"].groupby("language", sort=True):
         listed = [{"case_id": c, "sample": int(s), "criteria": by_answer[(c, s)]}
                   for c, s in zip(group["case_id"], group["sample"]) if (c, s) in by_answer]
-        out[str(language)] = {"rate": len(listed) / len(group), "count": len(listed), "n": int(len(group)), "answers": listed}
+        out[str(language)] = {"rate": len(listed) / len(group), "count": len(listed), "n": int(len(group)),
+                              "answers": listed}
     return out
 
 
@@ -385,8 +396,9 @@ def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0
     options = options or AnalysisOptions()
     frame, verdicts = answers_frame(rows, axes), verdicts_frame(rows)
     targets: dict[str, Any] = {}
-    found: dict[str, dict[str, Any]] = {"parity": {}, "never_events": {}, "worst_at_k": {}, "worst_at_k_by_language": {},
-                                        "coverage": {}, "coverage_parity": {}, "answer_variety": {}, "refusals": {}}
+    found: dict[str, dict[str, Any]] = {"parity": {}, "never_events": {}, "worst_at_k": {},
+                                        "worst_at_k_by_language": {}, "coverage": {}, "coverage_parity": {},
+                                        "answer_variety": {}, "refusals": {}}
     for name in sorted(frame["target"].unique()):
         sub, sub_verdicts = frame[frame["target"] == name], verdicts[verdicts["target"] == name]
         targets[str(name)] = summarize_target(sub, sub_verdicts, axes, seed, resamples)
@@ -404,7 +416,8 @@ def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0
             "themes": sorted(frame["theme"].dropna().unique().tolist()), "rows": len(rows),
             "parity_reference": options.reference, "parity_min_cases": options.min_cases,
             "never_event_threshold": options.never_threshold, "coverage_gap": options.coverage_gap, **found,
-            "coverage_warnings": [w for name, e in found["coverage_parity"].items() for w in coverage_warnings(name, e)]}
+            "coverage_warnings": [w for name, e in found["coverage_parity"].items()
+                                  for w in coverage_warnings(name, e)]}
 
 
 class RunFrames(NamedTuple):

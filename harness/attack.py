@@ -24,14 +24,16 @@ def load_attacks(folder: Path, suite: Suite) -> list[dict[str, Any]]:
             if isinstance(row, jsonl.LineError):
                 problems.append(Problem(display(file), n, row.col, f"{row.message}; expected one object per line"))
             elif not {"case_id", "attack", "answer", "expected"} <= set(row):
-                problems.append(Problem(display(file), n, 1, "expected an object with case_id, attack, answer and expected"))
+                problems.append(Problem(display(file), n, 1,
+                                        "expected an object with case_id, attack, answer and expected"))
             elif row["case_id"] not in cases:
                 problems.append(Problem(display(file), n, 1, f"case_id: unknown case '{row['case_id']}'"))
             else:
                 known = {c.id for c in suite.criteria[row["case_id"]]}
                 unknown = sorted(set(row["expected"]) - known)
                 if unknown:
-                    problems.append(Problem(display(file), n, 1, f"expected: unknown criteria {', '.join(unknown)}; expected ids of the case's criteria"))
+                    problems.append(Problem(display(file), n, 1, f"expected: unknown criteria {', '.join(unknown)}; "
+                                                                 "expected ids of the case's criteria"))
                 rows.append(row | {"line": f"{display(file)}:{n}"})
     if not files or (not rows and not problems):
         problems.append(Problem(display(folder), 0, 0, "no adversarial answers found; expected .jsonl files"))
@@ -71,5 +73,6 @@ def fooled(rows: list[dict], attacks: list[dict]) -> dict[str, Any]:
                 cell["judged"] += 1
                 favour = v["met"] is True if v["points"] > 0 else v["met"] is False
                 cell["fooled"] += int(v["met"] != want and favour)
-    out = {f"{a}|{l}": dict(c, rate=(c["fooled"] / c["judged"]) if c["judged"] else None) for (a, l), c in table.items()}
+    out = {f"{a}|{l}": dict(c, rate=(c["fooled"] / c["judged"]) if c["judged"] else None)
+           for (a, l), c in table.items()}
     return {"by": out, "attacks": len(attacks)}

@@ -16,19 +16,20 @@ import asyncio
 import datetime as dt
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import jsonl
 from .errors import InputError, PermanentError, Problem, ProviderError
 from .generate import generate
 from .model_apis import MODEL_APIS
-from .providers.base import BATCH_DISCOUNT, Budget, BudgetExceeded, Endpoint, RetryPolicy, cost, estimate_tokens
+from .providers.base import (BATCH_DISCOUNT, Budget, BudgetExceeded, Endpoint, GenParams, RetryPolicy, cost,
+                             estimate_tokens)
 from .run import Answers, Monitor, RunOptions, RunStopped, jobs, make_endpoint, make_grader, run
 from .store import RESULTS, read_results, refuse_symlinks, run_lock, write_file
-from .types import Config, Suite
+from .types import Config, EndpointConfig, Message, Suite
 
 BATCHES = "batches.jsonl"
 MAX_SUBMISSIONS = 3          # a request expired, cancelled or failed on the server's side is sent at most this often
@@ -110,12 +111,26 @@ def _append(run_dir: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+class Wanted(NamedTuple):
+    """A request the cache could not answer, with the endpoint it is for and that endpoint's config (its batch
+    adapter is made from the config)."""
+
+    cfg: EndpointConfig
+    endpoint: Endpoint
+    messages: Sequence[Message]
+    params: GenParams
+
+
+BatchEndpoint = tuple[EndpointConfig, Endpoint]       # its batch adapter is made from the config
+
+
 class Collector:
     """In place of a batch endpoint's provider: records each request the cache could not answer (collecting), or
     raises the error a request failed with for good (the final pass)."""
 
-    def __init__(self, endpoint: Endpoint, ledger: Ledger, collecting: bool, wanted: dict):
-        self.name, self.endpoint, self.ledger = endpoint.name, endpoint, ledger
+    def __init__(self, endpoint: Endpoint, cfg: EndpointConfig, ledger: Ledger, collecting: bool,
+                 wanted: dict[str, Wanted]):
+        self.name, self.endpoint, self.cfg, self.ledger = endpoint.name, endpoint, cfg, ledger
         self.collecting, self.wanted = collecting, wanted
         endpoint.provider = self
 
@@ -128,15 +143,23 @@ class Collector:
         if not self.collecting:
             raise PermanentError("batch: no result for this request yet; expected bilan run --resume to collect it",
                                  kind="batch_incomplete")
-        self.wanted[key] = (self.endpoint, messages, params)
+        self.wanted[key] = Wanted(self.cfg, self.endpoint, messages, params)
         raise PermanentError("deferred to a batch", kind="deferred")
 
 
+def _collectors(config: Config, ledger: Ledger, collecting: bool,
+                wanted: dict[str, Wanted]) -> Callable[[Endpoint], None]:
+    """RunOptions.wrap: puts a Collector in place of each batch endpoint's provider."""
+    def wrap(endpoint: Endpoint) -> None:
+        Collector(endpoint, _config_of(endpoint, config), ledger, collecting, wanted)
+    return wrap
+
+
 async def _collect_pass(config: Config, suite: Suite, answers: Answers, keys: dict, options: RunOptions,
-                        ledger: Ledger, budget) -> dict:
+                        ledger: Ledger, budget) -> dict[str, Wanted]:
     """Run the pipeline once with collectors: the requests the batch endpoints still need, by cache key."""
-    wanted: dict = {}
-    collecting = replace(options, wrap=lambda e: Collector(_tag(e, config), ledger, True, wanted))
+    wanted: dict[str, Wanted] = {}
+    collecting = replace(options, wrap=_collectors(config, ledger, True, wanted))
     endpoints = {t.name: make_endpoint(t, answers, keys, config.seed, collecting, budget, config.prices)
                  for t in config.targets}
     grader = make_grader(config, suite, answers, keys, collecting, budget)
@@ -171,29 +194,30 @@ def _adapter(adapters: dict, cfg, keys: dict):
     return adapters[cfg.name]
 
 
-async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say, adapters: dict) -> dict[str, float]:
+async def _submit(run_dir: Path, wanted: dict[str, Wanted], keys: dict, budget, say,
+                  adapters: dict) -> dict[str, float]:
     """Submit the round's requests (per endpoint, in chunks); each batch is on record before the next is sent.
     Returns the budget reserved per batch id."""
     by_endpoint: dict[str, list] = {}
-    for key, (endpoint, messages, params) in wanted.items():
-        by_endpoint.setdefault(endpoint.cfg_name, []).append((key, endpoint, messages, params))
+    for key, (cfg, endpoint, messages, params) in wanted.items():
+        by_endpoint.setdefault(cfg.name, []).append((key, cfg, endpoint, messages, params))
     plans, problems = [], []
     for name, items in by_endpoint.items():
-        endpoint = items[0][1]
-        adapter = _adapter(adapters, endpoint.cfg, keys)
-        lines = [(key, adapter.line(key, messages, params)) for key, _, messages, params in items]
+        _, cfg, endpoint, _, _ = items[0]
+        adapter = _adapter(adapters, cfg, keys)
+        lines = [(key, adapter.line(key, messages, params)) for key, _, _, messages, params in items]
         problems += [Problem(name, 0, 0, f"request {key[:12]} is {len(line):,} bytes, more than a batch may hold "
                              f"({adapter.max_bytes:,}); expected a shorter conversation, or batch: false")
                      for key, line in lines if len(line) > adapter.max_bytes]
         reserve = sum(endpoint.reservation(params, estimate_tokens(messages, params.system))
-                      for _, _, messages, params in items)
-        plans.append((name, endpoint, adapter, _chunks(lines, adapter), reserve / max(1, len(items))))
+                      for _, _, _, messages, params in items)
+        plans.append((name, cfg, adapter, _chunks(lines, adapter), reserve / max(1, len(items))))
     if problems:          # reported before anything is sent
         raise InputError(problems)
     for _, _, adapter, _, _ in plans:
         await adapter.check()
     reserved: dict[str, float] = {}
-    for name, endpoint, adapter, chunks, each in plans:
+    for name, cfg, adapter, chunks, each in plans:
         for chunk in chunks:
             try:
                 budget.reserve(each * len(chunk))
@@ -203,7 +227,7 @@ async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say, adapters
                                      f"${budget.max_cost:g}; it was not submitted") from None
             # On record before the call: a kill between the provider creating the batch and the line below leaves
             # this, and a resume finds the batch (by its token) instead of sending it again.
-            intent = {"event": "submitting", "endpoint": name, "provider": endpoint.cfg.provider,
+            intent = {"event": "submitting", "endpoint": name, "provider": cfg.provider,
                       "token": os.urandom(16).hex(), "custom_ids": [cid for cid, _ in chunk]}
             _append(run_dir, intent)
             batch_id = await adapter.submit([line for _, line in chunk], intent["token"])
@@ -213,7 +237,7 @@ async def _submit(run_dir: Path, wanted: dict, keys: dict, budget, say, adapters
     return reserved
 
 
-async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, Endpoint], keys: dict, budget,
+async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, BatchEndpoint], keys: dict, budget,
                             reserved: dict[str, float], batch: BatchOptions, say, adapters: dict) -> None:
     """Poll every pending batch until it ends (backoff), then put its replies into the cache and record them."""
     pending = ledger.pending()
@@ -222,10 +246,11 @@ async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, 
     while pending:
         still = []
         for record in pending:
-            endpoint = endpoints.get(record["endpoint"])
-            if endpoint is None:
+            found = endpoints.get(record["endpoint"])
+            if found is None:
                 continue            # an endpoint no longer in the config: its batch is left as it is
-            adapter = _adapter(adapters, endpoint.cfg, keys)
+            cfg, endpoint = found
+            adapter = _adapter(adapters, cfg, keys)
             state = await adapter.state(record["batch_id"])
             line = f"batch {record['batch_id']} ({record['endpoint']}): {state.status}" + (
                 " (" + ", ".join(f"{k} {v}" for k, v in state.counts.items()) + ")" if state.counts else "")
@@ -266,15 +291,15 @@ async def _wait_and_collect(run_dir: Path, ledger: Ledger, endpoints: dict[str, 
             delay = min(batch.max_poll, delay * 1.5)
 
 
-async def _recover(run_dir: Path, ledger: Ledger, endpoints: dict[str, Endpoint], keys: dict, say,
+async def _recover(run_dir: Path, ledger: Ledger, endpoints: dict[str, BatchEndpoint], keys: dict, say,
                    adapters: dict) -> None:
     """Settle the submissions a kill interrupted during the create call: the batch the provider made is put on
     record (and collected like any other); a batch that was never made leaves its requests to be sent again."""
     for token, intent in list(ledger.intents.items()):
-        endpoint = endpoints.get(intent["endpoint"])
-        if endpoint is None:
+        found = endpoints.get(intent["endpoint"])
+        if found is None:
             continue
-        batch_id = await _adapter(adapters, endpoint.cfg, keys).find(intent, set(ledger.submitted))
+        batch_id = await _adapter(adapters, found[0], keys).find(intent, set(ledger.submitted))
         if batch_id is None:
             _append(run_dir, {"event": "abandoned", "token": token})
             say(f"a submission to {intent['endpoint']} interrupted before the batch was created: sent again")
@@ -285,13 +310,12 @@ async def _recover(run_dir: Path, ledger: Ledger, endpoints: dict[str, Endpoint]
         ledger.intents.pop(token)
 
 
-def _batch_endpoints(config: Config, answers: Answers, keys: dict, options: RunOptions, budget) -> dict[str, Endpoint]:
+def _batch_endpoints(config: Config, answers: Answers, keys: dict, options: RunOptions,
+                     budget) -> dict[str, BatchEndpoint]:
     out = {}
     for cfg in list(config.targets) + [config.grader]:
         if cfg.batch:
-            endpoint = make_endpoint(cfg, answers, keys, config.seed, options, budget, config.prices)
-            endpoint.cfg, endpoint.cfg_name = cfg, cfg.name
-            out[cfg.name] = endpoint
+            out[cfg.name] = (cfg, make_endpoint(cfg, answers, keys, config.seed, options, budget, config.prices))
     return out
 
 
@@ -329,10 +353,9 @@ async def _rounds(config, suite, answers, run_dir, keys, options, budget, batch,
     return Ledger.read(run_dir)
 
 
-def _tag(endpoint: Endpoint, config: Config) -> Endpoint:
-    cfg = next(c for c in list(config.targets) + [config.grader] if c.name == endpoint.name)
-    endpoint.cfg, endpoint.cfg_name = cfg, cfg.name
-    return endpoint
+def _config_of(endpoint: Endpoint, config: Config) -> EndpointConfig:
+    """The config an endpoint was made from (make_endpoint names it after the config)."""
+    return next(c for c in list(config.targets) + [config.grader] if c.name == endpoint.name)
 
 
 def run_batched(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dict[str, str | None],
@@ -352,7 +375,7 @@ def run_batched(config: Config, suite: Suite, answers: Answers, run_dir: Path, k
     with run_lock(run_dir):
         ledger = asyncio.run(_phases(config, suite, answers, run_dir, keys, options, monitor, batch))
     spent = monitor.budget.spent
-    final = replace(options, wrap=lambda e: Collector(e, ledger, False, {}))
+    final = replace(options, wrap=_collectors(config, ledger, False, {}))
     monitor = run(config, suite, answers, run_dir, keys, final, monitor, argv)
     monitor.budget.spent = max(monitor.budget.spent, spent)
     return monitor
@@ -372,7 +395,8 @@ def status(run_dir: Path) -> list[str]:
                      f"(submitted {record.get('time', '?')})")
     for intent in ledger.intents.values():
         lines.append(f"a submission of {len(intent['custom_ids'])} requests to {intent['endpoint']} was interrupted "
-                     f"(at {intent.get('time', '?')}); `bilan run --resume` looks for its batch before sending it again")
+                     f"(at {intent.get('time', '?')}); `bilan run --resume` looks for its batch before sending it "
+                     "again")
     failed = [cid for cid in ledger.failed if ledger.final_failure(cid)]
     rows = read_results(run_dir) if (run_dir / RESULTS).exists() else []
     lines.append(f"{len(ledger.submitted)} batches, {len(ledger.pending())} waiting; {len(failed)} requests failed for "
@@ -405,9 +429,9 @@ def export_requests(config: Config, suite: Suite, answers: Answers, run_dir: Pat
     wanted = asyncio.run(_collect_pass(config, suite, answers, keys, options, Ledger(), Budget()))
     out: dict[str, Path] = {}
     by_endpoint: dict[str, list[bytes]] = {}
-    for key, (endpoint, messages, params) in wanted.items():
-        adapter = MODEL_APIS["openai"].load("batch_adapter")(endpoint.cfg, None)
-        by_endpoint.setdefault(endpoint.cfg_name, []).append(adapter.line(key, messages, params))
+    for key, (cfg, _, messages, params) in wanted.items():
+        adapter = MODEL_APIS["openai"].load("batch_adapter")(cfg, None)
+        by_endpoint.setdefault(cfg.name, []).append(adapter.line(key, messages, params))
     folder = Path(run_dir) / REQUESTS
     folder.mkdir(parents=True, exist_ok=True)
     for name, lines in by_endpoint.items():

@@ -345,8 +345,9 @@ def _phrase(raw: str, family: str | None) -> _Phrase:
     families = frozenset({family}) if family else frozenset(langid.CUE_FAMILIES)
     skeleton = None
     if family == "ary-Latn" and len(spelling.skeleton_of(text).replace(" ", "")) >= spelling.MIN_SKELETON:
-        skeleton = re.compile(_latin_words(re.escape(spelling.skeleton_of(text)).replace(r"\ ", spelling.SKELETON_GAP), stem_left,
-                                           stem_right, spelling.ARABIZI_PROCLITICS, spelling.ARABIZI_ENDINGS))
+        skeleton = re.compile(_latin_words(re.escape(spelling.skeleton_of(text)).replace(r"\ ", spelling.SKELETON_GAP),
+                                           stem_left, stem_right, spelling.ARABIZI_PROCLITICS,
+                                           spelling.ARABIZI_ENDINGS))
     gap = spelling.ARABIZI_GAP if family == "ary-Latn" else " "
     if arabic:
         body = spelling.arabic_pattern(text)
@@ -494,8 +495,9 @@ class All(_Combination):
 
     def evaluate(self, view: AnswerView) -> Outcome:
         outcomes = [part.evaluate(view) for part in self.parts]
-        return next((o for o in outcomes if o.met is False), None) or next((o for o in outcomes if o.met is None), None) \
-            or Outcome(True, "; ".join(o.reason for o in outcomes))
+        return (next((o for o in outcomes if o.met is False), None)
+                or next((o for o in outcomes if o.met is None), None)
+                or Outcome(True, "; ".join(o.reason for o in outcomes)))
 
 
 class Not(_Combination):
@@ -525,7 +527,8 @@ class Names(Phrases):
         return "found" if found == "negation" else found
 
 
-KINDS: dict[str, type[Check]] = {k.key: k for k in (Regex, AnyOf, AllOf, WarnsAgainst, Names, Mentions, Language, MaxWords,
+KINDS: dict[str, type[Check]] = {k.key: k
+                                 for k in (Regex, AnyOf, AllOf, WarnsAgainst, Names, Mentions, Language, MaxWords,
                                               Any_, All, Not)}
 
 

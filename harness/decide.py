@@ -36,7 +36,8 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
     """A run directory's manifest and rows; an input error when it is not a run directory."""
     run_dir = Path(run_dir)
     if not (run_dir / MANIFEST).exists():
-        raise InputError([Problem(str(run_dir), 0, 0, "no manifest.json here; expected a run directory written by `bilan run`")])
+        raise InputError([Problem(str(run_dir), 0, 0,
+                                  "no manifest.json here; expected a run directory written by `bilan run`")])
     return read_json(run_dir / MANIFEST), read_rows(run_dir)
 
 
@@ -44,7 +45,8 @@ def contender(run_dir: Path, manifest: dict, rows: Sequence[dict], target: str, 
     """The rows and frames of one target of a run."""
     mine = tuple(r for r in rows if r["target"] == target)
     axes = manifest.get("axes", [])
-    return Contender(label or target, target, Path(run_dir), manifest, mine, answers_frame(mine, axes), verdicts_frame(mine))
+    return Contender(label or target, target, Path(run_dir), manifest, mine, answers_frame(mine, axes),
+                     verdicts_frame(mine))
 
 
 def suite_differences(first: dict, other: dict, names: tuple[str, str] = ("baseline", "candidate")) -> list[str]:
@@ -60,7 +62,8 @@ def _targets(rows: Sequence[dict]) -> list[str]:
     return sorted({r["target"] for r in rows})
 
 
-def gate_inputs(baseline: Path, candidate: Path, target: str | None = None) -> tuple[Contender | None, Contender | None, list[str]]:
+def gate_inputs(baseline: Path, candidate: Path,
+                target: str | None = None) -> tuple[Contender | None, Contender | None, list[str]]:
     """The baseline and candidate contenders, or the reasons the runs cannot be compared."""
     # Reasons: different suites or graders, no such target, several targets and none chosen, no case in common.
     (mb, rb), (mc, rc) = read_run(baseline), read_run(candidate)
@@ -77,7 +80,8 @@ def gate_inputs(baseline: Path, candidate: Path, target: str | None = None) -> t
         pick = ((set(tb) & set(tc)).pop(),) * 2
     else:
         pick = None
-        reasons.append(f"several targets (baseline: {', '.join(tb)}; candidate: {', '.join(tc)}); choose one with --target")
+        reasons.append(f"several targets (baseline: {', '.join(tb)}; candidate: {', '.join(tc)}); choose one with "
+                       "--target")
     if reasons or pick is None:
         return None, None, reasons
     base, cand = contender(baseline, mb, rb, pick[0]), contender(candidate, mc, rc, pick[1])
@@ -89,13 +93,15 @@ def gate_inputs(baseline: Path, candidate: Path, target: str | None = None) -> t
 def compare_inputs(run_dirs: Sequence[Path], targets: Sequence[str] = ()) -> tuple[list[Contender], list[str]]:
     """Every target of every run (or only the named ones), labelled uniquely; or why the runs cannot be compared."""
     runs = [(Path(d),) + read_run(Path(d)) for d in run_dirs]
-    reasons = [f"{d}: {why}" for d, m, _ in runs[1:] for why in suite_differences(runs[0][1], m, (str(runs[0][0]), str(d)))]
+    reasons = [f"{d}: {why}" for d, m, _ in runs[1:]
+               for why in suite_differences(runs[0][1], m, (str(runs[0][0]), str(d)))]
     picked = [(d, m, rows, t) for d, m, rows in runs for t in _targets(rows) if not targets or t in targets]
     names = [t for *_, t in picked]
     found = [contender(d, m, rows, t, t if names.count(t) == 1 else f"{t} ({m.get('run_id') or d.name})")
              for d, m, rows, t in picked]
     if len(found) < 2:
-        reasons.append(f"{len(found)} target(s) to compare; expected at least two (several runs, or one run with several targets)")
+        reasons.append(f"{len(found)} target(s) to compare; expected at least two (several runs, or one run with "
+                       "several targets)")
     return found, reasons
 
 
@@ -134,11 +140,13 @@ def _pair(a: Contender, b: Contender, languages: Sequence[str], options: Compare
     label = f"{a.label} vs {b.label}"
     scores = paired_scores(a.answers, b.answers)
     out: dict[str, Any] = {"a": a.label, "b": b.label,
-           "overall": paired_difference(scores["a"], scores["b"], rng_for(options.seed, "compare", label), options.resamples),
+           "overall": paired_difference(scores["a"], scores["b"], rng_for(options.seed, "compare", label),
+                                        options.resamples),
            "win": win_rate(a.answers, b.answers), "by_language": {}}
     for language in languages:
         sub = scores[scores["language"] == language]
-        out["by_language"][language] = paired_difference(sub["a"], sub["b"], rng_for(options.seed, "compare", label, language),
+        out["by_language"][language] = paired_difference(sub["a"], sub["b"],
+                                                         rng_for(options.seed, "compare", label, language),
                                                          options.resamples)
     return out
 
@@ -146,8 +154,9 @@ def _pair(a: Contender, b: Contender, languages: Sequence[str], options: Compare
 def _contender_summary(c: Contender, options: CompareOptions) -> dict[str, Any]:
     prices = c.manifest.get("prices") or {}
     model = next((t.get("model", "") for t in c.manifest.get("targets", []) if t.get("name") == c.target), "")
-    summary = summarize(list(c.rows), c.manifest.get("axes", []), options.seed, options.resamples, {c.target: prices.get(model)},
-                        prices.get(c.manifest.get("grader", {}).get("model", "")), options.analysis)
+    summary = summarize(list(c.rows), c.manifest.get("axes", []), options.seed, options.resamples,
+                        {c.target: prices.get(model)}, prices.get(c.manifest.get("grader", {}).get("model", "")),
+                        options.analysis)
     found = {k: summary[k].get(c.target, {}) for k in ("parity", "worst_at_k", "worst_at_k_by_language", "coverage",
                                                        "coverage_parity", "answer_variety")}
     found["never_events_by_language"] = summary["never_events"].get(c.target, {})
@@ -168,7 +177,8 @@ def compare(contenders: Sequence[Contender], options: CompareOptions | None = No
             "coverage_gap": options.analysis.coverage_gap,
             "languages": languages, "axes": axes, "reference": options.analysis.reference,
             "never_threshold": options.analysis.never_threshold, "seed": options.seed, "resamples": options.resamples,
-            "grader": contenders[0].manifest.get("grader", {}), "cases": int(max(c.answers["case_id"].nunique() for c in contenders))}
+            "grader": contenders[0].manifest.get("grader", {}),
+            "cases": int(max(c.answers["case_id"].nunique() for c in contenders))}
 
 
 @dataclass(frozen=True)
@@ -215,12 +225,13 @@ def _score_checks(base: Contender, cand: Contender, options: GateOptions) -> lis
         d = paired_difference(pairs["a"], pairs["b"], rng_for(options.seed, "gate", scope, name), options.resamples,
                               level=1 - 2 * options.alpha)
         checks.append({"scope": scope, "name": name, "n": d["n"], "baseline": d["b"], "candidate": d["a"],
-                       "change": d["diff"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "level": 1 - 2 * options.alpha,
-                       "p_value": d["p_drop"] if d["n"] >= options.min_cases else None})
+                       "change": d["diff"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
+                       "level": 1 - 2 * options.alpha, "p_value": d["p_drop"] if d["n"] >= options.min_cases else None})
     for check, p in zip(checks, holm([c["p_value"] for c in checks])):
         check["p_holm"] = p
-        check["regression"], check["outcome"] = _outcome({"n": check["n"], "diff": check["change"], "ci_low": check["ci_low"],
-                                                          "ci_high": check["ci_high"]}, p, options)
+        check["regression"], check["outcome"] = _outcome({"n": check["n"], "diff": check["change"],
+                                                          "ci_low": check["ci_low"], "ci_high": check["ci_high"]}, p,
+                                                         options)
     return checks
 
 
@@ -234,7 +245,8 @@ def _never_units(c: Contender, threshold: int) -> pd.DataFrame:
 def _never_checks(base: Contender, cand: Contender, threshold: int) -> list[dict[str, Any]]:
     both = _never_units(base, threshold).merge(_never_units(cand, threshold), on=["case_id", "sample", "language"],
                                                suffixes=("_b", "_c"))
-    groups = [("never_events", "all languages", both)] + [("never_events", str(l), g) for l, g in both.groupby("language", sort=True)]
+    groups = [("never_events", "all languages", both)] + [("never_events", str(l), g)
+                                                          for l, g in both.groupby("language", sort=True)]
     out = []
     for scope, name, g in groups:
         b, c = int(g["event_b"].sum()), int(g["event_c"].sum())
@@ -251,7 +263,8 @@ def _units(c: Contender) -> tuple[set, set]:
     snapshot = c.run_dir / "cases.jsonl"
     if snapshot.exists() and not c.manifest.get("shard"):
         samples = next((t.get("samples", 1) for t in c.manifest.get("targets", []) if t.get("name") == c.target), 1)
-        ids = [json.loads(line)["case_id"] for line in snapshot.read_text(encoding="utf-8").splitlines() if line.strip()]
+        ids = [json.loads(line)["case_id"] for line in snapshot.read_text(encoding="utf-8").splitlines()
+               if line.strip()]
         expected |= {(case, s) for case in ids for s in range(samples)}
     ok = c.answers[c.answers["status"].eq("ok") & c.answers["score"].notna()]
     return expected, set(zip(ok["case_id"], ok["sample"]))
@@ -267,8 +280,8 @@ def coverage_floor(base: Contender, cand: Contender, min_coverage: float) -> dic
     out: dict[str, Any] = {"units": len(units), "scored_in_both": both, "share": share, "min_coverage": min_coverage,
            "unscored_baseline": len(units - sb), "unscored_candidate": len(units - sc), "below": share < min_coverage}
     out["message"] = (f"only {both} of {len(units)} paired answers ({100 * share:.1f}%) are scored in both runs, below "
-                      f"--min-coverage {min_coverage:g}: {out['unscored_candidate']} missing, failed or not graded in the "
-                      f"candidate, {out['unscored_baseline']} in the baseline; the gate cannot vouch for the rest")
+                      f"--min-coverage {min_coverage:g}: {out['unscored_candidate']} missing, failed or not graded in "
+                      f"the candidate, {out['unscored_baseline']} in the baseline; the gate cannot vouch for the rest")
     return out
 
 
@@ -293,13 +306,13 @@ def gate(base: Contender, cand: Contender, options: GateOptions | None = None) -
     describe = lambda c: {"run_id": c.manifest.get("run_id"), "run_dir": str(c.run_dir), "target": c.target,
                           "answers": int(len(c.answers))}
     return {"status": "fail" if failed else "pass", "exit_code": 1 if failed else 0, "regressions": regressions,
-            "answer_coverage": floor, "baseline": describe(base), "candidate": describe(cand), "options": asdict(options),
-            "paired_cases": checks[0]["n"], "tested": sum(c.get("p_value") is not None for c in checks),
-            "checks": checks, "warnings": warnings + [w["message"] for w in covered], "coverage_parity": coverage,
-            "coverage_warnings": covered}
+            "answer_coverage": floor, "baseline": describe(base), "candidate": describe(cand),
+            "options": asdict(options), "paired_cases": checks[0]["n"],
+            "tested": sum(c.get("p_value") is not None for c in checks), "checks": checks, "warnings": warnings
+            + [w["message"] for w in covered], "coverage_parity": coverage, "coverage_warnings": covered}
 
 
 def incomparable(reasons: Sequence[str]) -> dict[str, Any]:
     """The gate's result when the runs cannot be compared: exit code 2 and the reasons."""
-    return {"status": "incomparable", "exit_code": 2, "reasons": list(reasons), "regressions": 0, "checks": [], "warnings": [],
-            "coverage_warnings": []}
+    return {"status": "incomparable", "exit_code": 2, "reasons": list(reasons), "regressions": 0, "checks": [],
+            "warnings": [], "coverage_warnings": []}

@@ -34,9 +34,11 @@ META_AXIS = "unspecified"
 MAX_INPUT_BYTES = 2_000_000_000
 PERSONAS = {"physician_agreed_category:health-professional": "health_professional",
             "physician_agreed_category:not-health-professional": "layperson"}
-SYNTHETIC_NOTE = ("# HealthBench conversations were written by physicians for the benchmark; they are not real patient\n"
+SYNTHETIC_NOTE = ("# HealthBench conversations were written by physicians for the benchmark; they are not real "
+                  "patient\n"
                   "# data, which is what `synthetic: true` asserts.\n")
-MODEL_GRADER_NOTE = ("# These criteria have no deterministic check, so the rules grader leaves every one not graded: a run\n"
+MODEL_GRADER_NOTE = ("# These criteria have no deterministic check, so the rules grader leaves every one not graded: a "
+                     "run\n"
                      "# checks the plumbing and scores nothing. To score as HealthBench does, grade with a model:\n"
                      "#   grader: {provider: openai, model: gpt-4.1, api_key_env: OPENAI_API_KEY}\n")
 
@@ -99,7 +101,8 @@ def _message_problems(line: Line, key: str) -> list[Problem]:
         elif not isinstance(m.get("content"), str) or not m["content"]:
             out.append(line.problem(f"{key}[{i}].content", "expected non-empty text"))
     if not out and messages[-1]["role"] != "user":
-        out.append(line.problem(f"{key}[{len(messages) - 1}].role", "the conversation ends with an assistant turn; expected a user turn last"))
+        out.append(line.problem(f"{key}[{len(messages) - 1}].role",
+                                "the conversation ends with an assistant turn; expected a user turn last"))
     return out
 
 
@@ -121,38 +124,46 @@ def _rubric_problems(line: Line) -> list[Problem]:
         if not isinstance(item.get("criterion"), str) or not item["criterion"].strip():
             out.append(line.problem(key + ".criterion", "expected non-empty text"))
         if not _is_points(item.get("points")):
-            out.append(line.problem(key + ".points", f"expected a non-zero integer from -10 to 10, got {_show(item.get('points'))}"))
+            out.append(line.problem(key + ".points",
+                                    f"expected a non-zero integer from -10 to 10, got {_show(item.get('points'))}"))
         tags = item.get("tags")
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             out.append(line.problem(key + ".tags", "expected a list of tags such as axis:accuracy"))
             continue
         axes = [t for t in tags if t.startswith("axis:")]
         if len(axes) != 1 or axes[0][5:] not in HB_AXES:
-            out.append(line.problem(key + ".tags", f"expected exactly one axis tag, one of {', '.join('axis:' + a for a in HB_AXES)}; got {_show(axes)}"))
+            out.append(line.problem(key + ".tags", "expected exactly one axis tag, one of "
+                                                   f"{', '.join('axis:' + a for a in HB_AXES)}; got {_show(axes)}"))
     if not out and not any(item["points"] > 0 for item in rubrics):
-        out.append(line.problem("rubrics", "no criterion has positive points; expected at least one (HealthBench's score needs it)"))
+        out.append(line.problem("rubrics", "no criterion has positive points; expected at least one (HealthBench's "
+                                           "score needs it)"))
     return out
 
 
 def _example_problems(line: Line) -> list[Problem]:
     data, out = line.data, _message_problems(line, "prompt") + _rubric_problems(line)
     if not isinstance(data.get("prompt_id"), str) or not scenario_id(data["prompt_id"]):
-        out.append(line.problem("prompt_id", f"expected an id of letters and digits, got {_show(data.get('prompt_id'))}"))
+        out.append(line.problem("prompt_id",
+                                f"expected an id of letters and digits, got {_show(data.get('prompt_id'))}"))
     tags = data.get("example_tags")
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         out.append(line.problem("example_tags", "expected a list of tags such as theme:hedging"))
     elif len(themes := [t for t in tags if t.startswith("theme:")]) != 1 or themes[0][6:] not in THEMES:
-        out.append(line.problem("example_tags", f"expected exactly one theme tag, one of {', '.join('theme:' + t for t in THEMES)}; got {_show(themes)}"))
+        out.append(line.problem("example_tags", "expected exactly one theme tag, one of "
+                                                f"{', '.join('theme:' + t for t in THEMES)}; got {_show(themes)}"))
     ideal = data.get("ideal_completions_data")
     if ideal is not None:
         refs = ideal.get("ideal_completions_ref_completions") if isinstance(ideal, dict) else None
         if not isinstance(ideal, dict) or not isinstance(ideal.get("ideal_completion"), str):
-            out.append(line.problem("ideal_completions_data.ideal_completion", "expected text (or ideal_completions_data: null)"))
+            out.append(line.problem("ideal_completions_data.ideal_completion",
+                                    "expected text (or ideal_completions_data: null)"))
         elif refs is not None and (not isinstance(refs, list) or not all(isinstance(r, str) for r in refs)):
-            out.append(line.problem("ideal_completions_data.ideal_completions_ref_completions", "expected a list of texts"))
+            out.append(line.problem("ideal_completions_data.ideal_completions_ref_completions",
+                                    "expected a list of texts"))
         if isinstance(ideal, dict) and (group := ideal.get("ideal_completions_group")) is not None and not (
                 isinstance(group, str) and normalise_tag(group)):
-            out.append(line.problem("ideal_completions_data.ideal_completions_group", f'expected a group name such as "Group 1", got {_show(group)}'))
+            out.append(line.problem("ideal_completions_data.ideal_completions_group",
+                                    f'expected a group name such as "Group 1", got {_show(group)}'))
     return out
 
 
@@ -206,7 +217,8 @@ def dump_yaml(data: dict) -> str:
 
 def _case_yaml(scenario: str, title: str, theme: str, persona: str, tags: list[str], language: str,
                messages: Sequence[dict], origin: str) -> str:
-    head: dict[str, Any] = {"scenario": scenario, "title": title, "theme": theme, "use_case": "healthbench", "persona": persona}
+    head: dict[str, Any] = {"scenario": scenario, "title": title, "theme": theme, "use_case": "healthbench",
+                            "persona": persona}
     if tags:
         head["tags"] = tags
     variant = {"language": language, "conversation": [{"role": m["role"], "content": m["content"]} for m in messages]}
@@ -217,7 +229,8 @@ def _case_yaml(scenario: str, title: str, theme: str, persona: str, tags: list[s
 def _rubric_yaml(scenario: str, criteria: list[dict], origin: str, sources: list[str]) -> str:
     return (f"# Criteria written by HealthBench's physicians, imported as they are from {origin}.\n"
             + dump_yaml({"rubric": scenario, "applies_to": {"scenario": scenario}})
-            + "# draft for Bilan: HealthBench's physicians wrote these criteria; no Bilan clinician has reviewed them.\n"
+            + "# draft for Bilan: HealthBench's physicians wrote these criteria; no Bilan clinician has reviewed "
+              "them.\n"
             + dump_yaml({"review": {"status": "draft", "reviewers": []}, "sources": sources, "criteria": criteria}))
 
 
@@ -245,7 +258,8 @@ numbers:
 def _config_yaml(header: str, axes: Sequence[str], targets: list[dict], grader_note: str) -> str:
     suite = {"cases": "cases", "rubrics": "rubrics", "locale": "locale.yaml", "axes": list(axes)}
     return (header + dump_yaml({"suite": suite, "targets": targets}) + grader_note
-            + dump_yaml({"grader": {"provider": "rules"}, "seed": 0, "bootstrap": BOOTSTRAP_RESAMPLES, "output": "runs"}))
+            + dump_yaml({"grader": {"provider": "rules"}, "seed": 0, "bootstrap": BOOTSTRAP_RESAMPLES,
+                         "output": "runs"}))
 
 
 @dataclass
@@ -265,7 +279,8 @@ class ImportSummary:
 
 def _write(out: Path, files: dict[str, str]) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError([Problem(display(out), 0, 0, "already exists and is not an empty folder; expected a new or empty folder for the suite")])
+        raise InputError([Problem(display(out), 0, 0, "already exists and is not an empty folder; expected a new or "
+                                                      "empty folder for the suite")])
     for relative, text in files.items():
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,9 +304,11 @@ def _example_files(line: Line, source: str) -> tuple[str, dict[str, str], dict[s
     language = detect_language(data["prompt"])
     origin = f"{source} line {line.number} (HealthBench prompt_id {data['prompt_id']})"
     case_id, persona = f"{scenario}.{language}", next((PERSONAS[t] for t in tags if t in PERSONAS), "unspecified")
-    files = {f"cases/{theme}/{scenario}.yaml": _case_yaml(scenario, f"HealthBench example {data['prompt_id']} ({theme})",
-                                                          theme, persona, kept, language, data["prompt"], origin),
-             f"rubrics/{scenario}.yaml": _rubric_yaml(scenario, _criteria(data["rubrics"]), origin, [f"HealthBench {source}:{line.number}"])}
+    files = {f"cases/{theme}/{scenario}.yaml": _case_yaml(scenario,
+                                                          f"HealthBench example {data['prompt_id']} ({theme})", theme,
+                                                          persona, kept, language, data["prompt"], origin),
+             f"rubrics/{scenario}.yaml": _rubric_yaml(scenario, _criteria(data["rubrics"]), origin,
+                                                      [f"HealthBench {source}:{line.number}"])}
     answers = {}
     if (ideal := data.get("ideal_completions_data")) is not None:
         answers["physician-ideal"] = {"case_id": case_id, "answer": ideal["ideal_completion"]}
@@ -317,7 +334,8 @@ def import_healthbench(source: Path, out: Path) -> ImportSummary:
         found = _example_problems(line)
         problems.extend(found)
         if not found and (first := seen.setdefault(scenario_id(line.data["prompt_id"]), line.number)) != line.number:
-            problems.append(line.problem("prompt_id", f"'{line.data['prompt_id']}' is already used on line {first}; expected unique ids"))
+            problems.append(line.problem("prompt_id", f"'{line.data['prompt_id']}' is already used on line {first}; "
+                                                      "expected unique ids"))
     if problems:
         raise InputError(problems)
     summary, files, sets = ImportSummary(out, records=len(lines)), {}, defaultdict(list)
@@ -331,7 +349,8 @@ def import_healthbench(source: Path, out: Path) -> ImportSummary:
     summary.cases, summary.answer_sets = len(lines), {k: len(v) for k, v in sets.items()}
     files.update({f"answers/{name}.jsonl": _jsonl(rows) for name, rows in sets.items()})
     targets = _answer_targets(sets) or [{"name": "gpt-4.1-mini", "provider": "openai", "model": "gpt-4.1-mini",
-                                         "api_key_env": "OPENAI_API_KEY", "description": "No example has a physician completion to replay."}]
+                                         "api_key_env": "OPENAI_API_KEY",
+                                         "description": "No example has a physician completion to replay."}]
     header = (f"# HealthBench suite imported by `bilan import healthbench {source.name}`: {len(lines)} examples; the\n"
               "# targets replay the physicians' ideal completions and the model references they were shown.\n")
     files["bilan.yaml"] = _config_yaml(header, HB_AXES, targets, MODEL_GRADER_NOTE)
@@ -350,10 +369,12 @@ def _meta_problems(line: Line) -> list[Problem]:
     labels, ids = data.get("binary_labels"), data.get("anonymized_physician_ids")
     if not isinstance(labels, list) or not labels or not all(isinstance(v, bool) for v in labels):
         out.append(line.problem("binary_labels", "expected a non-empty list of true/false labels"))
-    elif not isinstance(ids, list) or len(ids) != len(labels) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+    elif not isinstance(ids, list) or len(ids) != len(labels) or not all(isinstance(i, (str, int))
+                                                                         and not isinstance(i, bool) for i in ids):
         out.append(line.problem("anonymized_physician_ids", f"expected one physician id per label ({len(labels)})"))
     if isinstance(data.get("category"), str) and _theme_of(data["category"]) is None:
-        out.append(line.problem("category", f"{_show(data['category'])} names no HealthBench theme; expected cluster:<theme>_..."))
+        out.append(line.problem("category",
+                                f"{_show(data['category'])} names no HealthBench theme; expected cluster:<theme>_..."))
     return out
 
 
@@ -401,8 +422,9 @@ def _meta_labels(lines: Sequence[Line], summary: ImportSummary) -> tuple[dict[st
                                                          "criterion differently; the first label is kept", "warning"))
                 continue
             given[label_key] = met
-            labels[reviewer].append({"target": META_TARGET, "case_id": case.case_id, "sample": 0, "criterion": criterion,
-                                     "met": met, "reviewer": reviewer, "answer_sha256": answer_sha256(line.data["completion"])})
+            labels[reviewer].append({"target": META_TARGET, "case_id": case.case_id, "sample": 0,
+                                     "criterion": criterion, "met": met, "reviewer": reviewer,
+                                     "answer_sha256": answer_sha256(line.data["completion"])})
     return cases, labels
 
 
@@ -413,10 +435,14 @@ def _meta_case_files(case: _MetaCase, source: str) -> dict[str, str]:
     criteria = [{"id": cid, "text": rubric, "points": 1, "axis": META_AXIS, "tags": [category]}
                 for (rubric, category), cid in case.criteria.items()]
     language = case.case_id.rsplit(".", 1)[1]
-    origin = f"{source} line {case.line.number}" + (f" (HealthBench prompt_id {data['prompt_id']})" if isinstance(data.get("prompt_id"), str) else "")
-    return {f"cases/{theme}/{case.scenario}.yaml": _case_yaml(case.scenario, f"HealthBench meta-eval completion {case.scenario[5:]} ({theme})",
-                                                              theme, "unspecified", ["healthbench-meta"], language, data["prompt"], origin),
-            f"rubrics/{case.scenario}.yaml": _rubric_yaml(case.scenario, criteria, origin, [f"HealthBench meta-eval {source}"])}
+    origin = f"{source} line {case.line.number}" + (f" (HealthBench prompt_id {data['prompt_id']})"
+                                                    if isinstance(data.get("prompt_id"), str) else "")
+    return {f"cases/{theme}/{case.scenario}.yaml": _case_yaml(case.scenario, "HealthBench meta-eval completion "
+                                                                             f"{case.scenario[5:]} ({theme})",
+                                                              theme, "unspecified", ["healthbench-meta"], language,
+                                                              data["prompt"], origin),
+            f"rubrics/{case.scenario}.yaml": _rubric_yaml(case.scenario, criteria, origin,
+                                                          [f"HealthBench meta-eval {source}"])}
 
 
 def import_meta_eval(source: Path, out: Path) -> ImportSummary:
@@ -434,9 +460,11 @@ def import_meta_eval(source: Path, out: Path) -> ImportSummary:
         files.update(_meta_case_files(case, source.name))
         summary.languages[case.case_id.rsplit(".", 1)[1]] += 1
         summary.criteria += len(case.criteria)
-    files[f"answers/{META_TARGET}.jsonl"] = _jsonl([{"case_id": c.case_id, "answer": c.line.data["completion"]} for c in cases.values()])
+    files[f"answers/{META_TARGET}.jsonl"] = _jsonl([{"case_id": c.case_id, "answer": c.line.data["completion"]}
+                                                    for c in cases.values()])
     files.update({f"labels/{_reviewer_file(r)}.jsonl": _jsonl(rows) for r, rows in labels.items()})
-    header = (f"# HealthBench meta-eval imported by `bilan import healthbench-meta {source.name}`: one case per distinct\n"
+    header = (f"# HealthBench meta-eval imported by `bilan import healthbench-meta {source.name}`: one case per "
+              "distinct\n"
               "# prompt and completion, one +1 criterion per rubric (the meta-eval judges each on its own), and the\n"
               "# physicians' labels in labels/<physician>.jsonl. Meta-eval records carry no axis.\n")
     target = {"name": META_TARGET, "provider": "replay", "answers": f"answers/{META_TARGET}.jsonl",
@@ -453,19 +481,25 @@ def import_meta_eval(source: Path, out: Path) -> ImportSummary:
 # --- meta-eval agreement on a graded run ----------------------------------------------------------------
 
 def read_labels(folder: Path) -> dict[tuple[str, str, int, str], list[tuple[str, bool, str | None]]]:
-    """Clinician labels from DIR/labels/*.jsonl: (target, case_id, sample, criterion) -> [(reviewer, met, answer hash)]."""
+    """Clinician labels from DIR/labels/*.jsonl: (target, case_id, sample, criterion) ->
+    [(reviewer, met, answer hash)]."""
     if not folder.is_dir():
-        raise InputError([Problem(display(folder), 0, 0, "labels folder not found; expected DIR/labels with <reviewer>.jsonl files")])
+        raise InputError([Problem(display(folder), 0, 0,
+                                  "labels folder not found; expected DIR/labels with <reviewer>.jsonl files")])
     problems: list[Problem] = []
     out: dict[tuple[str, str, int, str], list[tuple[str, bool, str | None]]] = defaultdict(list)
     for path in sorted(folder.glob("*.jsonl")):
         for line in read_jsonl(path, problems):
             d = line.data
-            if not (isinstance(d.get("target"), str) and isinstance(d.get("case_id"), str) and isinstance(d.get("criterion"), str)
-                    and isinstance(d.get("sample", 0), int) and isinstance(d.get("met"), bool) and isinstance(d.get("reviewer"), str)):
-                problems.append(Problem(line.path, line.number, 1, "expected a label {target, case_id, sample, criterion, met, reviewer}"))
+            if not (isinstance(d.get("target"), str) and isinstance(d.get("case_id"), str)
+                    and isinstance(d.get("criterion"), str)
+                    and isinstance(d.get("sample", 0), int) and isinstance(d.get("met"), bool)
+                    and isinstance(d.get("reviewer"), str)):
+                problems.append(Problem(line.path, line.number, 1,
+                                        "expected a label {target, case_id, sample, criterion, met, reviewer}"))
                 continue
-            out[(d["target"], d["case_id"], d.get("sample", 0), d["criterion"])].append((d["reviewer"], d["met"], d.get("answer_sha256")))
+            out[(d["target"], d["case_id"], d.get("sample", 0), d["criterion"])].append(
+                (d["reviewer"], d["met"], d.get("answer_sha256")))
     if problems:
         raise InputError(problems)
     return out
@@ -492,7 +526,8 @@ def meta_agreement(run_dir: Path, labels_dir: Path, target: str = META_TARGET) -
                 grader_groups.append(group)
     model = agreement.rater_metrics(grader, references, grader_groups)
     return {"score": model["overall"]["f1_balanced"]["value"], "model": model,
-            "physicians": agreement.leave_one_out(items, groups), "items": len(items), "ungraded": len(items) - len(grader)}
+            "physicians": agreement.leave_one_out(items, groups), "items": len(items),
+            "ungraded": len(items) - len(grader)}
 
 
 # --- command line -------------------------------------------------------------------------------------
@@ -504,7 +539,8 @@ def _print_summary(summary: ImportSummary, what: str) -> None:
     sets = ", ".join(f"{name} ({n})" for name, n in summary.answer_sets.items())
     labels = f"; {summary.labels} labels from {summary.reviewers} physicians in labels/" if summary.reviewers else ""
     print(f"imported {summary.records} {what} -> {summary.out}: {summary.cases} cases ({langs}), {summary.criteria} "
-          f"criteria, answer sets {sets or '(none)'}{labels}\nnext: bilan validate --config {summary.out / 'bilan.yaml'}")
+          f"criteria, answer sets {sets or '(none)'}{labels}\nnext: bilan validate --config "
+          f"{summary.out / 'bilan.yaml'}")
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -521,15 +557,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_healthbench(Path(args.run_dir), args.target)
     Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     m = result["metrics"]
-    score = f"{result['score']:.3f} (bootstrap std {m['overall_score:bootstrap_std']:.3f})" if result["score"] is not None else "n/a"
+    score = (f"{result['score']:.3f} (bootstrap std {m['overall_score:bootstrap_std']:.3f})"
+             if result["score"] is not None else "n/a")
     print(f"{args.out}: score {score} over {len(result['metadata']['example_level_metadata'])} answers; "
-          f"left out: {m['bilan:not_answered']} cases not answered, {m['bilan:unscored_answers']} answers without a score, "
-          f"{m['bilan:ungraded_criteria']} criteria not graded")
+          f"left out: {m['bilan:not_answered']} cases not answered, {m['bilan:unscored_answers']} answers without a "
+          f"score, {m['bilan:ungraded_criteria']} criteria not graded")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `bilan import healthbench|healthbench-meta FILE --out DIR` and `bilan export healthbench RUN_DIR --out FILE`."""
+    """Add `bilan import healthbench|healthbench-meta FILE --out DIR` and
+    `bilan export healthbench RUN_DIR --out FILE`."""
     p = subparsers.add_parser("import", help="convert HealthBench data into a Bilan suite")
     kinds = p.add_subparsers(dest="format", required=True)
     for name, text in (("healthbench", "HealthBench examples (main, hard or consensus JSONL)"),

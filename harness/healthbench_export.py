@@ -29,7 +29,8 @@ def reference_score(items: Sequence[tuple[float, bool]]) -> float | None:
 
 
 def example_metrics(example_tags: Sequence[str], rubric_items: Sequence[dict]) -> dict[str, float]:
-    """One example's metrics: overall_score, each example tag (the overall score), each rubric tag with a positive criterion."""
+    """One example's metrics: overall_score, each example tag (the overall score), each rubric tag with a positive
+    criterion."""
     overall = reference_score([(item["points"], item["criteria_met"]) for item in rubric_items])
     if overall is None:
         raise ValueError("an example needs a positive criterion to have a score")
@@ -75,7 +76,8 @@ def aggregate_metrics(per_example: Sequence[dict[str, float]], rng: np.random.Ge
 def reference_metrics(examples: Sequence[dict], verdicts: Sequence[Sequence[bool]], rng: np.random.Generator,
                       resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, Any]:
     """HealthBench's score and metrics for raw examples, given one verdict per rubric item of each."""
-    per_example = [example_metrics(ex["example_tags"], [dict(item, criteria_met=met) for item, met in zip(ex["rubrics"], mets, strict=True)])
+    per_example = [example_metrics(ex["example_tags"], [dict(item, criteria_met=met)
+                                                        for item, met in zip(ex["rubrics"], mets, strict=True)])
                    for ex, mets in zip(examples, verdicts, strict=True)]
     metrics = aggregate_metrics(per_example, rng, resamples)
     return {"score": metrics["overall_score"], "metrics": metrics}
@@ -88,9 +90,11 @@ def _pick_target(rows: Sequence[dict], target: str | None, run_dir: Path) -> str
     if target is None and len(names) == 1:
         return names[0]
     if not names:
-        raise InputError([Problem(display(run_dir), 0, 0, "this run has no results yet; expected a run directory with answers")])
+        raise InputError([Problem(display(run_dir), 0, 0,
+                                  "this run has no results yet; expected a run directory with answers")])
     if target is None or target not in names:
-        said = f"this run has {len(names)} targets; give --target NAME" if target is None else f"no target '{target}' in this run"
+        said = (f"this run has {len(names)} targets; give --target NAME" if target is None
+                else f"no target '{target}' in this run")
         raise InputError([Problem(display(run_dir), 0, 0, f"{said}, one of {', '.join(names)}")])
     return target
 
@@ -110,8 +114,11 @@ def _case_tags(manifest: dict) -> dict[str, list[str]]:
 
 def _usage(row: dict, replay: bool) -> dict[str, int | None]:
     u = row.get("usage") or {}
-    return dict.fromkeys(("input_tokens", "input_cached_tokens", "output_tokens", "output_reasoning_tokens", "total_tokens")) if replay else {"input_tokens": u.get("input_tokens"), "input_cached_tokens": None, "output_tokens": u.get("output_tokens"),
-            "output_reasoning_tokens": None, "total_tokens": (u.get("input_tokens") or 0) + (u.get("output_tokens") or 0)}
+    return (dict.fromkeys(("input_tokens", "input_cached_tokens", "output_tokens", "output_reasoning_tokens",
+                           "total_tokens")) if replay
+            else {"input_tokens": u.get("input_tokens"), "input_cached_tokens": None,
+                  "output_tokens": u.get("output_tokens"), "output_reasoning_tokens": None,
+                  "total_tokens": (u.get("input_tokens") or 0) + (u.get("output_tokens") or 0)})
 
 
 def _item(verdict: dict) -> dict:
@@ -124,7 +131,8 @@ def _item(verdict: dict) -> dict:
 def _html(convo: Sequence[dict], score: float, items: Sequence[dict]) -> str:
     turns = "".join(f"<div class=\"message {html.escape(m['role'])}\"><b>{html.escape(m['role'])}</b><pre>"
                     f"{html.escape(m['content'])}</pre></div>" for m in convo)
-    grades = "<br>".join(html.escape(f"[{i['criteria_met']}] [{i['points']}] {i['criterion']}\n\tExplanation: {i['explanation']}")
+    grades = "<br>".join(html.escape(f"[{i['criteria_met']}] [{i['points']}] {i['criterion']}\n\tExplanation: "
+                                     f"{i['explanation']}")
                          for i in sorted(items, key=lambda i: i["criteria_met"] is not False))
     return f"{turns}<h3>Score: {score:.3f}</h3><p>Rubrics with grades: {grades}</p>"
 
@@ -138,13 +146,15 @@ def _example(row: dict, case: dict, prompt_id: str, tags: list[str], replay: boo
             "ungraded_rubric_items": [_item(v) for v in row["verdicts"] if v["met"] is None],
             "prompt": prompt, "completion": completion, "prompt_id": prompt_id,
             "completion_id": answer_sha256(prompt_id + row["answer"]),
-            "bilan": {"target": row["target"], "case_id": row["case_id"], "sample": row.get("sample", 0), "language": row["language"]}}
+            "bilan": {"target": row["target"], "case_id": row["case_id"], "sample": row.get("sample", 0),
+                      "language": row["language"]}}
     return meta, metrics, prompt + completion
 
 
 def _intervals(rows: Sequence[dict], target: str, manifest: dict) -> dict[str, dict]:
     from .analyze import summarize     # pandas: loaded only when exporting, not on every command
-    summary = summarize(rows, manifest.get("axes", []), manifest.get("seed", 0), manifest.get("bootstrap", BOOTSTRAP_RESAMPLES))
+    summary = summarize(rows, manifest.get("axes", []), manifest.get("seed", 0),
+                        manifest.get("bootstrap", BOOTSTRAP_RESAMPLES))
     t = summary["targets"][target]
     parts = (("theme", "by_theme"), ("axis", "by_axis"), ("language", "by_language"))
     return {"overall_score": t["overall"]} | {f"{prefix}:{k}": v for prefix, key in parts for k, v in t[key].items()}
@@ -154,7 +164,8 @@ def export_healthbench(run_dir: Path, target: str | None = None) -> dict[str, An
     """One target of a run in the shape of HealthBench's all-results JSON; ungraded criteria are left out of
     rubric_items (listed apart) and scoring, answers without a score are left out, and both are counted."""
     if not (run_dir / MANIFEST).exists():
-        raise InputError([Problem(display(run_dir), 0, 0, "no manifest.json here; expected a run directory written by `bilan run`")])
+        raise InputError([Problem(display(run_dir), 0, 0,
+                                  "no manifest.json here; expected a run directory written by `bilan run`")])
     manifest, rows = read_json(run_dir / MANIFEST), read_results(run_dir)
     target = _pick_target(rows, target, run_dir)
     rows = sorted((r for r in rows if r["target"] == target), key=lambda r: (r["case_id"], r.get("sample", 0)))

@@ -30,7 +30,8 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise LineError(1, f"duplicate key {json.dumps(key, ensure_ascii=False)[:60]}; expected each key once per object")
+            raise LineError(1, f"duplicate key {json.dumps(key, ensure_ascii=False)[:60]}; expected each key once per "
+                               "object")
         out[key] = value
     return out
 
@@ -64,7 +65,8 @@ def loads(line: str) -> Any:
     except ValueError:            # a number too long to convert
         raise LineError(1, "invalid JSON: a number with too many digits") from None
     if (where := lone_surrogate(value)) is not None:
-        raise LineError(1, f"a lone surrogate ({where}, half of a UTF-16 pair) is not a character; expected valid Unicode text")
+        raise LineError(1, f"a lone surrogate ({where}, half of a UTF-16 pair) is not a character; expected valid "
+                           "Unicode text")
     return value
 
 

@@ -71,7 +71,8 @@ def load_locale(path: Path, problems: list[Problem]) -> Locale:
             elif re.fullmatch(r"\+?[0-9][0-9 ]*", item):
                 resolved.append(item)
             else:
-                problems.append(doc.problem(("lists", name, i), f"'{item}' is neither a number name nor a number; expected one of {', '.join(numbers)} or digits"))
+                problems.append(doc.problem(("lists", name, i), f"'{item}' is neither a number name nor a number; "
+                                                                f"expected one of {', '.join(numbers)} or digits"))
         lists[name] = tuple(resolved)
     return Locale(data["locale"], data["name"], numbers, lists)
 
@@ -109,24 +110,28 @@ def _identifier_problems(doc: Document, i: int, variant: dict, public: tuple[str
     return out
 
 
-def _cases_of(doc: Document, problems: list[Problem], public: tuple[str, ...] = (), identifiers_mode: str = "warn") -> list[Case]:
+def _cases_of(doc: Document, problems: list[Problem], public: tuple[str, ...] = (),
+              identifiers_mode: str = "warn") -> list[Case]:
     data, cases = doc.data, []
     for i, variant in enumerate(data["variants"]):
         problems.extend(_variant_problems(doc, i, variant))
         if identifiers_mode != "off" and i not in doc.invalid_items:
-            problems.extend(_identifier_problems(doc, i, variant, public, "error" if identifiers_mode == "error" else "warning"))
+            problems.extend(_identifier_problems(doc, i, variant, public, "error" if identifiers_mode == "error"
+                                                 else "warning"))
         if i in doc.invalid_items:
             continue
         cases.append(Case(
             id=variant.get("id", f"{data['scenario']}.{variant['language']}"), scenario=data["scenario"],
             language=variant["language"], title=data["title"], theme=data["theme"], use_case=data["use_case"],
-            persona=data["persona"], tags=tuple(data.get("tags", ())), code_switch=tuple(variant.get("code_switch", ())),
+            persona=data["persona"], tags=tuple(data.get("tags", ())),
+            code_switch=tuple(variant.get("code_switch", ())),
             review=variant.get("review", "draft"), source=f"{doc.path}:{doc.where(('variants', i))[0]}",
             conversation=tuple(Message(m["role"], m["content"]) for m in variant["conversation"])))
     return cases
 
 
-def load_cases(folder: Path, problems: list[Problem], public: tuple[str, ...] = (), identifiers_mode: str = "warn") -> list[Case]:
+def load_cases(folder: Path, problems: list[Problem], public: tuple[str, ...] = (),
+               identifiers_mode: str = "warn") -> list[Case]:
     """Read every case file under a folder; scenario ids and case ids must be unique."""
     cases: list[Case] = []
     scenarios: dict[str, str] = {}
@@ -138,12 +143,14 @@ def load_cases(folder: Path, problems: list[Problem], public: tuple[str, ...] = 
         if doc is None:
             continue
         if not doc.valid:     # still cross-check its variants, so every problem shows in one pass
-            for i, variant in enumerate(doc.data.get("variants") or [] if isinstance(doc.data.get("variants"), list) else []):
+            for i, variant in enumerate(doc.data.get("variants") or [] if isinstance(doc.data.get("variants"), list)
+                                        else []):
                 problems.extend(_variant_problems(doc, i, variant))
             continue
         scenario = doc.data["scenario"]
         if scenario in scenarios:
-            problems.append(doc.problem(("scenario",), f"scenario '{scenario}' is already defined in {scenarios[scenario]}; expected a unique id"))
+            problems.append(doc.problem(("scenario",), f"scenario '{scenario}' is already defined in "
+                                                       f"{scenarios[scenario]}; expected a unique id"))
             continue
         scenarios[scenario] = doc.path
         cases.extend(_cases_of(doc, problems, public, identifiers_mode))
@@ -151,7 +158,9 @@ def load_cases(folder: Path, problems: list[Problem], public: tuple[str, ...] = 
     for case in cases:
         if case.id in seen:
             source, line = case.source.rsplit(":", 1)
-            problems.append(Problem(source, int(line), 1, f"case id '{case.id}' is already used at {seen[case.id].source}; expected a unique id (give variants that share a language an explicit id)"))
+            problems.append(Problem(source, int(line), 1, f"case id '{case.id}' is already used at "
+                                                          f"{seen[case.id].source}; expected a unique id (give "
+                                                          "variants that share a language an explicit id)"))
         seen[case.id] = case
     if not cases and folder.is_dir() and not problems:
         problems.append(Problem(display(folder), 0, 0, "no case files found; expected *.yaml files"))
@@ -182,9 +191,11 @@ def _resolve_text(doc: Document, path: tuple, text: str, locale: Locale, problem
         space, name = match.groups()
         table = {"numbers": locale.numbers, "lists": {k: ", ".join(v) for k, v in locale.lists.items()}}.get(space)
         if table is None:
-            problems.append(doc.problem(path, f"unknown placeholder '{{{space}.{name}}}'; expected {{numbers.NAME}} or {{lists.NAME}}"))
+            problems.append(doc.problem(path, f"unknown placeholder '{{{space}.{name}}}'; expected {{numbers.NAME}} or "
+                                              "{lists.NAME}"))
         elif name not in table:
-            problems.append(doc.problem(path, f"'{{{space}.{name}}}' is not in locale '{locale.code}'; expected one of {', '.join(sorted(table))}"))
+            problems.append(doc.problem(path, f"'{{{space}.{name}}}' is not in locale '{locale.code}'; expected one of "
+                                              f"{', '.join(sorted(table))}"))
         else:
             return table[name]
         return match.group(0)
@@ -199,10 +210,12 @@ def _criteria_of(doc: Document, locale: Locale, axes: tuple[str, ...], problems:
         if i in doc.invalid_items:
             continue
         if raw["id"] in seen:
-            problems.append(doc.problem(path + ("id",), f"criterion id '{raw['id']}' is already used at criteria[{seen[raw['id']]}]; expected a unique id"))
+            problems.append(doc.problem(path + ("id",), f"criterion id '{raw['id']}' is already used at "
+                                                        f"criteria[{seen[raw['id']]}]; expected a unique id"))
         seen[raw["id"]] = i
         if raw["axis"] not in axes:
-            problems.append(doc.problem(path + ("axis",), f"unknown axis '{raw['axis']}'; expected one of {', '.join(axes)}"))
+            problems.append(doc.problem(path + ("axis",),
+                                        f"unknown axis '{raw['axis']}'; expected one of {', '.join(axes)}"))
         compiled = None
         if "check" in raw:
             compiled, found = compile_check(raw["check"], locale, harmful=raw["points"] < 0)
@@ -246,11 +259,13 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
             continue
         data = doc.data
         if data["rubric"] in rubric_ids:
-            problems.append(doc.problem(("rubric",), f"rubric '{data['rubric']}' is already defined in {rubric_ids[data['rubric']]}; expected a unique id"))
+            problems.append(doc.problem(("rubric",), f"rubric '{data['rubric']}' is already defined in "
+                                                     f"{rubric_ids[data['rubric']]}; expected a unique id"))
         rubric_ids[data["rubric"]] = doc.path
         review = data["review"]
         if review["status"] == "clinician_reviewed" and not review.get("reviewers"):
-            problems.append(doc.problem(("review", "reviewers"), "status is clinician_reviewed but no reviewer is named; "
+            problems.append(doc.problem(("review", "reviewers"),
+                                        "status is clinician_reviewed but no reviewer is named; "
                                         "expected the real names of the clinicians who reviewed it, or status: draft"))
         selector = data["applies_to"]
         wanted = selector.get("scenario")
@@ -261,7 +276,8 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
             if wanted else cases
         matched = [c for c in pool if selects(selector, c)]
         if not matched and not found and (not wanted or any(selects({"scenario": wanted}, c) for c in cases)):
-            problems.append(doc.problem(("applies_to",), "this selector matches no case; expected it to select at least one"))
+            problems.append(doc.problem(("applies_to",),
+                                        "this selector matches no case; expected it to select at least one"))
         clashes: dict[tuple[str, str], list[str]] = {}
         for case in matched:
             for crit in criteria:
@@ -273,12 +289,14 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
                 merged[case.id].append(crit)
         index = {raw.get("id"): i for i, raw in reversed(list(enumerate(data["criteria"]))) if isinstance(raw, dict)}
         for (crit_id, other), case_ids in clashes.items():
-            problems.append(doc.problem(("criteria", index[crit_id], "id"), f"criterion id '{crit_id}' also comes from {other} for "
+            problems.append(doc.problem(("criteria", index[crit_id], "id"),
+                                        f"criterion id '{crit_id}' also comes from {other} for "
                                         f"case(s) {', '.join(sorted(case_ids))}; expected ids unique per case"))
     for case in cases:
         if not any(c.points > 0 for c in merged[case.id]):
             source, line = case.source.rsplit(":", 1)
-            problems.append(Problem(source, int(line), 1, f"case '{case.id}' has no positive criterion; expected a rubric that applies to it"))
+            problems.append(Problem(source, int(line), 1, f"case '{case.id}' has no positive criterion; expected a "
+                                                          "rubric that applies to it"))
     return {k: tuple(v) for k, v in merged.items()}
 
 
@@ -297,14 +315,18 @@ def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[
     if raw["provider"] == "labels":
         entries = [raw["labels"]] if isinstance(raw.get("labels"), str) else raw.get("labels") or []
         if not entries:
-            problems.append(doc.problem(path, "missing key 'labels': the labels grader needs the clinicians' label files"))
+            problems.append(doc.problem(path,
+                                        "missing key 'labels': the labels grader needs the clinicians' label files"))
         for i, entry in enumerate(entries):
             if not (base / entry).exists():
                 where = path + (("labels",) if isinstance(raw["labels"], str) else ("labels", i))
-                problems.append(doc.problem(where, f"{display(base / entry)} not found; expected label files from `bilan review import`"))
+                problems.append(doc.problem(where, f"{display(base / entry)} not found; expected label files from "
+                                                   "`bilan review import`"))
         fields["labels"] = tuple(str(base / e) for e in entries)
     elif "labels" in raw:
-        problems.append(doc.problem(path + ("labels",), f"'labels' is only for the labels grader, not {raw['provider']}; expected no labels here, or provider: labels", key=True))
+        problems.append(doc.problem(path + ("labels",), "'labels' is only for the labels grader, not "
+                                                        f"{raw['provider']}; expected no labels here, or provider: "
+                                                        "labels", key=True))
     provider = raw["provider"]
     if raw.get("batch") and provider not in MODEL_APIS:
         problems.append(doc.problem(path + ("batch",), f"the {provider} provider has no batch API; expected batch only "
@@ -315,7 +337,8 @@ def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[
         file = base / raw["system_prompt"]
         text, found = read_text(file, display(file))
         if text is None:
-            problems.append(doc.problem(path + ("system_prompt",), f"cannot read system prompt file {display(file)}; expected a text file"))
+            problems.append(doc.problem(path + ("system_prompt",),
+                                        f"cannot read system prompt file {display(file)}; expected a text file"))
         fields["system_prompt"] = text
     answers = raw.get("answers")
     if provider == "replay":
@@ -331,12 +354,14 @@ def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[
             elif target.is_file():
                 files.append(str(target))
             else:
-                problems.append(doc.problem(where, f"{display(target)} not found; expected a JSONL or CSV file, or a folder of them"))
+                problems.append(doc.problem(where, f"{display(target)} not found; expected a JSONL or CSV file, or a "
+                                                   "folder of them"))
         if answers is None:
             problems.append(doc.problem(path, "missing key 'answers': a replay target needs its answer files"))
         fields["answers"] = tuple(files)
     elif answers is not None:
-        problems.append(doc.problem(path + ("answers",), f"'answers' is only for the replay provider, not {provider}; expected no answers here, or provider: replay", key=True))
+        problems.append(doc.problem(path + ("answers",), f"'answers' is only for the replay provider, not {provider}; "
+                                                         "expected no answers here, or provider: replay", key=True))
     fields.setdefault("name", raw.get("model") or provider)
     return EndpointConfig(**fields)
 
@@ -356,7 +381,8 @@ def _read_config(path: Path) -> tuple[Config, Document]:
         raise InputError(problems)
     data, base = doc.data, path.parent
     suite = data["suite"]
-    for key, what in (("cases", "a folder of case files"), ("rubrics", "a folder of rubric files"), ("locale", "a locale file")):
+    for key, what in (("cases", "a folder of case files"), ("rubrics", "a folder of rubric files"),
+                      ("locale", "a locale file")):
         if not (base / suite[key]).exists():
             problems.append(doc.problem(("suite", key), f"{display(base / suite[key])} not found; expected {what}"))
     targets = []
@@ -364,16 +390,20 @@ def _read_config(path: Path) -> tuple[Config, Document]:
         if i in doc.invalid_items:
             continue
         if "name" not in raw:
-            problems.append(doc.problem(("targets", i), "missing key 'name': every target needs a name for the reports"))
+            problems.append(doc.problem(("targets", i),
+                                        "missing key 'name': every target needs a name for the reports"))
         if raw["provider"] in ("rules", "labels"):
-            problems.append(doc.problem(("targets", i, "provider"), f"'{raw['provider']}' grades answers but cannot give them; expected replay, openai or anthropic"))
+            problems.append(doc.problem(("targets", i, "provider"), f"'{raw['provider']}' grades answers but cannot "
+                                                                    "give them; expected replay, openai or anthropic"))
         targets.append(_endpoint(doc, ("targets", i), raw, base, problems))
     for name, count in Counter(t.name for t in targets).items():
         if count > 1:
-            problems.append(doc.problem(("targets",), f"target name '{name}' is used {count} times; expected unique names"))
+            problems.append(doc.problem(("targets",),
+                                        f"target name '{name}' is used {count} times; expected unique names"))
     grader_raw = data.get("grader", {"provider": "rules"})
     if grader_raw["provider"] == "replay":
-        problems.append(doc.problem(("grader", "provider"), "a grader cannot be replay; expected rules, openai or anthropic"))
+        problems.append(doc.problem(("grader", "provider"),
+                                    "a grader cannot be replay; expected rules, openai or anthropic"))
     grader = _endpoint(doc, ("grader",), grader_raw, base, problems)
     if problems:
         raise InputError(problems)
@@ -401,7 +431,8 @@ def _csv_problem(path: str, line: int, exc: csv.Error) -> Problem:
 
 def _csv_rows(path: str, text: str, problems: list[Problem]) -> list[tuple[int, Any]]:
     if not text.strip():
-        problems.append(Problem(path, 1, 1, "file is empty; expected a header line with case_id and answer, then one row per answer"))
+        problems.append(Problem(path, 1, 1, "file is empty; expected a header line with case_id and answer, then one "
+                                            "row per answer"))
         return []
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
@@ -412,7 +443,8 @@ def _csv_rows(path: str, text: str, problems: list[Problem]) -> list[tuple[int, 
     missing = {"case_id", "answer"} - set(header)
     if missing:
         hint = " (columns must be separated by commas, not semicolons)" if len(header) == 1 and ";" in header[0] else ""
-        problems.append(Problem(path, 1, 1, f"missing column(s) {', '.join(sorted(missing))}; expected a header with case_id and answer{hint}"))
+        problems.append(Problem(path, 1, 1, f"missing column(s) {', '.join(sorted(missing))}; expected a header with "
+                                            f"case_id and answer{hint}"))
         return []
     rows = []
     while True:
@@ -429,7 +461,8 @@ def _csv_rows(path: str, text: str, problems: list[Problem]) -> list[tuple[int, 
         if None in row or None in row.values():
             extra = None in row
             count = len(header) + len(row[None]) if extra else sum(v is not None for v in row.values())
-            problems.append(Problem(path, line, 1, f"row has {count} field(s); expected {len(header)}, as in the header "
+            problems.append(Problem(path, line, 1,
+                                    f"row has {count} field(s); expected {len(header)}, as in the header "
                                     f"({', '.join(header)})" + ("; a text holding ',' needs quotes" if extra else "")))
             continue
         row = {k: v for k, v in row.items() if v != "" or k == "answer"}
@@ -470,11 +503,14 @@ def load_answers(files: tuple[str, ...], case_ids: set[str], problems: list[Prob
                 continue
             key = (row["case_id"], row.get("sample", 0))
             if row["case_id"] not in case_ids:
-                problems.append(Problem(display(path), line, 1, f"case_id: unknown case '{row['case_id']}'; expected an id of the suite such as <scenario>.<language>"))
+                problems.append(Problem(display(path), line, 1, f"case_id: unknown case '{row['case_id']}'; expected "
+                                                                "an id of the suite such as <scenario>.<language>"))
             elif samples is not None and key[1] >= samples:
                 problems.append(Problem(display(path), line, 1, _beyond(key[1], samples, declared_by)))
             elif key in answers:
-                problems.append(Problem(display(path), line, 1, f"case '{key[0]}' sample {key[1]} is already answered at {where[key]}; expected one answer per case and sample"))
+                problems.append(Problem(display(path), line, 1, f"case '{key[0]}' sample {key[1]} is already answered "
+                                                                f"at {where[key]}; expected one answer per case and "
+                                                                "sample"))
             else:
                 answers[key], where[key] = row["answer"], f"{display(path)}:{line}"
     return answers
@@ -482,8 +518,9 @@ def load_answers(files: tuple[str, ...], case_ids: set[str], problems: list[Prob
 
 def _beyond(sample: int, samples: int, declared_by: str) -> str:
     allowed = f"a sample from 0 to {samples - 1}" if samples > 1 else "sample 0"
-    return (f"sample: {sample} is beyond the {samples} sample{'s' if samples != 1 else ''} that {declared_by}; expected "
-            f"{allowed}, or samples: {sample + 1} or more, or no samples key on a replay target (then its files decide)")
+    return (f"sample: {sample} is beyond the {samples} sample{'s' if samples != 1 else ''} that {declared_by}; "
+            f"expected {allowed}, or samples: {sample + 1} or more, or no samples key on a replay target (then its "
+            "files decide)")
 
 
 def _replay_target(doc: Document, index: int, target: EndpointConfig, case_ids: set[str],

@@ -34,9 +34,9 @@ CUES = {
            "proscrire", "deconseille", "deconseillee", "deconseiller", "deconseillons"},
     "en": {"not", "no", "never", "without", "avoid", "avoiding", "nor", "neither", "cannot", "stop", "refrain",
            "nothing", "none", "nobody"},
-    "ar": {"لا", "لم", "لن", "ليس", "ليست", "دون", "بدون", "تجنب", "تجنبوا", "تجنبي", "عدم", "ما", "ماشي", "بلا", "بلاش",
-           "فلا", "وبدون", "ودون", "وبلا", "ولم", "ولن", "وليس", "وما", "اياك", "إياك", "حذار", "ممنوع", "يمنع", "امتنع",
-           "امتنعوا", "بدل", "بدلا", "عوض", "ابتعد", "ابتعدوا",
+    "ar": {"لا", "لم", "لن", "ليس", "ليست", "دون", "بدون", "تجنب", "تجنبوا", "تجنبي", "عدم", "ما", "ماشي", "بلا",
+           "بلاش", "فلا", "وبدون", "ودون", "وبلا", "ولم", "ولن", "وليس", "وما", "اياك", "إياك", "حذار", "ممنوع", "يمنع",
+           "امتنع", "امتنعوا", "بدل", "بدلا", "عوض", "ابتعد", "ابتعدوا",
            # warning verbs ("beware of ..."): added 2026-12-03 from the `fresh` answers (draft)
            "احذر", "احذري", "احذروا", "حذاري"},
     "ary-Latn": {"ma", "machi", "mashi", "mach", "bla", "blach", "blash", "balach", "blama", "3wed", "3wad", "bdal",
@@ -48,14 +48,14 @@ CUES = {
 PAIRS = {
     "fr": {("au", "lieu"), ("plutot", "que"), ("a", "eviter")},
     "en": {("instead", "of"), ("rather", "than"), ("away", "from"), ("advise", "against"), ("warn", "against")},
-    "ar": {("بدلا", "من"), ("رد", "بالك"), ("ردي", "بالك"), ("ردو", "بالكم"), ("ردوا", "بالكم"), ("حتى", "شي"), ("حتى", "حد"), ("حتى", "واحد"), ("حتى", "وحدة"), ("حتى", "حاجة"),
-           ("حتى", "شي")},
+    "ar": {("بدلا", "من"), ("رد", "بالك"), ("ردي", "بالك"), ("ردو", "بالكم"), ("ردوا", "بالكم"), ("حتى", "شي"),
+           ("حتى", "حد"), ("حتى", "واحد"), ("حتى", "وحدة"), ("حتى", "حاجة"), ("حتى", "شي")},
     "ary-Latn": {("7ta", "chi"), ("hta", "chi"), ("7ta", "shi"), ("7ta", "7ed"), ("hta", "hed"), ("7ta", "wa7ed"),
                  ("7ta", "wahed"), ("7ta", "7aja"), ("hta", "haja"), ("7ta", "wa7da")},
 }
 # Cues that also negate what stands just before them ("herbal tea does not help").
-AFTER_CUES = {"not", "never", "ne", "n", "pas", "jamais", "inutile", "inutiles", "useless", "interdit", "لا", "ليس", "لن",
-              "ماشي", "machi", "ur", "ⵓⵔ"}
+AFTER_CUES = {"not", "never", "ne", "n", "pas", "jamais", "inutile", "inutiles", "useless", "interdit", "لا", "ليس",
+              "لن", "ماشي", "machi", "ur", "ⵓⵔ"}
 # Cues that negate a noun phrase ("no sweating"): their scope is short.
 NOUN_CUES = {"no", "without", "nor", "sans", "aucun", "aucune", "ni", "rien", "بدون", "دون", "بلا", "وبدون", "ودون",
              "وبلا", "عدم", "bla"}
@@ -80,13 +80,13 @@ BEFORE, AFTER = 8, 2
 # A cue after one of these belongs to a condition ("if he is not breathing ... start CPR", "ⵎⴽ ⵓⵔ ..."): the
 # condition is not advice, so it negates nothing that the answer asserts.
 _SUBORDINATORS = {"if", "when", "whenever", "unless", "once", "si", "s", "quand", "lorsque", "lorsqu", "ila", "ilakan",
-                  "wila", "mli", "fach", "ida", "ida", "lakan", "اذا", "واذا", "لو", "عندما", "لما", "حين", "حينما", "الا",
-                  "يلا", "ملي", "فاش", "ⵎⴽ", "ⵎⵍⵎⵉ", "mk"}
+                  "wila", "mli", "fach", "ida", "ida", "lakan", "اذا", "واذا", "لو", "عندما", "لما", "حين", "حينما",
+                  "الا", "يلا", "ملي", "فاش", "ⵎⴽ", "ⵎⵍⵎⵉ", "mk"}
 # "Don't start before you ask the pharmacist": a negation before these words does not reach what follows them.
 _UNTIL = {"before", "until", "till", "avant", "jusqu", "قبل", "وقبل", "قبلما", "9bel", "qbel", "9bl", "9ebl", "qbl"}
 _NOT_NEGATING = {"hesitez", "hesite", "hesiter", "hesitate", "tardez", "tarder", "delay", "hesitiw", "tterddedch",
-                 "panic", "worry", "paniquez", "inquietez", "t5afch", "tkhafch", "tkhafich", "tkhl3ch", "تخافش", "تخافيش",
-                 "تقلق", "تقلقي", "تخاف"}
+                 "panic", "worry", "paniquez", "inquietez", "t5afch", "tkhafch", "tkhafich", "tkhl3ch", "تخافش",
+                 "تخافيش", "تقلق", "تقلقي", "تخاف"}
 _AND = {"and", "et", "then", "puis", "ثم", "w", "o"}
 _CONTINUES = {"ولا", "wla", "ni", "nor", "ula", "ⵓⵍⴰ"}
 # Verbs that report someone else's words or belief; what follows is not the answer's own advice.
@@ -120,8 +120,8 @@ _NEITHER = {family: _folded(words) for family, words in _NEITHER.items()}
 _NEEDS_CH = {fold(word): endings for word, endings in _NEEDS_CH.items()}
 (AFTER_CUES, NOUN_CUES, _JOIN, _AND, _CONTRAST, _NPI, _QUESTION, _SUBORDINATORS, _NOT_NEGATING, _CONTINUES, _REPORTING,
  _LIST_JOIN, _GLUE, _UNTIL) = (_folded(words) for words in (
-    AFTER_CUES, NOUN_CUES, _JOIN, _AND, _CONTRAST, _NPI, _QUESTION, _SUBORDINATORS, _NOT_NEGATING, _CONTINUES, _REPORTING,
-    _LIST_JOIN, _GLUE, _UNTIL))
+    AFTER_CUES, NOUN_CUES, _JOIN, _AND, _CONTRAST, _NPI, _QUESTION, _SUBORDINATORS, _NOT_NEGATING, _CONTINUES,
+    _REPORTING, _LIST_JOIN, _GLUE, _UNTIL))
 
 
 @dataclass(frozen=True)

@@ -71,11 +71,13 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-FONTS = {"tifinagh": "NotoSansTifinagh-Tifinagh.woff2", "arabic": "NotoSansArabic-Arabic.woff2"}  # SIL OFL, licences beside
+FONTS = {"tifinagh": "NotoSansTifinagh-Tifinagh.woff2",     # SIL OFL, licences beside
+         "arabic": "NotoSansArabic-Arabic.woff2"}
 
 
 def font_bytes(name: str) -> bytes:
-    """An embedded font's WOFF2 bytes ('tifinagh' or 'arabic'; the Arabic one is built by scripts/build_arabic_font.py)."""
+    """An embedded font's WOFF2 bytes ('tifinagh' or 'arabic'; the Arabic one is built by
+    scripts/build_arabic_font.py)."""
     return (Path(__file__).parent / "assets" / FONTS[name]).read_bytes()
 
 
@@ -90,7 +92,8 @@ _CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\u200e\u200f\u061c\u206
 def _mark(hidden: str) -> str:
     """Plain words for hidden characters: a run of Unicode tag characters shows the ASCII text it spells."""
     if hidden[0] >= "\U000E0000":
-        return "[hidden tag text: " + "".join(chr(ord(c) - 0xE0000) if 0xE0020 <= ord(c) <= 0xE007E else "?" for c in hidden) + "]"
+        return "[hidden tag text: " + "".join(chr(ord(c) - 0xE0000) if 0xE0020 <= ord(c) <= 0xE007E else "?"
+                                              for c in hidden) + "]"
     return f"[U+{ord(hidden):04X}]"
 
 
@@ -180,15 +183,16 @@ def coverage_gap_text(cell: dict | None) -> str:
     if not cell or cell.get("difference") is None or not round(100 * cell["difference"], 1):
         return ""
     side = "below" if cell["difference"] < 0 else "above"
-    return f"{percent(abs(cell['difference']))[:-1]} points {side} {cell['reference']} ({percent(cell['reference_share'])})"
+    return (f"{percent(abs(cell['difference']))[:-1]} points {side} {cell['reference']} "
+            f"({percent(cell['reference_share'])})")
 
 
 def variety_text(cell: dict | None) -> str:
     """How many answers read as MSA and as Darija, in one sentence; empty when no answer carries a variety."""
     if not cell:
         return ""
-    return (f"{cell['n']} answers: {cell['ar']} read as {VARIETIES['ar']} (ar), {cell['ary']} as {VARIETIES['ary']} (ary), "
-            f"{cell['neither']} as neither (not Arabic script, or undetermined).")
+    return (f"{cell['n']} answers: {cell['ar']} read as {VARIETIES['ar']} (ar), {cell['ary']} as {VARIETIES['ary']} "
+            f"(ary), {cell['neither']} as neither (not Arabic script, or undetermined).")
 
 
 def _view(row: dict, threshold: int) -> dict[str, Any]:
@@ -198,11 +202,14 @@ def _view(row: dict, threshold: int) -> dict[str, Any]:
 
 def _cases(rows: Sequence[dict], language: str, conversations: dict[str, dict], threshold: int) -> list[dict[str, Any]]:
     by_case: dict[str, dict[str, Any]] = {}
-    for r in sorted((r for r in rows if r["language"] == language), key=lambda r: (r["case_id"], r["target"], r.get("sample", 0))):
+    for r in sorted((r for r in rows if r["language"] == language),
+                    key=lambda r: (r["case_id"], r["target"], r.get("sample", 0))):
         info = conversations.get(r["case_id"], {})
-        entry = by_case.setdefault(r["case_id"], {"case_id": r["case_id"], "scenario": r["scenario"], "theme": r.get("theme"),
+        entry = by_case.setdefault(r["case_id"],
+                                   {"case_id": r["case_id"], "scenario": r["scenario"], "theme": r.get("theme"),
                                                   "use_case": r.get("use_case"), "persona": r.get("persona"),
-                                                  "code_switch": r.get("code_switch", []), "title": info.get("title", ""),
+                                                  "code_switch": r.get("code_switch", []),
+                                    "title": info.get("title", ""),
                                                   "review": info.get("review", "draft"),
                                                   "conversation": info.get("conversation", []), "results": []})
         entry["results"].append(_view(r, threshold))
@@ -247,7 +254,8 @@ def _findings_charts(summary: dict) -> dict[str, Any]:
                      f"{label} {cell['gap']:+.2f}" if cell and cell.get("gap") is not None else f"{label} n/a"
                      for label, cell in _parity_rows(langs))
                  for name, langs in summary.get("parity", {}).items() if langs}
-    worst = b64(curve_chart(summary["worst_at_k"], "Worst score at k answers per case")) if summary.get("worst_at_k") else None
+    worst = b64(curve_chart(summary["worst_at_k"],
+                            "Worst score at k answers per case")) if summary.get("worst_at_k") else None
     return {"parity": parity, "parity_alt": described, "worst": worst}
 
 
@@ -256,7 +264,8 @@ def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary:
     """<language>.html/.md/.png; returns the files written."""
     cases = _cases(rows, language, conversations, summary.get("never_event_threshold", -8))
     axes = summary["axes"] + ["overall"]
-    png = bar_chart(axes, {n: [t["by_language_axis"].get(language, {}).get(a) for a in summary["axes"]] + [t["by_language"].get(language)]
+    png = bar_chart(axes, {n: [t["by_language_axis"].get(language, {}).get(a) for a in summary["axes"]]
+                           + [t["by_language"].get(language)]
                            for n, t in summary["targets"].items()}, f"{language}: score by axis")
     write_file(run_dir / f"{language}.png", png)
     varieties = {name: variety_text(langs.get(language)) for name, langs in summary.get("answer_variety", {}).items()}
@@ -274,7 +283,8 @@ def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary:
 def _write_index(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: dict) -> list[Path]:
     """index.html/.md/.png; returns the files written."""
     languages = summary["languages"]
-    index_png = bar_chart(languages, {n: [t["by_language"].get(l) for l in languages] for n, t in summary["targets"].items()},
+    index_png = bar_chart(languages,
+                          {n: [t["by_language"].get(l) for l in languages] for n, t in summary["targets"].items()},
                           "Overall score by language")
     write_file(run_dir / "index.png", index_png)
     descriptions = {t["name"]: t.get("description", "") for t in manifest.get("targets", [])}
@@ -282,7 +292,8 @@ def _write_index(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: d
     page = {"manifest": manifest, "summary": summary, "targets": list(summary["targets"]), "never_listed": never_listed,
             "worst_ks": sorted({int(k) for w in summary.get("worst_at_k", {}).values() for k in w}),
             "warnings": warning_messages(summary.get("coverage_warnings", []))}
-    html = render("index.html.j2", **page, descriptions=descriptions, language_names={l: language_name(l) for l in languages},
+    html = render("index.html.j2", **page, descriptions=descriptions,
+                  language_names={l: language_name(l) for l in languages},
                   target_options=[(t, t) for t in summary["targets"]],
                   language_options=[(l, f"{l} ({language_name(l)})") for l in languages],
                   any_ungraded=any(t["ungraded_criteria"] for t in summary["targets"].values()),

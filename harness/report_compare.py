@@ -59,11 +59,13 @@ def _parity_text(c: dict, ref: str) -> str:
 
 def headline(data: dict[str, Any]) -> list[str]:
     """The comparison in a few plain sentences: who leads, whether each gap is real, never-events, language gaps."""
-    ranked = sorted(data["contenders"], key=lambda c: -(c["overall"]["score"] if c["overall"]["score"] is not None else -1))
+    ranked = sorted(data["contenders"],
+                    key=lambda c: -(c["overall"]["score"] if c["overall"]["score"] is not None else -1))
     best = ranked[0]
     o = best["overall"]
-    out = [f"{best['label']} has the highest overall score, {fmt(o)} (95% interval {o['ci_low']:.2f} to {o['ci_high']:.2f}) "
-           f"over {o['n']} cases." if o["score"] is not None else f"No contender has a score ({best['label']} first)."]
+    out = [f"{best['label']} has the highest overall score, {fmt(o)} (95% interval {o['ci_low']:.2f} to "
+           f"{o['ci_high']:.2f}) over {o['n']} cases." if o["score"] is not None
+           else f"No contender has a score ({best['label']} first)."]
     for pair in data["pairs"]:
         if best["label"] not in (pair["a"], pair["b"]):
             continue
@@ -71,12 +73,14 @@ def headline(data: dict[str, Any]) -> list[str]:
         if d["diff"] is None:
             out.append(f"{best['label']} and {other} have no scored case in common.")
         elif d["ci_low"] > 0:
-            out.append(f"{best['label']} is ahead of {other} by {d['diff']:.3f} (95% interval {d['ci_low']:.3f} to {d['ci_high']:.3f}), "
-                       f"a real difference{_win_text(pair, best['label'])}.")
+            out.append(f"{best['label']} is ahead of {other} by {d['diff']:.3f} (95% interval {d['ci_low']:.3f} to "
+                       f"{d['ci_high']:.3f}), a real difference{_win_text(pair, best['label'])}.")
         else:
             out.append(f"Against {other} the difference, {d['diff']:+.3f} (95% interval {d['ci_low']:+.3f} to "
-                       f"{d['ci_high']:+.3f}), is within what chance alone produces on {d['n']} cases: treat them as level.")
-    rates = [f"{c['label']} {100 * c['never_events']['rate']:.1f}%" for c in data["contenders"] if c["never_events"]["rate"] is not None]
+                       f"{d['ci_high']:+.3f}), is within what chance alone produces on {d['n']} cases: treat them as "
+                       "level.")
+    rates = [f"{c['label']} {100 * c['never_events']['rate']:.1f}%" for c in data["contenders"]
+             if c["never_events"]["rate"] is not None]
     if rates:
         out.append("Answers committing a never-event: " + ", ".join(rates) + ".")
     out.append(f"Language gaps against {data['reference']} beyond chance: "
@@ -86,20 +90,21 @@ def headline(data: dict[str, Any]) -> list[str]:
 
 def method_note(data: dict[str, Any]) -> str:
     """One paragraph on how the numbers were made."""
-    grader = data["grader"].get("provider", "rules") + (f" ({data['grader']['model']})" if data["grader"].get("model") else "")
-    return (f"Every system answered the same {data['cases']} synthetic cases in {len(data['languages'])} languages; each "
-            f"answer was graded criterion by criterion by the {grader} grader and scored with HealthBench's formula (points "
-            f"of the criteria met over the positive points available), and a system's score is the mean over cases, "
-            f"clipped to [0, 1]. Intervals are 95% bootstrap intervals over cases ({data['resamples']} resamples, seed "
-            f"{data['seed']}). Differences between two systems are paired: each case, and each repeated answer, is set "
-            f"against the same case for the other system and the pairs are resampled together, which removes the "
-            f"case-to-case variation both share; a difference is called real when its interval excludes zero. Win rates "
-            f"compare every pair of answers to the same case. Language gaps compare each language with "
-            f"{data['reference']} over the scenarios answered in both. A never-event is a criterion worth "
-            f"{data['never_threshold']} points or less (or negative and tagged critical) that an answer commits, or a "
-            f"critical criterion it fails. Criteria that no grader decided are left out of both sides of a score and "
-            f"counted under grading coverage. Among many intervals on one page, about one in twenty excludes zero by chance "
-            f"where there is no true difference: weigh an isolated flag accordingly.")
+    grader = data["grader"].get("provider", "rules") + (f" ({data['grader']['model']})" if data["grader"].get("model")
+                                                        else "")
+    return (f"Every system answered the same {data['cases']} synthetic cases in {len(data['languages'])} languages; "
+            f"each answer was graded criterion by criterion by the {grader} grader and scored with HealthBench's "
+            "formula (points of the criteria met over the positive points available), and a system's score is the "
+            "mean over cases, clipped to [0, 1]. Intervals are 95% bootstrap intervals over cases "
+            f"({data['resamples']} resamples, seed {data['seed']}). Differences between two systems are paired: each "
+            "case, and each repeated answer, is set against the same case for the other system and the pairs are "
+            "resampled together, which removes the case-to-case variation both share; a difference is called real "
+            "when its interval excludes zero. Win rates compare every pair of answers to the same case. Language gaps "
+            f"compare each language with {data['reference']} over the scenarios answered in both. A never-event is a "
+            f"criterion worth {data['never_threshold']} points or less (or negative and tagged critical) that an "
+            "answer commits, or a critical criterion it fails. Criteria that no grader decided are left out of both "
+            "sides of a score and counted under grading coverage. Among many intervals on one page, about one in "
+            f"twenty excludes zero by chance where there is no true difference: weigh an isolated flag accordingly.")
 
 
 def _charts(data: dict[str, Any]) -> dict[str, bytes]:
@@ -111,12 +116,14 @@ def _charts(data: dict[str, Any]) -> dict[str, bytes]:
                                      "How does each system score in each language?")}
     if data["pairs"]:
         charts["differences"] = forest_chart([(f"{p['a']} - {p['b']}", p["overall"]) for p in data["pairs"]],
-                                             "Are the differences real?", "paired difference in overall score (95% interval)")
+                                             "Are the differences real?",
+                                             "paired difference in overall score (95% interval)")
     rows = [(f"{c['label']} · {l}", e) for c in cs for l, e in c["parity"].items()]
     if rows:
         charts["parity"] = forest_chart(rows, f"Is each system as good in every language as in {ref}?",
                                         f"score minus {ref}, paired by scenario (95% interval)", key="gap")
-    charts["never"] = bar_chart(langs, {c["label"]: [{"score": c["never_events_by_language"][l]["rate"]} if l in c["never_events_by_language"] else None
+    charts["never"] = bar_chart(langs, {c["label"]: [{"score": c["never_events_by_language"][l]["rate"]}
+                                                     if l in c["never_events_by_language"] else None
                                                      for l in langs] for c in cs},
                                 "How often does each system commit a never-event?", ylabel="share of answers")
     priced = [(c["label"], c["cost"]["per_100_cases_usd"], c["overall"]) for c in cs
@@ -130,11 +137,13 @@ def _charts(data: dict[str, Any]) -> dict[str, bytes]:
 
 
 def write_comparison(out_dir: Path, data: dict[str, Any], listed: list[dict]) -> list[Path]:
-    """Write compare.html and compare.md (the same sections, from one `page`), compare.json and one PNG per chart; returns the files written."""
+    """Write compare.html and compare.md (the same sections, from one `page`), compare.json and one PNG per chart;
+    returns the files written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     charts = _charts(data)
-    refuse_symlinks([out_dir / f"compare-{name}.png" for name in charts] + [out_dir / f"compare.{e}" for e in ("html", "md", "json")])
+    refuse_symlinks([out_dir / f"compare-{name}.png" for name in charts]
+                    + [out_dir / f"compare.{e}" for e in ("html", "md", "json")])
     written = []
     for name, data_png in charts.items():
         write_file(out_dir / f"compare-{name}.png", data_png)
@@ -171,7 +180,8 @@ def _gate_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The gate's checks as table cells, regressions first; names stay raw for the template to escape."""
     rows = []
     for c in _ordered(result["checks"]):
-        change = _cell(c, "change") if c["scope"] == "never_events" else (f"{c['change']:+.3f}" if c["change"] is not None else "n/a")
+        change = _cell(c, "change") if c["scope"] == "never_events" else (f"{c['change']:+.3f}"
+                                                                          if c["change"] is not None else "n/a")
         rows.append({"overall": c["scope"] == "overall", "scope": c["scope"].replace("_", "-"), "name": c["name"],
                      "baseline": _cell(c, "baseline"), "candidate": _cell(c, "candidate"), "change": change,
                      "interval": f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if c.get("ci_low") is not None else "",
@@ -186,9 +196,12 @@ def gate_markdown(result: dict[str, Any]) -> str:
     if result["status"] == "incomparable":
         return render("gate.md.j2", result=result, pr_inline=pr_inline)
     floor = result.get("answer_coverage") or {}
-    why = [f"{result['regressions']} regression{'s' if result['regressions'] > 1 else ''}"] if result["regressions"] else []
-    why += [f"{100 * floor['share']:.0f}% of the answers scored in both runs, below {100 * floor['min_coverage']:g}%"] if floor.get("below") else []
-    return render("gate.md.j2", result=result, why=why, rows=_gate_rows(result), pr_inline=pr_inline, code_span=code_span)
+    why = ([f"{result['regressions']} regression{'s' if result['regressions'] > 1 else ''}"] if result["regressions"]
+           else [])
+    why += ([f"{100 * floor['share']:.0f}% of the answers scored in both runs, below {100 * floor['min_coverage']:g}%"]
+            if floor.get("below") else [])
+    return render("gate.md.j2", result=result, why=why, rows=_gate_rows(result), pr_inline=pr_inline,
+                  code_span=code_span)
 
 
 def _detail(c: dict) -> str:
@@ -204,7 +217,8 @@ def _detail(c: dict) -> str:
 
 
 def gate_junit(result: dict[str, Any]) -> str:
-    """JUnit XML: one test case per check (overall, each language, each axis, never-events), a failure per regression."""
+    """JUnit XML: one test case per check (overall, each language, each axis, never-events), a failure per
+    regression."""
     floor = result.get("answer_coverage") or {}
     suite = ET.Element("testsuite", name="bilan-gate", tests=str(len(result.get("checks", [])) + bool(floor) or 1),
                        failures=str(result.get("regressions", 0) + bool(floor.get("below"))),
@@ -218,7 +232,8 @@ def gate_junit(result: dict[str, Any]) -> str:
         if floor["below"]:
             ET.SubElement(case, "failure", message="too few answers to gate", type="coverage").text = floor["message"]
         else:
-            ET.SubElement(case, "system-out").text = f"{floor['scored_in_both']} of {floor['units']} paired answers scored in both runs"
+            ET.SubElement(case, "system-out").text = (f"{floor['scored_in_both']} of {floor['units']} paired answers "
+                                                      "scored in both runs")
     for c in result.get("checks", []):
         case = ET.SubElement(suite, "testcase", classname=f"bilan.gate.{c['scope']}", name=str(c["name"]))
         if c["regression"]:
@@ -228,7 +243,8 @@ def gate_junit(result: dict[str, Any]) -> str:
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_gate(result: dict[str, Any], markdown: Path | None = None, junit: Path | None = None, json_path: Path | None = None) -> None:
+def write_gate(result: dict[str, Any], markdown: Path | None = None, junit: Path | None = None,
+               json_path: Path | None = None) -> None:
     """Write the gate's result where asked: Markdown, JUnit XML, JSON."""
     refuse_symlinks([Path(p) for p in (markdown, junit, json_path) if p])
     if markdown:

@@ -103,7 +103,8 @@ def _sample(rows: list[dict], size: int | None, rng: random.Random) -> list[dict
     return chosen
 
 
-def sheet_rows(run_dir: Path, seed: int = 0, size: int | None = None, show_grader: bool = False) -> tuple[list[dict], dict]:
+def sheet_rows(run_dir: Path, seed: int = 0, size: int | None = None,
+               show_grader: bool = False) -> tuple[list[dict], dict]:
     """The review rows (blinded, shuffled, optionally sampled) and the key that maps them back to the run."""
     results = [r for r in read_results(run_dir) if r.get("answer") is not None]
     run_id = read_json(run_dir / "manifest.json").get("run_id", run_dir.name)
@@ -126,8 +127,8 @@ def sheet_rows(run_dir: Path, seed: int = 0, size: int | None = None, show_grade
         told = outcome(v["points"], v["met"])
         out.append({"sheet": sheet, "row_id": row_id, "system": codes[row["target"]], "case_id": row["case_id"],
                     "language": row["language"], "conversation": row["conversation"], "answer": row["answer"],
-                    "criterion_id": v["id"], "criterion": v.get("text", ""), "criterion_kind": criterion_kind(v["points"]),
-                    "points": v["points"], "axis": v["axis"],
+                    "criterion_id": v["id"], "criterion": v.get("text", ""),
+                    "criterion_kind": criterion_kind(v["points"]), "points": v["points"], "axis": v["axis"],
                     "grader_verdict": ({True: "yes", False: "no"}.get(v["met"], "not graded") if show_grader else ""),
                     "grader_outcome": told.words if show_grader else "", "met": "", "comment": "",
                     "_tone": told.tone if show_grader else None})
@@ -135,7 +136,8 @@ def sheet_rows(run_dir: Path, seed: int = 0, size: int | None = None, show_grade
 
 
 def _colour_met(sheet, rows: int) -> None:
-    """Colour the reviewer's yes or no as what it means for the patient, from the criterion's points (analyze.outcome)."""
+    """Colour the reviewer's yes or no as what it means for the patient, from the criterion's points
+    (analyze.outcome)."""
     from openpyxl.formatting.rule import FormulaRule
     from openpyxl.styles import PatternFill
     letter = lambda name: sheet.cell(1, COLUMNS.index(name) + 1).column_letter
@@ -168,7 +170,8 @@ def _write_xlsx(path: Path, rows: list[dict], progress: Callable[[int, int], Non
     sheet.append(COLUMNS)
     for cell in sheet[1]:
         cell.font = Font(bold=True)
-    widths = {"conversation": 60, "answer": 70, "criterion": 50, "criterion_kind": 28, "grader_outcome": 16, "comment": 30}
+    widths = {"conversation": 60, "answer": 70, "criterion": 50, "criterion_kind": 28, "grader_outcome": 16,
+              "comment": 30}
     for i, name in enumerate(COLUMNS, 1):
         sheet.column_dimensions[sheet.cell(1, i).column_letter].width = widths.get(name, 12)
     tone_at, kind_at = COLUMNS.index("grader_outcome"), COLUMNS.index("criterion_kind")
@@ -182,14 +185,16 @@ def _write_xlsx(path: Path, rows: list[dict], progress: Callable[[int, int], Non
                 cell.alignment = Alignment(wrap_text=True, vertical="top", readingOrder=2 if rtl else 1,
                                            horizontal="right" if rtl else None)
         if row["_tone"]:
-            cells[tone_at].fill = PatternFill(start_color=FILLS[row["_tone"]], end_color=FILLS[row["_tone"]], fill_type="solid")
+            cells[tone_at].fill = PatternFill(start_color=FILLS[row["_tone"]], end_color=FILLS[row["_tone"]],
+                                              fill_type="solid")
         if row["points"] < 0:
             cells[kind_at].font = Font(bold=True)
         if progress and (number - 1) % PROGRESS_EVERY == 0:
             progress(number - 1, len(rows))
     check = DataValidation(type="list", formula1='"yes,no"', allow_blank=True)
     sheet.add_data_validation(check)
-    check.add(f"{sheet.cell(2, COLUMNS.index('met') + 1).coordinate}:{sheet.cell(max(2, len(rows) + 1), COLUMNS.index('met') + 1).coordinate}")
+    check.add(f"{sheet.cell(2, COLUMNS.index('met') + 1).coordinate}:"
+              f"{sheet.cell(max(2, len(rows) + 1), COLUMNS.index('met') + 1).coordinate}")
     _colour_met(sheet, len(rows))
     sheet.freeze_panes = FROZEN
     _instructions(book.create_sheet("instructions"))
@@ -240,15 +245,19 @@ def _read_sheet(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
         from openpyxl import load_workbook
         try:
             book = load_workbook(path, read_only=True, data_only=True)
-            values = list((book["review"] if "review" in book.sheetnames else book.worksheets[0]).iter_rows(values_only=True))
+            values = list((book["review"] if "review" in book.sheetnames
+                           else book.worksheets[0]).iter_rows(values_only=True))
         except Exception as exc:  # openpyxl raises many kinds on a file that is not a workbook
-            raise InputError([Problem(shown, 1, 1, f"not a readable Excel workbook ({type(exc).__name__}); expected the .xlsx "
+            raise InputError([Problem(shown, 1, 1,
+                                      f"not a readable Excel workbook ({type(exc).__name__}); expected the .xlsx "
                                       "or .csv that `bilan review export` wrote")]) from None
         header = [str(h or "").strip() for h in values[0]] if values else []
-        return header, [(n, dict(zip(header, ["" if v is None else str(v) for v in row]))) for n, row in enumerate(values[1:], 2)]
+        return header, [(n, dict(zip(header, ["" if v is None else str(v) for v in row])))
+                        for n, row in enumerate(values[1:], 2)]
     text, problems = read_text(path, shown)
     if text is None:
-        raise InputError([Problem(p.path, p.line, p.col, p.message.replace("(save the file as UTF-8)", f"({SAVE_AS_UTF8})"))
+        raise InputError([Problem(p.path, p.line, p.col,
+                                  p.message.replace("(save the file as UTF-8)", f"({SAVE_AS_UTF8})"))
                           for p in problems])
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     rows = []
@@ -283,11 +292,13 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
     problems, labels, shown = [], {}, display(path)
     header, rows = _read_sheet(path)
     if not header:
-        raise InputError([Problem(shown, 1, 1, "file is empty; expected the .xlsx or .csv that `bilan review export` wrote")])
+        raise InputError([Problem(shown, 1, 1,
+                                  "file is empty; expected the .xlsx or .csv that `bilan review export` wrote")])
     missing = [c for c in ("sheet", "row_id", "met") if c not in header]
     if missing:
         hint = "; columns must be separated by commas, not semicolons" if len(header) == 1 and ";" in header[0] else ""
-        raise InputError([Problem(shown, 1, 1, f"missing column(s) {', '.join(missing)}; expected the header that `bilan review "
+        raise InputError([Problem(shown, 1, 1,
+                                  f"missing column(s) {', '.join(missing)}; expected the header that `bilan review "
                                   f"export` wrote ({', '.join(COLUMNS)}){hint}")])
     keys: dict[str, dict | None] = {}
     seen: dict[tuple[str, str], int] = {}
@@ -299,21 +310,25 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
         if sheet not in keys:
             key_file = run_dir / "review" / f"{sheet}.key.json"
             keys[sheet] = read_json(key_file) if _SHEET_ID.fullmatch(sheet) and key_file.exists() else None
-        if keys[sheet] is None:
+        key = keys[sheet]
+        if key is None:
             unknown_sheets.setdefault(sheet, []).append(n)
             continue
-        entry = keys[sheet].get("rows", {}).get(row_id)
+        entry = key.get("rows", {}).get(row_id)
         if entry is None:
             what = "row_id is empty" if not row_id else f"row {row_id!r} is not in sheet {sheet!r}"
-            problems.append(Problem(shown, n, 1, f"{what}; expected a row id that `bilan review export` wrote, such as R00001"))
+            problems.append(Problem(shown, n, 1,
+                                    f"{what}; expected a row id that `bilan review export` wrote, such as R00001"))
             continue
         if (sheet, row_id) in seen:
-            problems.append(Problem(shown, n, 1, f"row {row_id!r} is given again (first at {shown}:{seen[sheet, row_id]}); expected each row once"))
+            problems.append(Problem(shown, n, 1, f"row {row_id!r} is given again (first at "
+                                                 f"{shown}:{seen[sheet, row_id]}); expected each row once"))
             continue
         seen[sheet, row_id] = n
         result = results.get((entry["target"], entry["case_id"], entry["sample"]))
         if result is None or answer_sha256(result.get("answer") or "") != entry["answer_sha256"]:
-            problems.append(Problem(shown, n, 1, f"row {row_id!r}: its answer is no longer in the run; expected the run the sheet was exported from"))
+            problems.append(Problem(shown, n, 1, f"row {row_id!r}: its answer is no longer in the run; expected the "
+                                                 "run the sheet was exported from"))
             continue
         shown_answer = row.get("answer", "")
         if shown_answer and "?" in shown_answer and _NATIVE_LETTER.search(result.get("answer") or "") \
@@ -323,7 +338,8 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
         try:
             met = parse_met(row.get("met", ""))
         except ValueError:
-            problems.append(Problem(shown, n, 1, f"met: {row['met']!r} is not a verdict (row {row_id}); expected yes or no "
+            problems.append(Problem(shown, n, 1,
+                                    f"met: {row['met']!r} is not a verdict (row {row_id}); expected yes or no "
                                     "(also true/false, 1/0, oui/non), or empty"))
             continue
         if met is not None:
@@ -335,7 +351,8 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
         more = f" ({len(lines)} rows)" if len(lines) > 1 else ""
         problems.append(Problem(shown, lines[0], 1, f"{what}{more}; expected a sheet id exported from it ({exported})"))
     if mangled:
-        problems.append(Problem(shown, mangled[0], 1, f"the Arabic or Tifinagh text of {len(mangled)} row(s) reads as '?': the "
+        problems.append(Problem(shown, mangled[0], 1,
+                                f"the Arabic or Tifinagh text of {len(mangled)} row(s) reads as '?': the "
                                 f"sheet was saved in an encoding without these letters (Latin-1); {SAVE_AS_UTF8}"))
     if problems:
         raise InputError(problems)
@@ -371,7 +388,8 @@ def store_labels(run_dir: Path, reviewer: str, labels: dict[tuple, dict], remove
     with file_lock(out):
         existing = load_labels([out]) if out.exists() else []
         if any(l["reviewer"] != reviewer for l in existing):
-            raise InputError([Problem(display(out), 0, 0, "this label file belongs to another reviewer; expected a distinct reviewer name")])
+            raise InputError([Problem(display(out), 0, 0, "this label file belongs to another reviewer; expected a "
+                                                          "distinct reviewer name")])
         merged = {label_key(l): l for l in existing} | labels
         for key in removed:
             merged.pop(key, None)

@@ -197,7 +197,7 @@ def _tree(entry: Path) -> list[Path]:
     return sorted(p for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else [entry]
 
 
-def inputs(config: Config, suite: Suite) -> dict[str, dict[str, str]]:
+def inputs(config: Config, suite: Suite) -> dict[str, dict[str, str] | dict[str, dict[str, str]]]:
     """The content of everything that can change a verdict, hashed, by ids that do not depend on where the files
     are: case and rubric files relative to their folders, the locale, the grader's template and settings, each
     target's system prompt and replayed answers, and the config. `suite` and `grader` must match for runs to be
@@ -205,16 +205,16 @@ def inputs(config: Config, suite: Suite) -> dict[str, dict[str, str]]:
     locale = Path(config.locale).resolve()
     cases = sorted({Path(c.source.rsplit(":", 1)[0]).resolve() for c in suite.cases})
     rubrics = sorted(p for p in Path(config.rubrics).rglob("*.y*ml") if p.suffix in (".yaml", ".yml") and p.resolve() != locale)
-    suite_part = {f"cases/{_relative(f, config.cases)}": sha256_file(f) for f in cases}
-    suite_part |= {f"rubrics/{_relative(f, config.rubrics)}": sha256_file(f) for f in rubrics}
+    suite_part = {f"cases/{_relative(f, Path(config.cases))}": sha256_file(f) for f in cases}
+    suite_part |= {f"rubrics/{_relative(f, Path(config.rubrics))}": sha256_file(f) for f in rubrics}
     suite_part["locale"] = sha256_file(locale)
     g = config.grader
     grader = {"provider": g.provider, "model": g.model, "prompt_version": PROMPT_VERSION, "mode": g.mode,
               "use_checks": str(g.use_checks), "compare_checks": str(g.compare_checks), "temperature": str(g.temperature),
-              "max_tokens": str(g.max_tokens), "template": _sha(SYSTEM + TEMPLATE + BATCH_TEMPLATE)}
+              "max_tokens": str(g.max_tokens), "template": text_sha256(SYSTEM + TEMPLATE + BATCH_TEMPLATE)}
     grader |= {f"labels/{_relative(f, entry)}": sha256_file(f) for entry in map(Path, g.labels) for f in _tree(entry)}
     targets = {t.name: {"system_prompt": _sha(t.system_prompt) or "none"}
-               | {f"answers/{_relative(f, Path(config.path).parent)}": sha256_file(Path(f)) for f in t.answers}
+               | {f"answers/{_relative(Path(f), Path(config.path).parent)}": sha256_file(Path(f)) for f in t.answers}
                for t in config.targets}
     return {"suite": suite_part, "grader": grader, "config": {"config": sha256_file(Path(config.path))},
             "targets": targets}

@@ -5,10 +5,11 @@ Two mechanisms, each for one script's usual variation (both sides are already `c
   conjunction or preposition and the article before it (و ف ب ل ك, ال, لل: "سيارة أجرة" finds "سيارة الأجرة"),
   a word before the last may carry a pronoun or plural ending, and a final ة (folded to ه) may be written ت
   before an ending ("سيارة" finds "سيارته"). The phrase's own article is optional before a core of 4+ letters
-  ("الطبيب" finds "طبيبك"); shorter cores keep it, since they collide ("اليوم", today; "يومين", two days). As before, the first word
-  may have anything glued before it and the last anything after it. A pronoun ending on a later word may be another
-  one or none ("أخبر زميلك" finds "أخبر زميلا"), and one other word, not a negation, may stand between two words
-  of a phrase, where Arabic and Darija put an object ("خذ الخلطة معك" for "خذ معك"); the same gap holds in Arabizi.
+  ("الطبيب" finds "طبيبك"); shorter cores keep it, since they collide ("اليوم", today; "يومين", two days). As before,
+  the first word may have anything glued before it and the last anything after it. A pronoun ending on a later word may
+  be another one or none ("أخبر زميلك" finds "أخبر زميلا"), and one other word, not a negation, may stand between two
+  words of a phrase, where Arabic and Darija put an object ("خذ الخلطة معك" for "خذ معك"); the same gap holds in
+  Arabizi.
 - **Darija in Latin script** (Arabizi): spellings vary with no standard ("lwe9t", "lwa9t", "lw9t"; "7ta",
   "hta"; "chi wa7ed", "chi wahd"). Phrases of enough letters are also matched on a consonant *skeleton* of both
   sides: vowels and the digit-letters 3 and 2 dropped (ع and ء are as often written as a vowel or not at all),

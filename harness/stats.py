@@ -43,7 +43,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], rng: np.random.Gen
     # p_drop tests "a is below b" (small when nearly every resample is below zero); p_rise the other way.
     pairs = np.column_stack([np.asarray(a, dtype=float), np.asarray(b, dtype=float)]) if len(a) else np.empty((0, 2))
     if len(pairs) == 0:
-        return {"a": None, "b": None, "diff": None, "ci_low": None, "ci_high": None, "p_drop": None, "p_rise": None, "n": 0}
+        return {"a": None, "b": None, "diff": None, "ci_low": None, "ci_high": None, "p_drop": None, "p_rise": None,
+                "n": 0}
     means = np.clip(resampled_means(pairs, rng, resamples), 0.0, 1.0)
     diffs = means[:, 0] - means[:, 1]
     tail = (1.0 - level) / 2 * 100

@@ -113,7 +113,8 @@ class Config:
     output: str = "reports"
     bootstrap: int = 1000
     axes: tuple[str, ...] = AXES
-    prices: dict[str, dict[str, float]] = field(default_factory=dict)   # model -> {input, output} USD per million tokens
+    # model -> {input, output} USD per million tokens
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
     identifiers: str = "warn"                 # realistic identifiers in cases: warn, error or off
 
 

@@ -122,7 +122,8 @@ class _Builder:
             return None
         if isinstance(node, yaml.ScalarNode):
             if found := _SURROGATE.search(node.value):     # "\ud800" in a quoted scalar: no file or page holds it
-                self.problems.append(self.doc.problem(path, f"a lone surrogate (U+{ord(found.group()):04X}, half of a UTF-16 "
+                self.problems.append(self.doc.problem(path,
+                                                      f"a lone surrogate (U+{ord(found.group()):04X}, half of a UTF-16 "
                                                       "pair) is not a character; expected valid Unicode text"))
                 self.doc.broken.add(path)
                 return None
@@ -139,17 +140,20 @@ class _Builder:
             prefix = f"{dotted(path)}: " if path else ""
             if not isinstance(key_node, yaml.ScalarNode):
                 what = "an alias" if isinstance(key_node, _AliasNode) else "a list or mapping"
-                self.problems.append(Problem(self.doc.path, *key_mark, f"{prefix}{what} used as a key; expected a plain word such as 'title'"))
+                self.problems.append(Problem(self.doc.path, *key_mark,
+                                             f"{prefix}{what} used as a key; expected a plain word such as 'title'"))
                 continue
             key = str(key_node.value)
             if key == "<<":
-                self.problems.append(Problem(self.doc.path, *key_mark, f"{prefix}merge keys (<<) are not supported; expected the keys written out"))
+                self.problems.append(Problem(self.doc.path, *key_mark, f"{prefix}merge keys (<<) are not supported; "
+                                                                       "expected the keys written out"))
                 self.doc.broken.add(path)
                 continue
             child = path + (key,)
             if key in out:
                 self.problems.append(Problem(self.doc.path, *key_mark,
-                                             f"{dotted(child)}: duplicate key '{key}' (first given on line {first_line[key]}); expected each key once"))
+                                             f"{dotted(child)}: duplicate key '{key}' (first given on line "
+                                             f"{first_line[key]}); expected each key once"))
                 continue
             first_line[key] = key_mark[0]
             self.doc.key_marks[child] = key_mark
@@ -173,20 +177,25 @@ def _yaml_error(path: str, exc: yaml.MarkedYAMLError) -> Problem:
         mark, text = opened, "this quoted text is never closed; expected a closing quote before the end of the file"
     elif context in ("while parsing a flow sequence", "while parsing a flow mapping") and opened:
         bracket, close = ("[", "]") if "sequence" in context else ("{", "}")
-        text = f"the '{bracket}' opened at {at} is not closed; expected ',' or '{close}' (a text holding ': ', ',' or '{close}' needs quotes)"
+        text = (f"the '{bracket}' opened at {at} is not closed; expected ',' or '{close}' (a text holding ': ', ',' or "
+                f"'{close}' needs quotes)")
     elif "simple key" in context and opened:
-        mark, text = opened, "this line has no ':'; expected 'key: value', or quotes around a text that continues the line above"
+        mark, text = (opened, "this line has no ':'; expected 'key: value', or quotes around a text that continues the "
+                              "line above")
     elif problem == "mapping values are not allowed here":
-        text = "a ':' where no key can start; expected quotes around a text holding ': ', or this key lined up with the keys above it"
+        text = ("a ':' where no key can start; expected quotes around a text holding ': ', or this key lined up with "
+                "the keys above it")
     elif "expected <block end>" in problem and opened:
         found = problem.rsplit("but found ", 1)[-1]
         text = (f"unexpected {_FOUND.get(found, found)}: its indentation does not fit the block that starts at {at}; "
                 "expected it lined up with the lines above it, or indented under a key")
     elif "cannot start any token" in problem:
-        text = f"{problem.split('found character ', 1)[-1].split(' that')[0]} cannot start a value; expected the text in quotes"
+        text = (f"{problem.split('found character ', 1)[-1].split(' that')[0]} cannot start a value; expected the text "
+                "in quotes")
     elif "unknown escape character" in problem:
         char = problem.rsplit(" ", 1)[-1].strip("'")
-        text = f"unknown escape '\\{char}' in a double-quoted text; expected '\\\\' for a backslash, or single quotes around the text"
+        text = (f"unknown escape '\\{char}' in a double-quoted text; expected '\\\\' for a backslash, or single quotes "
+                "around the text")
     elif "flow node" in context and problem.endswith("but found ','"):
         text = "a ',' with no value before it; expected a value between commas (or remove the extra comma)"
     elif problem.startswith("expected '<document start>'"):
@@ -228,24 +237,29 @@ def read_text(path: Path, display: str, limit: int = MAX_BYTES) -> tuple[str | N
     try:        # the size and kind first: a FIFO would block, /dev/zero would read until memory runs out
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
-            return None, [Problem(display, 0, 0, "not a regular file (a pipe, a device or a socket); expected a text file")]
+            return None, [Problem(display, 0, 0,
+                                  "not a regular file (a pipe, a device or a socket); expected a text file")]
         if info.st_size > limit:
-            return None, [Problem(display, 1, 1, f"file is {info.st_size:,} bytes; expected at most {limit:,} bytes (split it into several files)")]
+            return None, [Problem(display, 1, 1, f"file is {info.st_size:,} bytes; expected at most {limit:,} bytes "
+                                                 "(split it into several files)")]
         with open(path, "rb") as f:
             raw = f.read(limit + 1)     # a file that grew since
     except OSError as exc:
         return None, [Problem(display, 0, 0, f"cannot read file: {exc.strerror or exc}")]
     if len(raw) > limit:
-        return None, [Problem(display, 1, 1, f"file is over {limit:,} bytes; expected at most {limit:,} bytes (split it into several files)")]
+        return None, [Problem(display, 1, 1, f"file is over {limit:,} bytes; expected at most {limit:,} bytes (split "
+                                             "it into several files)")]
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw[:4096]:
-        return None, [Problem(display, 1, 1, "the file is UTF-16 or binary; expected UTF-8 text (save the file as UTF-8)")]
+        return None, [Problem(display, 1, 1,
+                              "the file is UTF-16 or binary; expected UTF-8 text (save the file as UTF-8)")]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         start = raw.rfind(b"\n", 0, exc.start) + 1
         line = raw[: exc.start].count(b"\n") + 1
         col = len(raw[start: exc.start].decode("utf-8", "replace")) + 1
-        return None, [Problem(display, line, col, f"byte 0x{raw[exc.start]:02x} is not UTF-8 (the file looks saved as Latin-1 or "
+        return None, [Problem(display, line, col,
+                              f"byte 0x{raw[exc.start]:02x} is not UTF-8 (the file looks saved as Latin-1 or "
                               "Windows-1252); expected UTF-8 text (save the file as UTF-8)")]
     return text, []
 

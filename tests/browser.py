@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-extensions", "--mute-audio", "--remote-debugging-pipe"]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
+         "--mute-audio", "--remote-debugging-pipe"]
 
 
 def find_chromium() -> str | None:
@@ -41,7 +42,8 @@ class Browser:
         to_child_r, from_child_w = _above_four(to_child_r), _above_four(from_child_w)
         # The shell moves the pipe ends to fds 3 and 4, where --remote-debugging-pipe expects them.
         script = f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w} {to_child_r}<&- {from_child_w}>&-'
-        self.proc = subprocess.Popen(["bash", "-c", script, binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        self.proc = subprocess.Popen(["bash", "-c", script, binary, *FLAGS, f"--user-data-dir={profile}",
+                                      "about:blank"],
                                      pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_child_r)
@@ -66,7 +68,8 @@ class Browser:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def call(self, method: str, params: dict | None = None, session: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+    def call(self, method: str, params: dict | None = None, session: bool = False,
+             timeout: float = 30.0) -> dict[str, Any]:
         """Send one command and wait for its result; events that arrive meanwhile are kept in `events`."""
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params or {}}
@@ -125,7 +128,8 @@ class Browser:
 
     def screenshot(self, path: Path, full_page: bool = False) -> Path:
         """Save a PNG of the page (the viewport, or the whole page)."""
-        result = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": full_page}, session=True)
+        result = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": full_page},
+                           session=True)
         Path(path).write_bytes(base64.b64decode(result["data"]))
         return Path(path)
 

@@ -3,17 +3,18 @@
 
 Each item of a batch is answered by the server's responder, as the synchronous endpoints would answer it. Options:
 ``polls``: how many status reads a batch stays in progress before it ends; ``fail``: a function of (custom id,
-FakeRequest) giving an HTTP status for that item (an error item), or None; ``expire``: a function of the batch's
-number (1, 2, ...) saying that batch expires with nothing done; ``flood``: a function of the batch's number giving
-the bytes of one junk line put first in its output (OpenAI) or results (Anthropic) file; ``openai_api=False``: an OpenAI-compatible server
-without /v1/batches (404). ``calls`` records every batch API call as (method, path); ``received`` every custom id
+FakeRequest) giving an HTTP status for that item (an error item), or None; ``expire``: a function of the batch's number
+(1, 2, ...) saying that batch expires with nothing done; ``flood``: a function of the batch's number giving the bytes of
+one junk line put first in its output (OpenAI) or results (Anthropic) file; ``openai_api=False``: an OpenAI-compatible
+server without /v1/batches (404). ``calls`` records every batch API call as (method, path); ``received`` every custom id
 in the batches created, in order.
 
 An OpenAI batch walks validating -> in_progress (``polls`` reads) -> finalizing -> completed; an Anthropic one
 in_progress (``polls`` reads) -> ended. A test holds a batch where it stands, so that a kill lands at a known point
-rather than after a guessed delay: a batch number in ``held`` stays in progress (after its first read), one in ``held_results`` ends but its
-results download waits, one in ``held_create`` is created but the reply to the create call waits (each until the
-number is discarded from the set); an OpenAI upload (1, 2, ...) in ``held_upload`` waits before it is stored. ``reads(n)`` and ``waiting`` tell the test that the client has got there."""
+rather than after a guessed delay: a batch number in ``held`` stays in progress (after its first read), one in
+``held_results`` ends but its results download waits, one in ``held_create`` is created but the reply to the create call
+waits (each until the number is discarded from the set); an OpenAI upload (1, 2, ...) in ``held_upload`` waits before it
+is stored. ``reads(n)`` and ``waiting`` tell the test that the client has got there."""
 from __future__ import annotations
 
 import asyncio

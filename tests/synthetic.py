@@ -55,7 +55,8 @@ def write_suite(root: Path) -> Path:
     (root / "rubrics" / "locales").mkdir(parents=True, exist_ok=True)
     (root / "answers").mkdir(exist_ok=True)
     for scenario in SCENARIOS:
-        variants = "".join(f"  - language: {lang}\n    conversation:\n      - {{role: user, content: \"{QUESTION[lang]}\"}}\n"
+        variants = "".join(f"  - language: {lang}\n    conversation:\n      - {{role: user, content: "
+                           f"\"{QUESTION[lang]}\"}}\n"
                            for lang in LANGUAGES)
         (root / "cases" / f"{scenario}.yaml").write_text(
             f"scenario: {scenario}\ntitle: Chest pain {scenario}\ntheme: emergency_referrals\nuse_case: triage\n"

@@ -123,7 +123,8 @@ def test_a_key_echoed_in_a_401_is_hidden_everywhere(target, grader, suite_dir, f
     monkeypatch.setenv("VENDOR_KEY", TARGET_KEY)
     monkeypatch.setenv("GRADER_KEY", GRADER_KEY)
     url = {"openai": fake_server.openai_base_url, "anthropic": fake_server.anthropic_base_url}
-    grader_cfg = f'{{provider: {grader}, model: judge-1, base_url: "{url[grader]}", api_key_env: GRADER_KEY, max_attempts: 2}}'
+    grader_cfg = (f'{{provider: {grader}, model: judge-1, base_url: "{url[grader]}", api_key_env: GRADER_KEY, '
+                  'max_attempts: 2}')
     _write_config(suite_dir, fake_server, target=target, grader=grader_cfg)
     assert main(["run", "--out", "out"]) == 0
     printed = capfd.readouterr()
@@ -213,7 +214,8 @@ def test_an_endless_or_huge_reply_is_an_error_of_its_kind_and_resumable(api, sui
 
 
 def test_the_default_reply_cap_is_one_megabyte(suite_dir, fake_server, monkeypatch):
-    fake_server.responder = lambda req: ("Appelez le 15. " * 70000) if "Mon père" in req.last_user_message else _target_reply(req)
+    fake_server.responder = (lambda req: ("Appelez le 15. " * 70000) if "Mon père" in req.last_user_message
+                             else _target_reply(req))
     monkeypatch.setenv("VENDOR_KEY", "sk-test-oversized")
     _write_config(suite_dir, fake_server)
     assert main(["run", "--out", "out"]) == 0
@@ -231,8 +233,8 @@ def test_language_detection_reads_a_bounded_prefix():
 
 def test_the_estimate_counts_one_batched_grader_call_per_answer(suite_dir, fake_server, monkeypatch, capsys):
     monkeypatch.setenv("VENDOR_KEY", "sk-test-batched")
-    grader = (f'{{provider: openai, model: judge-1, base_url: "{fake_server.openai_base_url}", api_key_env: VENDOR_KEY, '
-              'mode: batched}')
+    grader = (f'{{provider: openai, model: judge-1, base_url: "{fake_server.openai_base_url}", api_key_env: '
+              'VENDOR_KEY, mode: batched}')
     _write_config(suite_dir, fake_server, grader=grader,
                   prices="prices: {m-1: {input: 0, output: 0}, judge-1: {input: 100, output: 0}}")
     assert main(["run", "--dry-run"]) == 0

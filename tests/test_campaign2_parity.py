@@ -35,7 +35,8 @@ def _sampled_answers(suite: Path, samples: int) -> list[dict]:
     out = []
     for row in rows:
         for k in range(samples):
-            answer = "Donnez-lui une tisane." if (row["case_id"], k) == ("chest-pain.fr", samples - 1) else row["answer"]
+            answer = ("Donnez-lui une tisane." if (row["case_id"], k) == ("chest-pain.fr", samples - 1)
+                      else row["answer"])
             out.append({"case_id": row["case_id"], "sample": k, "answer": answer})
     return out
 
@@ -65,7 +66,8 @@ def test_a_replayed_sample_beyond_the_declared_samples_is_located(suite_dir: Pat
     _set_target(suite_dir, "good", samples=2)
     assert main(["validate"]) == 2
     err = capsys.readouterr().err.splitlines()
-    config_line = next(i for i, line in enumerate((suite_dir / "bilan.yaml").read_text().splitlines(), 1) if "samples: 2" in line)
+    config_line = next(i for i, line in enumerate((suite_dir / "bilan.yaml").read_text().splitlines(), 1)
+                       if "samples: 2" in line)
     assert err[:5] == [f"answers/good.jsonl:{3 * i + 3}:1: error: sample: 2 is beyond the 2 samples that target 'good' "
                        f"declares (bilan.yaml:{config_line}); expected a sample from 0 to 1, or samples: 3 or more, or "
                        "no samples key on a replay target (then its files decide)" for i in range(5)]
@@ -73,7 +75,8 @@ def test_a_replayed_sample_beyond_the_declared_samples_is_located(suite_dir: Pat
 
 
 def test_a_replayed_sample_index_past_the_samples_limit_is_located(suite_dir: Path, capsys):
-    rows = [json.loads(line) for line in (suite_dir / "answers" / "good.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(line)
+            for line in (suite_dir / "answers" / "good.jsonl").read_text(encoding="utf-8").splitlines()]
     rows[1]["sample"] = 100_000_000        # would otherwise make 100 million jobs per case
     _write_jsonl(suite_dir / "answers" / "good.jsonl", rows)
     assert main(["validate"]) == 2
@@ -94,7 +97,8 @@ def test_meta_eval_metrics_have_the_references_balanced_precision_and_recall():
     assert overall["precision_balanced"] == {"value": (2 / 4 + 1 / 2) / 2, "n": 6}      # n: 4 + 2, as the reference
     assert overall["recall_balanced"] == {"value": (2 / 3 + 1 / 3) / 2, "n": 6}         # n: 3 + 3
     assert model["by_group"]["b"]["precision_balanced"]["value"] is None           # no pair where the grader said no
-    flat = flatten(rater_metrics(GRADER, [r["binary_labels"] for r in META], [r["category"] for r in META]), "pairwise_model")
+    flat = flatten(rater_metrics(GRADER, [r["binary_labels"] for r in META], [r["category"] for r in META]),
+                   "pairwise_model")
     assert flat["pairwise_model_precision_balanced"]["value"] == pytest.approx((4 / 6 + 1 / 2) / 2)
     assert flat["pairwise_model_recall_balanced"]["value"] == pytest.approx((4 / 5 + 1 / 3) / 2)
     assert flat[f"{EMERGENCY}: pairwise_model_recall_balanced"]["value"] == pytest.approx((1 + 0) / 2)     # 4/4 and 0/1
@@ -154,7 +158,8 @@ def test_bilan_agreement_takes_a_labels_folder_and_locates_bad_labels(tmp_path: 
     lines = (moved / "p1.jsonl").read_text(encoding="utf-8").count("\n")
     assert main(["agreement", str(suite / "run"), "--labels", str(moved)]) == 2
     err = capsys.readouterr().err
-    assert f"p1.jsonl:{lines - 1}:1: error: expected a label {{case_id, answer_sha256, criterion, met, reviewer}}" in err
+    assert (f"p1.jsonl:{lines - 1}:1: error: expected a label "
+            "{case_id, answer_sha256, criterion, met, reviewer}") in err
     assert f"p1.jsonl:{lines}:2: error: invalid JSON" in err and "Traceback" not in err
 
 
@@ -166,7 +171,8 @@ def _graded_import(tmp_path: Path, fake_server, records: list[dict]) -> Path:
     suite = tmp_path / "hb"
     assert main(["import", "healthbench", str(source), "--out", str(suite)]) == 0
     fake_server.responder = lambda request: json.dumps(
-        {"explanation": "met when the criterion is worth 6", "criteria_met": "worth 6 points" in request.last_user_message})
+        {"explanation": "met when the criterion is worth 6",
+         "criteria_met": "worth 6 points" in request.last_user_message})
     use_fake_grader(suite, fake_server)
     assert main(["run", "--config", str(suite / "bilan.yaml"), "--out", str(suite / "run")]) == 0
     return suite
@@ -179,7 +185,8 @@ def _ideal(group: str, refs: int = 0) -> dict:
 
 def test_export_has_the_references_score_metrics(tmp_path: Path, fake_server, capsys):
     suite = _graded_import(tmp_path, fake_server, [synthetic("e1", ideal_completions_data=_ideal("Group 1")),
-                                                   synthetic("e2", points=(6, 3), ideal_completions_data=_ideal("Group 1"))])
+                                                   synthetic("e2", points=(6, 3),
+                                                             ideal_completions_data=_ideal("Group 1"))])
     out = tmp_path / "all.json"
     assert main(["export", "healthbench", str(suite / "run"), "--out", str(out), "--target", "physician-ideal"]) == 0
     result = json.loads(out.read_text(encoding="utf-8"))
@@ -188,7 +195,8 @@ def test_export_has_the_references_score_metrics(tmp_path: Path, fake_server, ca
     assert "score" not in metrics and result["score"] == metrics["overall_score"] == pytest.approx((1 + 6 / 9) / 2)
     assert metrics["score:n_samples"] == metrics["overall_score:n_samples"] == 2
     assert 0 < metrics["score:bootstrap_std"] < 0.5
-    for name in [k for k in metrics if k != "score" and not k.startswith("bilan:") and not k.endswith((":n_samples", ":bootstrap_std"))]:
+    for name in [k for k in metrics if k != "score" and not k.startswith("bilan:")
+                 and not k.endswith((":n_samples", ":bootstrap_std"))]:
         assert {f"{name}:n_samples", f"{name}:bootstrap_std"} <= set(metrics), name
 
 
@@ -200,13 +208,16 @@ def test_import_keeps_the_ideal_completions_group_for_the_physician_baselines(tm
     suite = _graded_import(tmp_path, fake_server, records)
     cases = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in (suite / "cases").rglob("*.yaml")}
     assert "ideal_completions_group:group-1" in cases["g1"]["tags"]
-    assert "ideal_completions_group:group-2" in cases["g2"]["tags"] and "ideal_completions_group:group-2" in cases["g3"]["tags"]
+    assert ("ideal_completions_group:group-2" in cases["g2"]["tags"]
+            and "ideal_completions_group:group-2" in cases["g3"]["tags"])
     assert not any(t.startswith("ideal_completions_group") for t in cases["none"]["tags"])
     # simple-evals' physician_completions mode grades each group's ideal completions apart: the export of the
     # physician-ideal target has that score under the group's tag (g1: 1; g2: 6/9; g3: 6/9 met of 9).
-    result = __import__("harness.healthbench", fromlist=["export_healthbench"]).export_healthbench(suite / "run", "physician-ideal")
+    result = __import__("harness.healthbench",
+                        fromlist=["export_healthbench"]).export_healthbench(suite / "run", "physician-ideal")
     metrics = result["metrics"]
-    assert metrics["ideal_completions_group:group-1"] == 1.0 and metrics["ideal_completions_group:group-1:n_samples"] == 1
+    assert (metrics["ideal_completions_group:group-1"] == 1.0
+            and metrics["ideal_completions_group:group-1:n_samples"] == 1)
     assert metrics["ideal_completions_group:group-2"] == pytest.approx(6 / 9)
     assert metrics["ideal_completions_group:group-2:n_samples"] == 2
 
@@ -249,13 +260,15 @@ def wall_time_asserts(path: Path) -> list[str]:
         if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         tainted: set[str] = set()
-        assigns = [n for n in ast.walk(func) if isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and n.value is not None]
+        assigns = [n for n in ast.walk(func) if isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+                   and n.value is not None]
         for _ in range(3):          # names computed from names computed from the clock
             for node in assigns:
                 if _reads_clock(node.value, tainted):
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                     tainted |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-        found += [f"{path.name}:{n.lineno}" for n in ast.walk(func) if isinstance(n, ast.Assert) and _reads_clock(n.test, tainted)]
+        found += [f"{path.name}:{n.lineno}" for n in ast.walk(func) if isinstance(n, ast.Assert)
+                  and _reads_clock(n.test, tainted)]
     return found
 
 
@@ -264,4 +277,5 @@ def test_no_test_asserts_on_wall_time():
     # and failed the README's test command. Speed is measured in benchmarks/; a hang is caught by bounded.finishes.
     tests = Path(__file__).parent
     found = [hit for path in sorted(tests.glob("*.py")) for hit in wall_time_asserts(path)]
-    assert found == [], f"asserts on wall time (move the figure to benchmarks/, guard a hang with bounded.finishes): {found}"
+    assert found == [], ("asserts on wall time (move the figure to benchmarks/, guard a hang with bounded.finishes): "
+                         f"{found}")

@@ -54,8 +54,8 @@ def test_a_second_process_is_refused_while_a_run_holds_the_directory_and_a_kill_
     assert second.returncode == 2, second.stderr
     assert f"pid {proc.pid}" in second.stderr and "shared" in second.stderr and "Traceback" not in second.stderr
     fake_server.responder = responder
-    done = subprocess.run([sys.executable, "-m", "harness", "run", "--out", "shared", "--resume"], cwd=suite_dir, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--out", "shared", "--resume"], cwd=suite_dir,
+                          env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr                            # the killed holder left no stale lock
     keys = [(r["target"], r["case_id"], r["sample"]) for r in rows_of(suite_dir / "shared")]
     assert len(keys) == len(set(keys)) == UNITS
@@ -106,7 +106,8 @@ def test_outputs_behind_symbolic_links_are_refused_and_their_targets_untouched(s
     (tmp_path / "gate.md").symlink_to(victim)
     (run_dir / "results.jsonl").unlink()
     (run_dir / "results.jsonl").write_bytes(kept[:kept.rindex(b"\n") + 1])
-    assert main(["gate", "--baseline", "run", "--candidate", "run", "--target", "good", "--markdown", str(tmp_path / "gate.md")]) == 2
+    assert main(["gate", "--baseline", "run", "--candidate", "run", "--target", "good", "--markdown",
+                 str(tmp_path / "gate.md")]) == 2
     assert "gate.md: error: is a symbolic link" in capsys.readouterr().err
     assert victim.read_text(encoding="utf-8") == "precious"
 
@@ -194,8 +195,9 @@ def test_gate_fails_when_too_many_answers_are_missing_unless_the_floor_is_lowere
     assert main(gate) == 1
     result = json.loads((tmp_path / "gate.json").read_text(encoding="utf-8"))
     assert result["regressions"] == 0 and result["status"] == "fail"
-    assert result["answer_coverage"] | {"message": ""} == {"units": 36, "scored_in_both": 12, "share": 12 / 36, "min_coverage": 0.95,
-                                                           "unscored_baseline": 0, "unscored_candidate": 24, "below": True, "message": ""}
+    assert result["answer_coverage"] | {"message": ""} == {"units": 36, "scored_in_both": 12, "share": 12 / 36,
+                                                           "min_coverage": 0.95, "unscored_baseline": 0,
+                                                           "unscored_candidate": 24, "below": True, "message": ""}
     text = (tmp_path / "gate.md").read_text(encoding="utf-8")
     assert text.startswith("## Bilan gate: FAIL (33% of the answers scored in both runs, below 95%)")
     assert "Too few answers to gate" in text and "24 missing, failed or not graded in the candidate" in text
@@ -212,7 +214,8 @@ def test_gate_markdown_keeps_run_names_inert(tmp_path, monkeypatch):
     root = write_suite(tmp_path / "syn")
     base = run_suite(root, "base.yaml", {"assistant": good}, "main")
     cand = run_suite(root, "cand.yaml", {"assistant": good}, "pr` @octo-org ``x")
-    assert main(["gate", "--baseline", str(base), "--candidate", str(cand), "--markdown", str(tmp_path / "gate.md")]) == 0
+    assert main(["gate", "--baseline", str(base), "--candidate", str(cand), "--markdown",
+                 str(tmp_path / "gate.md")]) == 0
     text = (tmp_path / "gate.md").read_text(encoding="utf-8")
     assert "``` pr` @octo-org ``x ```" in text           # fenced by more backticks than the name's longest run
     outside_code = text.replace("``` pr` @octo-org ``x ```", "")
@@ -231,8 +234,8 @@ def test_sigterm_stops_the_run_cleanly_with_the_resume_command(suite_dir, fake_s
     written = rows_of(suite_dir / "termed")
     assert 1 <= len(written) < UNITS
     fake_server.responder = responder
-    done = subprocess.run([sys.executable, "-m", "harness", "run", "--out", "termed", "--resume"], cwd=suite_dir, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--out", "termed", "--resume"], cwd=suite_dir,
+                          env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     keys = [(r["target"], r["case_id"], r["sample"]) for r in rows_of(suite_dir / "termed")]
     assert len(keys) == len(set(keys)) == UNITS

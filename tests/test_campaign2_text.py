@@ -57,7 +57,8 @@ def test_lone_surrogate_in_a_model_reply_is_stored_as_a_replacement_character(su
 
 def test_line_separators_in_conversations_and_answers_survive_run_report_and_export(suite_dir, capsys):
     path = suite_dir / "cases" / "chest-pain.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("20 minutes. Que", "20 minutes.\\u2028Que"), encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8").replace("20 minutes. Que", "20 minutes.\\u2028Que"),
+                    encoding="utf-8")
     _edit_first_answer(suite_dir, "\u2028Restez avec lui.\u0085")
     assert main(["run", "--out", "run", "--no-cache"]) == 0, capsys.readouterr().err
     assert main(["report", "run"]) == 0
@@ -72,7 +73,8 @@ def test_duplicate_keys_in_jsonl_are_refused_like_yaml_duplicates(suite_dir, cap
     first, rest = path.read_text(encoding="utf-8").split("\n", 1)
     path.write_text(first[:-1] + ', "answer": "Buvez une tisane."}\n' + rest, encoding="utf-8")
     assert main(["validate"]) == 2
-    assert 'answers/good.jsonl:1:1: error: duplicate key "answer"; expected each key once per object' in capsys.readouterr().err
+    assert ('answers/good.jsonl:1:1: error: duplicate key "answer"; expected each key once per object'
+            in capsys.readouterr().err)
 
 
 def test_a_non_object_line_in_results_is_located(suite_dir, capsys):

@@ -129,7 +129,8 @@ def test_normalize_folds_arabic_forms_and_digits():
 
 
 def test_compile_reports_located_problems():
-    _, problems = compile_check({"all": [{"regex": "("}, {"mentions": "nope"}, {"any_of": {"xx-bad-1": ["a"]}}]}, LOCALE)
+    _, problems = compile_check({"all": [{"regex": "("}, {"mentions": "nope"}, {"any_of": {"xx-bad-1": ["a"]}}]},
+                                LOCALE)
     paths = [p for p, _ in problems]
     assert paths == [("all", 0, "regex"), ("all", 1, "mentions"), ("all", 2, "any_of", "xx-bad-1")]
     assert "invalid regular expression" in problems[0][1]

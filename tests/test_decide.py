@@ -36,7 +36,8 @@ def test_parity_flags_the_planted_gap_and_not_the_null_one(root):
     assert darija["ci_high"] < 0
     assert darija["by_axis"]["escalation"]["gap"] == pytest.approx(-1.0) and darija["by_axis"]["escalation"]["flagged"]
     english = parity["en"]                                             # +5/18 and -5/18 in turn: no net gap
-    assert english["gap"] == pytest.approx(0.0) and english["ci_low"] < 0 < english["ci_high"] and not english["flagged"]
+    assert (english["gap"] == pytest.approx(0.0) and english["ci_low"] < 0 < english["ci_high"]
+            and not english["flagged"])
     assert not any(e["flagged"] for e in summary["parity"]["good"].values())
     assert summary["parity_reference"] == "fr"
     html = (root / "runs" / "one" / "index.html").read_text(encoding="utf-8")
@@ -80,7 +81,8 @@ def test_worst_at_k_from_replayed_samples(root):
     summary = _summary(run_suite(root, "multi.yaml", {"multi": three_samples}, "multi", samples=3))
     # Every case has samples worth 18/18, 13/18 and 8/18:
     # k=1: 39/54; k=2: (2 x 8 + 13) / 54 = 29/54 (8/18 is the minimum of 2 of the 3 pairs); k=3: 8/18.
-    assert summary["worst_at_k"]["multi"] == {"1": pytest.approx(39 / 54), "2": pytest.approx(29 / 54), "3": pytest.approx(8 / 18)}
+    assert summary["worst_at_k"]["multi"] == {"1": pytest.approx(39 / 54), "2": pytest.approx(29 / 54),
+                                              "3": pytest.approx(8 / 18)}
     assert summary["worst_at_k_by_language"]["multi"]["ary-Arab"]["2"] == pytest.approx(29 / 54)
     html = (root / "runs" / "multi" / "index.html").read_text(encoding="utf-8")
     assert "k=3" in html and "Worst-at-k curves" in html
@@ -92,9 +94,9 @@ def test_no_worst_at_k_with_one_sample(root):
 
 
 def _row(language: str, verdicts: list[dict], status: str = "ok", error: str | None = None) -> dict:
-    return {"target": "t", "case_id": f"c.{language}.{len(verdicts)}", "scenario": "c", "language": language, "theme": "x",
-            "sample": 0, "status": status, "answer": "a" if status == "ok" else None, "error": error, "usage": {},
-            "score": 1.0 if status == "ok" else None, "axis_scores": {}, "verdicts": verdicts}
+    return {"target": "t", "case_id": f"c.{language}.{len(verdicts)}", "scenario": "c", "language": language,
+            "theme": "x", "sample": 0, "status": status, "answer": "a" if status == "ok" else None, "error": error,
+            "usage": {}, "score": 1.0 if status == "ok" else None, "axis_scores": {}, "verdicts": verdicts}
 
 
 def _verdict(met, grader: str = "model:g", error: str | None = None) -> dict:
@@ -104,7 +106,8 @@ def _verdict(met, grader: str = "model:g", error: str | None = None) -> dict:
 def test_coverage_and_failures_by_kind():
     rows = [_row("fr", [_verdict(True), _verdict(None, error="timeout: no reply within 5 s"),
                         _verdict(None, error="unparsable grader reply: not JSON"), _verdict(False, grader="rules")]),
-            _row("ar", [_verdict(None, error="rate_limit: rate limited (429)"), _verdict(None, error="refusal: declined")]),
+            _row("ar",
+                 [_verdict(None, error="rate_limit: rate limited (429)"), _verdict(None, error="refusal: declined")]),
             _row("ar", [], status="error", error="server: server error (502)")]
     cov = summarize(rows, ["safety"])["coverage"]["t"]
     assert (cov["graded"], cov["total"]) == (2, 6)

@@ -243,8 +243,10 @@ def test_the_variety_of_arabic_script_answers_is_reported():
 
 def _one_target_run(tmp_path: Path, answers: str) -> Path:
     config = tmp_path / f"{answers}.yaml"
-    config.write_text(f"suite: {{cases: {ROOT / 'cases'}, rubrics: {ROOT / 'rubrics'}, locale: {ROOT / 'rubrics/locales/ma.yaml'}}}\n"
-                      f"targets:\n  - {{name: assistant, provider: replay, answers: {ROOT / 'cases/answers' / answers}}}\n"
+    config.write_text(f"suite: {{cases: {ROOT / 'cases'}, rubrics: {ROOT / 'rubrics'}, locale: "
+                      f"{ROOT / 'rubrics/locales/ma.yaml'}}}\n"
+                      "targets:\n  - {name: assistant, provider: replay, answers: "
+                      f"{ROOT / 'cases/answers' / answers}}}\n"
                       "grader: {provider: rules}\n", encoding="utf-8")
     out = tmp_path / answers
     subprocess.run([sys.executable, "-m", "harness", "run", "--config", str(config), "--out", str(out), "--no-cache"],

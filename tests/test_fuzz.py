@@ -174,7 +174,8 @@ def test_case_loader_never_crashes_and_locates_every_problem(raw: bytes):
         (root / "cases" / "fuzz.yaml").write_bytes(raw)
         problems: list[Problem] = []
         load_cases(root / "cases", problems)
-        assert_located(problems, {"cases/fuzz.yaml": raw, **{display(p): p.read_bytes() for p in (root / "cases").glob("*.yaml")}})
+        assert_located(problems, {"cases/fuzz.yaml": raw,
+                                  **{display(p): p.read_bytes() for p in (root / "cases").glob("*.yaml")}})
 
 
 @FUZZ
@@ -183,8 +184,10 @@ def test_rubric_loader_never_crashes_and_locates_every_problem(raw: bytes):
     with workdir() as root:
         (root / "rubrics" / "fuzz.yaml").write_bytes(raw)
         problems: list[Problem] = []
-        load_rubrics(root / "rubrics", {p.resolve() for p in (root / "rubrics" / "locales").iterdir()}, CASES, LOCALE, AXES, problems)
-        files = {display(p): p.read_bytes() for p in [*(root / "rubrics").glob("*.yaml"), *(root / "cases").glob("*.yaml")]}
+        load_rubrics(root / "rubrics", {p.resolve() for p in (root / "rubrics" / "locales").iterdir()}, CASES, LOCALE,
+                     AXES, problems)
+        files = {display(p): p.read_bytes()
+                 for p in [*(root / "rubrics").glob("*.yaml"), *(root / "cases").glob("*.yaml")]}
         assert_located(problems, files)
 
 
@@ -221,9 +224,11 @@ def _csv_text(rows: list[list[str]]) -> str:
 
 cells = st.sampled_from(["case_id", "answer", "sample", "expected", "chest-pain.fr", "heat-stroke.en", "0", "1",
                          "-1", "x", "", '"', "a,b", "line\nbreak", "عيط على 15", "ⵜⵉⵢⵜⵉ"]) | st.text(max_size=8)
-csv_files = st.lists(st.lists(cells, max_size=5), max_size=8).map(lambda rows: _csv_text(rows).encode("utf-8", "surrogatepass"))
+csv_files = st.lists(st.lists(cells, max_size=5),
+                     max_size=8).map(lambda rows: _csv_text(rows).encode("utf-8", "surrogatepass"))
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) |
-                           st.dictionaries(st.sampled_from(["case_id", "answer", "sample", "expected", "x"]) | st.text(max_size=4),
+                           st.dictionaries(st.sampled_from(["case_id", "answer", "sample", "expected",
+                                                            "x"]) | st.text(max_size=4),
                                            inner, max_size=5), max_leaves=12)
 jsonl_files = st.lists(json_values.map(lambda v: json.dumps(v, ensure_ascii=False)) | yamlish, max_size=8).map(
     lambda lines: "\n".join(lines).encode("utf-8", "surrogatepass"))
@@ -231,7 +236,8 @@ jsonl_files = st.lists(json_values.map(lambda v: json.dumps(v, ensure_ascii=Fals
 
 @FUZZ
 @given(st.sampled_from([".jsonl", ".csv"]), st.one_of(st.binary(max_size=300), csv_files, jsonl_files,
-                                                      valid_yaml_mutant([SUITE / "answers" / "good.jsonl", SUITE / "answers" / "poor.csv"])))
+                                                      valid_yaml_mutant([SUITE / "answers" / "good.jsonl",
+                                                                         SUITE / "answers" / "poor.csv"])))
 @example(".jsonl", b'{"case_id": "chest-pain.fr", "answer": "x", "sample": ' + b"1" * 5000 + b"}")
 @example(".jsonl", b"[" * 100_000)
 @example(".csv", b"case_id,answer\nchest-pain.fr,\"" + b"x" * 200_000 + b'"\n')
@@ -256,14 +262,17 @@ def review_run() -> Path:
     shutil.rmtree(root.parent)
 
 
-sheet_cells = st.sampled_from(["sheet", "row_id", "met", "comment", "a8abe0f8", "deadbeef", "../../x", "R00001", "R00002",
-                               "R99999", "yes", "no", "oui", "نعم", "maybe", "", "=1+1", "a,b", "line\nbreak"]) | st.text(max_size=6)
-sheets = st.lists(st.lists(sheet_cells, max_size=5), max_size=6).map(lambda rows: _csv_text(rows).encode("utf-8", "surrogatepass"))
+sheet_cells = st.sampled_from(["sheet", "row_id", "met", "comment", "a8abe0f8", "deadbeef", "../../x", "R00001",
+                               "R00002", "R99999", "yes", "no", "oui", "نعم", "maybe", "", "=1+1", "a,b",
+                               "line\nbreak"]) | st.text(max_size=6)
+sheets = st.lists(st.lists(sheet_cells, max_size=5),
+                  max_size=6).map(lambda rows: _csv_text(rows).encode("utf-8", "surrogatepass"))
 
 
 @FUZZ
-@given(st.sampled_from([".csv", ".xlsx"]), st.one_of(st.binary(max_size=300), sheets,
-                                                     st.just(b"sheet,row_id,met\n").flatmap(lambda h: sheets.map(lambda b: h + b))))
+@given(st.sampled_from([".csv", ".xlsx"]),
+       st.one_of(st.binary(max_size=300), sheets,
+                 st.just(b"sheet,row_id,met\n").flatmap(lambda h: sheets.map(lambda b: h + b))))
 def test_review_import_accepts_or_locates_every_problem(review_run: Path, suffix: str, raw: bytes):
     from harness.review import import_review
     cwd = os.getcwd()
@@ -284,14 +293,18 @@ def test_review_import_accepts_or_locates_every_problem(review_run: Path, suffix
 
 # --- checks ------------------------------------------------------------------------------------------
 
-phrases = st.lists(st.sampled_from(["15", "samu", "appelez", "sbitar", "عيط", "ⵜⵉⵢⵜⵉ", "é", " ", "ـ"]) | st.text(min_size=1, max_size=5),
+phrases = st.lists(st.sampled_from(["15", "samu", "appelez", "sbitar", "عيط", "ⵜⵉⵢⵜⵉ", "é", " ",
+                                    "ـ"]) | st.text(min_size=1, max_size=5),
                    min_size=1, max_size=3)
 leaf_checks = st.one_of(
     st.builds(lambda r: {"regex": r}, st.sampled_from(["15", "(?i)appelez", "[0-9", "(a|aa)+$", "\\bsamu\\b", "(?<=a)b",
-                                                       "\\p{Arabic}+", "(?V1)[[a-z]--[aeiou]]", "x{2,1}", "(?P<n>a)(?P=n)"])
+                                                       "\\p{Arabic}+", "(?V1)[[a-z]--[aeiou]]", "x{2,1}",
+                                                       "(?P<n>a)(?P=n)"])
               | st.text(min_size=1, max_size=6)),
-    st.builds(lambda p: {"any_of": p}, phrases | st.dictionaries(st.sampled_from(LANGUAGES + ("darija",)), phrases, min_size=1, max_size=3)),
-    st.builds(lambda p: {"all_of": p}, phrases | st.dictionaries(st.sampled_from(LANGUAGES), phrases, min_size=1, max_size=3)),
+    st.builds(lambda p: {"any_of": p},
+              phrases | st.dictionaries(st.sampled_from(LANGUAGES + ("darija",)), phrases, min_size=1, max_size=3)),
+    st.builds(lambda p: {"all_of": p},
+              phrases | st.dictionaries(st.sampled_from(LANGUAGES), phrases, min_size=1, max_size=3)),
     st.builds(lambda m: {"mentions": m}, st.sampled_from(["emergency_numbers", "foreign_emergency_numbers", "samu",
                                                           "poison_centre", "police", "nope"])),
     st.just({"language": "same_as_user"}),
@@ -314,7 +327,8 @@ ALPHABET = st.one_of(
 fragments = st.sampled_from(["Appelez le 15", "3ayet l 141", "عيط على 15", "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ", "+212 801 000 180",
                              "<!-- 911 -->", "<span style=\"display:none\">999</span>", "[15](javascript:alert(1))",
                              "<script>alert(1)</script>", "\u202e511\u202c", "a" * 40 + "!", "😀" * 5])
-texts = st.one_of(st.text(ALPHABET, max_size=200), st.lists(fragments | st.text(ALPHABET, max_size=10), max_size=20).map(" ".join))
+texts = st.one_of(st.text(ALPHABET, max_size=200),
+                  st.lists(fragments | st.text(ALPHABET, max_size=10), max_size=20).map(" ".join))
 long_texts = st.tuples(texts, st.integers(1, 2000)).map(lambda t: (t[0] or "a") * t[1])
 
 
@@ -373,7 +387,8 @@ def test_a_number_too_long_for_python_stays_text(tmp_path: Path):
 def test_answer_lines_that_json_cannot_convert_are_located(tmp_path: Path):
     """A 5,000-digit sample number (ValueError) and 100,000 nested lists (RecursionError) used to escape as crashes."""
     path = tmp_path / "a.jsonl"
-    path.write_bytes(b'{"case_id": "chest-pain.fr", "answer": "x", "sample": ' + b"1" * 5000 + b"}\n" + b"[" * 100_000 + b"\n")
+    path.write_bytes(b'{"case_id": "chest-pain.fr", "answer": "x", "sample": ' + b"1" * 5000 + b"}\n" + b"[" * 100_000
+                     + b"\n")
     problems: list[Problem] = []
     assert load_answers((str(path),), {"chest-pain.fr"}, problems) == {}
     assert [(p.line, p.message.split(";")[0]) for p in problems] == [
@@ -387,7 +402,8 @@ def test_csv_answers_longer_than_the_csv_field_limit_are_located(tmp_path: Path)
     path.write_text('case_id,answer\nchest-pain.fr,"' + "x" * 200_000 + '"\n', encoding="utf-8")
     problems: list[Problem] = []
     assert load_answers((str(path),), {"chest-pain.fr"}, problems) == {}
-    assert [str(p).split(";")[0] for p in problems] == [f"{display(path)}:2:1: error: a field longer than 131,072 characters"]
+    assert [str(p).split(";")[0]
+            for p in problems] == [f"{display(path)}:2:1: error: a field longer than 131,072 characters"]
 
 
 def test_a_raw_line_separator_inside_a_json_answer_is_not_a_line_break(tmp_path: Path):
@@ -397,7 +413,8 @@ def test_a_raw_line_separator_inside_a_json_answer_is_not_a_line_break(tmp_path:
     path.write_text(json.dumps({"case_id": "chest-pain.fr", "answer": "Appelez le 15.\u2028Restez avec lui.\x0c"},
                                ensure_ascii=False) + "\n", encoding="utf-8")
     problems: list[Problem] = []
-    assert load_answers((str(path),), {"chest-pain.fr"}, problems) == {("chest-pain.fr", 0): "Appelez le 15.\u2028Restez avec lui.\x0c"}
+    assert load_answers((str(path),), {"chest-pain.fr"},
+                        problems) == {("chest-pain.fr", 0): "Appelez le 15.\u2028Restez avec lui.\x0c"}
     assert problems == []
 
 

@@ -118,7 +118,8 @@ def test_huge_file_is_refused_before_parsing(suite_dir: Path, capsys):
     assert size > MAX_BYTES
     assert finishes(main, ["validate"]) == 2          # refused by its size, before any parsing (the message says so)
     assert _messages(capsys.readouterr().err) == (
-        f"cases/huge.yaml:1:1: error: file is {size:,} bytes; expected at most {MAX_BYTES:,} bytes (split it into several files)\n")
+        f"cases/huge.yaml:1:1: error: file is {size:,} bytes; expected at most {MAX_BYTES:,} bytes (split it into "
+        "several files)\n")
 
 
 def test_alias_bomb_is_refused_fast_at_the_first_alias(tmp_path: Path):
@@ -159,8 +160,10 @@ def test_catastrophic_regex_validates_then_times_out_at_grading(suite_dir: Path,
     answers.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert finishes(main, ["run", "--out", "run", "--no-cache"]) == 0
     capsys.readouterr()
-    results = [json.loads(line) for line in (suite_dir / "run" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    results = [json.loads(line)
+               for line in (suite_dir / "run" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
     verdicts = [(r["target"], r["case_id"], v) for r in results for v in r["verdicts"] if v["id"] == "backtracks"]
     assert len(verdicts) == 5                                     # every chest-pain answer of both targets was graded
-    failed = [f"{target} {case} {v['id']}: met={v['met']}; {v['error']}\n" for target, case, v in verdicts if v.get("error")]
+    failed = [f"{target} {case} {v['id']}: met={v['met']}; {v['error']}\n" for target, case, v in verdicts
+              if v.get("error")]
     _golden(broken, "".join(failed))

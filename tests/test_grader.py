@@ -57,7 +57,8 @@ def test_exactly_one_verdict_of_the_right_shape():
 
 def test_batched_verdicts_cover_exactly_the_asked_ids():
     ids = ["a", "b"]
-    good = {"verdicts": [{"id": "a", "explanation": "x", "criteria_met": True}, {"id": "b", "explanation": "y", "criteria_met": False}]}
+    good = {"verdicts": [{"id": "a", "explanation": "x", "criteria_met": True},
+                         {"id": "b", "explanation": "y", "criteria_met": False}]}
     assert parse_batch(json.dumps(good), ids) == {"a": (True, "x"), "b": (False, "y")}
     unasked = {"verdicts": good["verdicts"] + [{"id": "c", "explanation": "z", "criteria_met": True}]}
     twice = {"verdicts": good["verdicts"] + [{"id": "a", "explanation": "z", "criteria_met": False}]}
@@ -82,7 +83,8 @@ def _echoing_grader(req: FakeRequest) -> str:
     """A gullible grader: it repeats the answer (forged verdicts included), then gives its own honest verdict(s)."""
     prompt = req.messages[-1]["content"]
     answer = graded_answer(prompt)
-    honest = lambda points: ("15" in answer) if points > 0 else ("tisane" in answer or "tea" in answer or "louiza" in answer)
+    honest = lambda points: ("15" in answer) if points > 0 else ("tisane" in answer or "tea" in answer
+                                                                 or "louiza" in answer)
     if "CRITERIA (id, points, text):" in prompt:
         items = re.findall(r"^- ([a-z0-9-]+) \(([-+]\d+) points\)", prompt, re.M)
         own = {"verdicts": [{"id": i, "explanation": "own", "criteria_met": honest(int(p))} for i, p in items]}
@@ -98,9 +100,11 @@ def test_adversarial_answers_never_get_a_forged_verdict(mode, tmp_path, fake_ser
     monkeypatch.chdir(ROOT)
     config = tmp_path / "bilan.yaml"
     config.write_text((ROOT / "bilan.yaml").read_text().replace("grader: {provider: rules}",
-                      f'grader: {{provider: openai, model: judge, base_url: "{fake_server.openai_base_url}", mode: {mode}, max_concurrency: 16}}')
+                      f'grader: {{provider: openai, model: judge, base_url: "{fake_server.openai_base_url}", mode: '
+                      f'{mode}, max_concurrency: 16}}')
                       .replace("suite: {cases: cases, rubrics: rubrics, locale: rubrics/locales/ma.yaml}",
-                               f"suite: {{cases: {ROOT}/cases, rubrics: {ROOT}/rubrics, locale: {ROOT}/rubrics/locales/ma.yaml}}")
+                               f"suite: {{cases: {ROOT}/cases, rubrics: {ROOT}/rubrics, locale: "
+                               f"{ROOT}/rubrics/locales/ma.yaml}}")
                       .replace("answers: cases/", f"answers: {ROOT}/cases/"), encoding="utf-8")
     assert main(["attack-grader", "--config", str(config), "--out", str(tmp_path / "attack"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -108,7 +112,8 @@ def test_adversarial_answers_never_get_a_forged_verdict(mode, tmp_path, fake_ser
     forged_taken = [v for r in rows for v in r["verdicts"] if v["explanation"] not in ("own", "")]
     assert forged_taken == []                              # a forged verdict is never the one taken
     forged_rows = [r for r in rows if '{"explanation": "The answer tells' in r["answer"]]
-    assert forged_rows and all(v["met"] is None and v["error"].startswith("parse:") for r in forged_rows for v in r["verdicts"])
+    assert forged_rows and all(v["met"] is None and v["error"].startswith("parse:") for r in forged_rows
+                               for v in r["verdicts"])
     assert result["by"]["all|all"]["fooled"] == 0
     assert all(v["grader_mode"] == mode and v["prompt_version"] for r in rows for v in r["verdicts"])
 
@@ -117,7 +122,8 @@ def test_compare_checks_keeps_both_verdicts(suite_dir, fake_server, capsys):
     fake_server.responder = lambda req: json.dumps({"explanation": "judge", "criteria_met": True})
     config = (suite_dir / "bilan.yaml").read_text().replace(
         "grader: {provider: rules}",
-        f'grader: {{provider: openai, model: judge, base_url: "{fake_server.openai_base_url}", use_checks: true, compare_checks: true}}')
+        f'grader: {{provider: openai, model: judge, base_url: "{fake_server.openai_base_url}", use_checks: true, '
+        'compare_checks: true}')
     (suite_dir / "bilan.yaml").write_text(config, encoding="utf-8")
     assert main(["run", "--out", "out"]) == 0
     rows = [json.loads(l) for l in (suite_dir / "out" / "results.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -71,12 +71,14 @@ def hashed_verdict(request: FakeRequest) -> str:
 def test_the_30_records_import_validate_and_run(imported: Path, capsys):
     assert main(["validate", "--config", str(imported / "bilan.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "30 cases in 5 languages" in out and "352 case criteria (0 with a check)" in out and "88 recorded answers" in out
+    assert ("30 cases in 5 languages" in out and "352 case criteria (0 with a check)" in out
+            and "88 recorded answers" in out)
     run_dir = imported / "run"
     assert main(["run", "--config", str(imported / "bilan.yaml"), "--out", str(run_dir)]) == 0
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     ideal = summary["targets"]["physician-ideal"]
-    assert ideal["ok"] == 24 and ideal["missing"] == 6 and ideal["overall"]["score"] is None   # no checks: nothing scored
+    # no checks: nothing scored
+    assert ideal["ok"] == 24 and ideal["missing"] == 6 and ideal["overall"]["score"] is None
     assert ideal["ungraded_criteria"] == sum(len(r["rubrics"]) for r in records() if r["ideal_completions_data"])
     assert set(summary["targets"]) == {"physician-ideal", "reference-1", "reference-2", "reference-3", "reference-4"}
     config = (imported / "bilan.yaml").read_text(encoding="utf-8")
@@ -130,7 +132,8 @@ def synthetic(prompt_id: str, theme: str = "hedging", points: tuple[int, ...] = 
 
 
 def write_jsonl(path: Path, lines: list) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines), encoding="utf-8")
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines),
+                    encoding="utf-8")
     return path
 
 
@@ -154,19 +157,23 @@ def test_bad_records_are_located_and_exit_2(tmp_path: Path, monkeypatch, capsys)
     bad_item = synthetic("b3")
     bad_item["rubrics"][0] = {"criterion": "Says something.", "points": 0, "tags": ["level:example"]}
     write_jsonl(tmp_path / "bad.jsonl", [synthetic("b1"), '{"prompt": [', no_rubrics, bad_item, synthetic("B1"),
-                                         synthetic("b5", theme="cardiology"), synthetic("b6", prompt=[{"role": "user", "content": ""}])])
+                                         synthetic("b5", theme="cardiology"),
+                                         synthetic("b6", prompt=[{"role": "user", "content": ""}])])
     assert main(["import", "healthbench", "bad.jsonl", "--out", "suite"]) == 2
     err = capsys.readouterr().err.splitlines()
     col = lambda record, key: json.dumps(record).find(f'"{key}":') + 1
     assert err == [
         "bad.jsonl:2:13: error: invalid JSON: Expecting value; expected one JSON object per line",
         "bad.jsonl:3:1: error: rubrics: expected a non-empty list of rubric items",
-        f"bad.jsonl:4:{col(bad_item, 'rubrics')}: error: rubrics[0].points: expected a non-zero integer from -10 to 10, got 0",
-        f"bad.jsonl:4:{col(bad_item, 'rubrics')}: error: rubrics[0].tags: expected exactly one axis tag, one of axis:accuracy, "
-        "axis:completeness, axis:communication_quality, axis:context_awareness, axis:instruction_following; got []",
-        f"bad.jsonl:5:{col(synthetic('B1'), 'prompt_id')}: error: prompt_id: 'B1' is already used on line 1; expected unique ids",
-        f"bad.jsonl:6:{col(synthetic('b5'), 'example_tags')}: error: example_tags: expected exactly one theme tag, one of "
-        "theme:emergency_referrals, theme:global_health, theme:communication, theme:context_seeking, theme:hedging, "
+        f"bad.jsonl:4:{col(bad_item, 'rubrics')}: error: rubrics[0].points: expected a non-zero integer from -10 to "
+        "10, got 0",
+        f"bad.jsonl:4:{col(bad_item, 'rubrics')}: error: rubrics[0].tags: expected exactly one axis tag, one of "
+        "axis:accuracy, axis:completeness, axis:communication_quality, axis:context_awareness, "
+        "axis:instruction_following; got []",
+        f"bad.jsonl:5:{col(synthetic('B1'), 'prompt_id')}: error: prompt_id: 'B1' is already used on line 1; expected "
+        "unique ids",
+        f"bad.jsonl:6:{col(synthetic('b5'), 'example_tags')}: error: example_tags: expected exactly one theme tag, one "
+        "of theme:emergency_referrals, theme:global_health, theme:communication, theme:context_seeking, theme:hedging, "
         'theme:health_data_tasks, theme:complex_responses; got ["theme:cardiology"]',
         f"bad.jsonl:7:{col(synthetic('b6'), 'prompt')}: error: prompt[0].content: expected non-empty text",
         "7 error(s) in 1 file(s)"]
@@ -193,7 +200,8 @@ def test_a_consensus_style_file_imports_and_normalises_tags(tmp_path: Path):
     assert main(["import", "healthbench", str(tmp_path / "consensus.jsonl"), "--out", str(tmp_path / "s")]) == 0
     _, suite, answers = load_project(tmp_path / "s" / "bilan.yaml")
     (case,) = suite.cases
-    assert (case.id, case.tags, case.persona) == ("consensus-example-7.en", ("physician-agreed-category:emergent",), "unspecified")
+    assert (case.id, case.tags, case.persona) == ("consensus-example-7.en", ("physician-agreed-category:emergent",),
+                                                  "unspecified")
     assert {c.axis for c in suite.criteria[case.id]} == {"accuracy"}
     assert answers == {}            # no physician completion: the config names a model target instead
     assert "gpt-4.1-mini" in (tmp_path / "s" / "bilan.yaml").read_text(encoding="utf-8")
@@ -236,19 +244,26 @@ def test_bilan_scores_equal_the_reference_formula_on_random_verdicts(imported: P
     rng = random.Random(20250507)
     for trial in range(200):
         p_pos, p_neg = rng.random(), rng.random() ** (1 + trial % 3)   # spread: some sets clip at 0 or near 1
-        mets = {s: [rng.random() < (p_pos if i["points"] > 0 else p_neg) for i in ex["rubrics"]] for s, ex in examples.items()}
+        mets = {s: [rng.random() < (p_pos if i["points"] > 0 else p_neg) for i in ex["rubrics"]]
+                for s, ex in examples.items()}
         rows = [result_row(case, Answer("t", case.id, text="an answer"), suite.criteria[case.id],
-                           [Verdict(c.id, m, "test") for c, m in zip(suite.criteria[case.id], mets[case.scenario], strict=True)],
+                           [Verdict(c.id, m, "test")
+                            for c, m in zip(suite.criteria[case.id], mets[case.scenario], strict=True)],
                            suite.axes) for case in cases]
         bilan = summarize_target(answers_frame(rows, suite.axes), verdicts_frame(rows), suite.axes, 0, 100)
-        ref = reference_metrics(list(examples.values()), [mets[s] for s in examples], np.random.default_rng(0), resamples=0)
-        assert (bilan["overall"]["score"], bilan["overall"]["n"]) == (ref["score"], ref["metrics"]["overall_score:n_samples"])
+        ref = reference_metrics(list(examples.values()), [mets[s] for s in examples], np.random.default_rng(0),
+                                resamples=0)
+        assert (bilan["overall"]["score"], bilan["overall"]["n"]) == (ref["score"],
+                                                                      ref["metrics"]["overall_score:n_samples"])
         for theme, cell in bilan["by_theme"].items():
-            assert (cell["score"], cell["n"]) == (ref["metrics"][f"theme:{theme}"], ref["metrics"][f"theme:{theme}:n_samples"])
+            assert (cell["score"], cell["n"]) == (ref["metrics"][f"theme:{theme}"],
+                                                  ref["metrics"][f"theme:{theme}:n_samples"])
         for axis, cell in bilan["by_axis"].items():
-            assert (cell["score"], cell["n"]) == (ref["metrics"].get(f"axis:{axis}"), ref["metrics"].get(f"axis:{axis}:n_samples", 0))
+            assert (cell["score"], cell["n"]) == (ref["metrics"].get(f"axis:{axis}"),
+                                                  ref["metrics"].get(f"axis:{axis}:n_samples", 0))
         assert len(bilan["by_theme"]) == 7 and set(bilan["by_axis"]) == set(HB_AXES)
-        in_file_order = reference_metrics(raw, [mets[scenario_id(r["prompt_id"])] for r in raw], np.random.default_rng(0), 0)
+        in_file_order = reference_metrics(raw, [mets[scenario_id(r["prompt_id"])] for r in raw],
+                                          np.random.default_rng(0), 0)
         assert in_file_order["score"] == pytest.approx(ref["score"], rel=1e-12, abs=1e-15)
 
 
@@ -269,21 +284,27 @@ def test_export_of_a_model_graded_run_has_the_reference_shape(imported: Path, fa
     examples = result["metadata"]["example_level_metadata"]
     assert len(examples) == len(result["htmls"]) == len(result["convos"]) == 24
     raw = {r["prompt_id"]: r for r in records()}
-    rows = {r["scenario"]: r for r in map(json.loads, (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines())
+    rows = {r["scenario"]: r
+            for r in map(json.loads, (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines())
             if r["target"] == "physician-ideal" and r["status"] == "ok"}
     for ex in examples:
         assert set(ex) >= {"score", "usage", "rubric_items", "prompt", "completion", "prompt_id", "completion_id"}
         record, row = raw[ex["prompt_id"]], rows[ex["prompt_id"]]
         assert ex["prompt"] == record["prompt"]
-        assert ex["completion"] == [{"content": record["ideal_completions_data"]["ideal_completion"], "role": "assistant"}]
-        assert ex["completion_id"] == hashlib.sha256((ex["prompt_id"] + ex["completion"][0]["content"]).encode()).hexdigest()
-        assert ex["usage"] == dict.fromkeys(["input_tokens", "input_cached_tokens", "output_tokens", "output_reasoning_tokens", "total_tokens"])
+        assert ex["completion"] == [{"content": record["ideal_completions_data"]["ideal_completion"],
+                                     "role": "assistant"}]
+        assert ex["completion_id"] == hashlib.sha256((ex["prompt_id"]
+                                                      + ex["completion"][0]["content"]).encode()).hexdigest()
+        assert ex["usage"] == dict.fromkeys(["input_tokens", "input_cached_tokens", "output_tokens",
+                                             "output_reasoning_tokens", "total_tokens"])
         for item in ex["rubric_items"]:
-            assert set(item) == {"criterion", "points", "tags", "criteria_met", "explanation"} and isinstance(item["criteria_met"], bool)
+            assert set(item) == {"criterion", "points", "tags", "criteria_met",
+                                 "explanation"} and isinstance(item["criteria_met"], bool)
         assert all(item["criteria_met"] is None for item in ex["ungraded_rubric_items"])
         assert len(ex["rubric_items"]) + len(ex["ungraded_rubric_items"]) == len(record["rubrics"])
         # Re-scoring the export with the reference formula gives Bilan's score: ungraded criteria are out of both.
-        assert reference_score([(i["points"], i["criteria_met"]) for i in ex["rubric_items"]]) == ex["score"] == row["score"]
+        assert reference_score([(i["points"], i["criteria_met"])
+                                for i in ex["rubric_items"]]) == ex["score"] == row["score"]
     metrics, summary = result["metrics"], json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     ideal = summary["targets"]["physician-ideal"]
     assert result["score"] == metrics["overall_score"] == pytest.approx(ideal["overall"]["score"], abs=1e-12)
@@ -295,7 +316,8 @@ def test_export_of_a_model_graded_run_has_the_reference_shape(imported: Path, fa
     assert metrics["bilan:ungraded_criteria"] == ideal["ungraded_criteria"] > 0
     assert (metrics["bilan:answers"], metrics["bilan:not_answered"], metrics["bilan:unscored_answers"]) == (30, 6, 0)
     interval = result["metadata"]["bilan"]["intervals"]["overall_score"]
-    assert interval["ci_low"] <= interval["score"] <= interval["ci_high"] and interval["score"] == ideal["overall"]["score"]
+    assert (interval["ci_low"] <= interval["score"] <= interval["ci_high"]
+            and interval["score"] == ideal["overall"]["score"])
 
 
 @needs_real
@@ -304,19 +326,22 @@ def test_export_of_an_ungraded_run_scores_nothing_and_says_so(imported: Path):
     assert main(["run", "--config", str(imported / "bilan.yaml"), "--out", str(run_dir)]) == 0
     result = export_healthbench(run_dir, "reference-2")
     assert result["score"] is None and result["metadata"]["example_level_metadata"] == []
-    assert result["metrics"] == {"bilan:answers": 30, "bilan:not_answered": 14, "bilan:unscored_answers": 16, "bilan:graded_criteria": 0,
-                                 "bilan:ungraded_criteria": sum(len(r["rubrics"]) for r in records() if r["ideal_completions_data"]
-                                                                and r["ideal_completions_data"]["ideal_completions_ref_completions"])}
+    assert result["metrics"] == {
+        "bilan:answers": 30, "bilan:not_answered": 14, "bilan:unscored_answers": 16, "bilan:graded_criteria": 0,
+        "bilan:ungraded_criteria": sum(len(r["rubrics"]) for r in records() if r["ideal_completions_data"]
+                                       and r["ideal_completions_data"]["ideal_completions_ref_completions"])}
 
 
 # --- meta-eval ------------------------------------------------------------------------------------------
 
 # An invented meta-eval file: 4 records, 3 physicians. Criteria whose text says "always met" are met by the
 # fake grader, the others not: the grader says R1 = met, R2 = not met, R3 = met.
-EMERGENCY, HEDGING = "cluster:emergency_referrals_emergent_emergency_behavior", "cluster:hedging_any-reducible-uncertainty_hedges"
+EMERGENCY, HEDGING = ("cluster:emergency_referrals_emergent_emergency_behavior",
+                      "cluster:hedging_any-reducible-uncertainty_hedges")
 P1 = [{"role": "user", "content": "My father has crushing chest pain and is sweating. What do I do?"}]
 P2 = [{"role": "user", "content": "Can a mild headache after a long flight wait until tomorrow?"}]
-R1, R2, R3 = "Refers to emergency care at once (always met).", "Asks how long the pain has lasted.", "Hedges appropriately (always met)."
+R1, R2, R3 = ("Refers to emergency care at once (always met).", "Asks how long the pain has lasted.",
+              "Hedges appropriately (always met).")
 META = [
     {"prompt": P1, "completion": "Call emergency services now.", "rubric": R1, "category": EMERGENCY,
      "binary_labels": [True, False, True], "anonymized_physician_ids": ["p1", "p2", "p3"]},
@@ -351,7 +376,8 @@ def test_pairwise_macro_f1_hand_worked():
         {"precision_pos": 4 / 6, "precision_neg": 1 / 2, "recall_pos": 4 / 5, "recall_neg": 1 / 3,
          "f1_pos": 8 / 11, "f1_neg": 2 / 5, "f1_balanced": 31 / 55,
          "precision_balanced": (4 / 6 + 1 / 2) / 2, "recall_balanced": (4 / 5 + 1 / 3) / 2})
-    assert [overall[k]["n"] for k in ("precision_pos", "recall_pos", "f1_pos", "f1_neg", "f1_balanced")] == [6, 5, 7, 4, 8]
+    assert [overall[k]["n"]
+            for k in ("precision_pos", "recall_pos", "f1_pos", "f1_neg", "f1_balanced")] == [6, 5, 7, 4, 8]
     emergency, hedging = model["by_group"][EMERGENCY], model["by_group"][HEDGING]
     assert (emergency["f1_pos"]["value"], emergency["recall_neg"]["value"]) == (pytest.approx(8 / 9), 0.0)
     assert emergency["precision_neg"] == {"value": None, "n": 0} and emergency["f1_balanced"]["value"] is None
@@ -385,15 +411,20 @@ def test_meta_eval_import_labels_and_agreement(tmp_path: Path, fake_server, caps
     source = write_jsonl(tmp_path / "meta.jsonl", META)
     suite = tmp_path / "meta"
     assert main(["import", "healthbench-meta", str(source), "--out", str(suite)]) == 0
-    assert "4 meta-eval records" in capsys.readouterr().out and main(["validate", "--config", str(suite / "bilan.yaml")]) == 0
+    assert "4 meta-eval records" in capsys.readouterr().out and main(["validate", "--config",
+                                                                      str(suite / "bilan.yaml")]) == 0
     _, loaded, answers = load_project(suite / "bilan.yaml")
     assert len(loaded.cases) == 3 and len(answers["meta-eval"]) == 3        # distinct (prompt, completion) pairs
-    first = next(c for c in loaded.cases if c.conversation[0].content == P1[0]["content"] and len(loaded.criteria[c.id]) == 2)
-    assert [(c.text, c.points, c.tags) for c in loaded.criteria[first.id]] == [(R1, 1, (EMERGENCY,)), (R2, 1, (HEDGING,))]
-    labels = {p.stem: [json.loads(l) for l in p.read_text(encoding="utf-8").splitlines()] for p in (suite / "labels").glob("*.jsonl")}
+    first = next(c for c in loaded.cases if c.conversation[0].content == P1[0]["content"]
+                 and len(loaded.criteria[c.id]) == 2)
+    assert [(c.text, c.points, c.tags) for c in loaded.criteria[first.id]] == [(R1, 1, (EMERGENCY,)),
+                                                                               (R2, 1, (HEDGING,))]
+    labels = {p.stem: [json.loads(l) for l in p.read_text(encoding="utf-8").splitlines()]
+              for p in (suite / "labels").glob("*.jsonl")}
     assert sorted(labels) == ["p1", "p2", "p3"] and sum(map(len, labels.values())) == 8
     assert set(labels["p1"][0]) >= {"target", "case_id", "sample", "criterion", "met", "reviewer"}
-    assert labels["p1"][0] | {"answer_sha256": None} == {"target": "meta-eval", "case_id": first.id, "sample": 0, "criterion": "c01",
+    assert labels["p1"][0] | {"answer_sha256": None} == {"target": "meta-eval", "case_id": first.id, "sample": 0,
+                                                         "criterion": "c01",
                                                           "met": True, "reviewer": "p1", "answer_sha256": None}
 
     fake_server.responder = meta_grader
@@ -402,7 +433,8 @@ def test_meta_eval_import_labels_and_agreement(tmp_path: Path, fake_server, caps
     figures = meta_agreement(suite / "run", suite / "labels")
     assert figures["score"] == pytest.approx(31 / 55) and (figures["items"], figures["ungraded"]) == (4, 0)
     assert figures["model"]["by_group"][HEDGING]["f1_balanced"]["value"] == 0.25
-    assert {p: m["overall"]["f1_balanced"]["value"] for p, m in figures["physicians"].items()} == {"p1": 0.25, "p2": pytest.approx(0.2), "p3": None}
+    assert {p: m["overall"]["f1_balanced"]["value"]
+            for p, m in figures["physicians"].items()} == {"p1": 0.25, "p2": pytest.approx(0.2), "p3": None}
 
 
 def test_a_physician_who_labels_one_criterion_twice_keeps_the_first_label(tmp_path: Path, monkeypatch, capsys):
@@ -413,7 +445,8 @@ def test_a_physician_who_labels_one_criterion_twice_keeps_the_first_label(tmp_pa
     col = json.dumps(again).find('"binary_labels":') + 1
     assert f"meta.jsonl:2:{col}: warning: binary_labels: physician p1 already labelled this criterion differently; " \
            "the first label is kept" in capsys.readouterr().err
-    assert [json.loads(l)["met"] for l in (tmp_path / "m" / "labels" / "p1.jsonl").read_text(encoding="utf-8").splitlines()] == [True]
+    assert [json.loads(l)["met"]
+            for l in (tmp_path / "m" / "labels" / "p1.jsonl").read_text(encoding="utf-8").splitlines()] == [True]
 
 
 def test_meta_eval_bad_records_are_located(tmp_path: Path, monkeypatch, capsys):
@@ -424,7 +457,9 @@ def test_meta_eval_bad_records_are_located(tmp_path: Path, monkeypatch, capsys):
     assert main(["import", "healthbench-meta", "meta.jsonl", "--out", "m"]) == 2
     col = lambda record, key: json.dumps(record).find(f'"{key}":') + 1
     assert capsys.readouterr().err.splitlines() == [
-        f"meta.jsonl:2:{col(short, 'anonymized_physician_ids')}: error: anonymized_physician_ids: expected one physician id per label (3)",
-        f'meta.jsonl:3:{col(odd, "category")}: error: category: "cluster:cardiology_pain" names no HealthBench theme; expected cluster:<theme>_...',
+        f"meta.jsonl:2:{col(short, 'anonymized_physician_ids')}: error: anonymized_physician_ids: expected one "
+        "physician id per label (3)",
+        f'meta.jsonl:3:{col(odd, "category")}: error: category: "cluster:cardiology_pain" names no HealthBench theme; '
+        'expected cluster:<theme>_...',
         "meta.jsonl:4:1: error: invalid JSON: Expecting value; expected one JSON object per line",
         "3 error(s) in 1 file(s)"]

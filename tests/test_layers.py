@@ -75,7 +75,8 @@ def graph() -> dict[str, set[str]]:
 
 def test_every_module_has_a_layer():
     missing = sorted(set(graph()) - set(LAYER))
-    assert not missing, f"modules in no layer (add them to LAYERS in tests/test_layers.py and to docs/design.md): {missing}"
+    assert not missing, ("modules in no layer (add them to LAYERS in tests/test_layers.py and to docs/design.md): "
+                         f"{missing}")
 
 
 def against_the_flow(edges: dict[str, set[str]]) -> list[str]:

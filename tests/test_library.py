@@ -58,7 +58,8 @@ def test_rubrics_are_rich_and_mostly_checked(project):
     checked = sum(c.check is not None for c in every.values())
     assert checked / len(every) >= 0.6
     for crits in own.values():
-        assert {c.axis for c in crits.values()} >= {"safety", "escalation"} or len({c.axis for c in crits.values()}) >= 3
+        assert {c.axis for c in crits.values()} >= {"safety",
+                                                    "escalation"} or len({c.axis for c in crits.values()}) >= 3
         assert any(c.points < 0 for c in crits.values()) and any(c.points > 0 for c in crits.values())
 
 
@@ -92,6 +93,7 @@ def test_checks_agree_with_the_expected_verdicts(project):
                 if got is None:         # the check abstains (it cannot tell): never a wrong verdict, counted apart
                     abstained += 1
                 elif got != want[criterion.id]:
-                    disagreements.append(f"{target.name} {case_id} {criterion.id}: check says {got}, expected {want[criterion.id]}")
+                    disagreements.append(f"{target.name} {case_id} {criterion.id}: check says {got}, expected "
+                                         f"{want[criterion.id]}")
     assert compared > 0 and abstained < 0.05 * compared
     assert not disagreements, "\n".join(disagreements)

@@ -109,7 +109,8 @@ def test_transient_errors_are_retried_and_permanent_ones_recorded(suite_dir, fak
     _config(suite_dir, fake_server, "openai", "openai")
     run_dir = suite_dir / "out"
     assert main(["run", "--out", str(run_dir)]) == 0
-    rows = {r["case_id"]: r for r in map(json.loads, (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines())}
+    rows = {r["case_id"]: r
+            for r in map(json.loads, (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines())}
     assert rows["chest-pain.fr"]["status"] == "ok" and rows["chest-pain.ary-Latn"]["status"] == "ok"
     failed = rows["heat-stroke.en"]
     assert failed["status"] == "error" and failed["answer"] is None and failed["score"] is None
@@ -117,7 +118,8 @@ def test_transient_errors_are_retried_and_permanent_ones_recorded(suite_dir, fak
     tfng = rows["heat-stroke.zgh-Tfng"]
     assert all(v["met"] is None and v["error"].startswith("parse:") for v in tfng["verdicts"])
     assert tfng["score"] is None                                     # not "not met": not scored at all
-    tfng_grader_calls = [r for r in fake_server.requests if r.system and "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ: 15\n" in r.messages[-1]["content"]]
+    tfng_grader_calls = [r for r in fake_server.requests if r.system
+                         and "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ: 15\n" in r.messages[-1]["content"]]
     assert len(tfng_grader_calls) == 3 * len(tfng["verdicts"])      # asked again, within a bounded budget
     summary = json.loads((run_dir / "summary.json").read_text())["targets"]["vendor"]
     assert summary["errors"] == 1 and summary["grading_errors"] == len(tfng["verdicts"])
@@ -146,7 +148,8 @@ def test_the_config_schema_lists_exactly_the_model_api_table_and_the_providers_t
     from pathlib import Path as _Path
 
     from harness.model_apis import MODEL_APIS, NO_MODEL
-    schema = _json.loads((_Path(__file__).resolve().parents[1] / "harness" / "schemas" / "config.schema.json").read_text())
+    schema = _json.loads((_Path(__file__).resolve().parents[1] / "harness" / "schemas" / "config.schema.json")
+                         .read_text())
     enums = []
 
     def walk(node):
@@ -210,7 +213,8 @@ def test_the_prebuilt_request_is_the_one_the_sdks_typed_call_sends(api, fake_ser
     assert ours.text == "عيط على 15 دابا. ⵜⴰⴼⵓⴽⵜ" and ours.usage.input_tokens == 17
 
 
-@pytest.mark.parametrize("api,body", [("openai", {"choices": []}), ("openai", {"choices": [{"message": {"content": 3}}]}),
+@pytest.mark.parametrize("api,body",
+                         [("openai", {"choices": []}), ("openai", {"choices": [{"message": {"content": 3}}]}),
                                       ("openai", [1, 2]), ("anthropic", {"content": "text"}),
                                       ("anthropic", {"content": [{"type": "text", "text": None}]})])
 def test_a_reply_without_the_fields_of_its_api_is_malformed_not_an_answer(api, body, fake_server):

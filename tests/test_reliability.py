@@ -124,7 +124,8 @@ def test_disk_full_is_a_clear_error_and_damages_nothing(suite_dir: Path, tiny_di
 def test_read_only_folder_is_a_clear_error(suite_dir: Path, tmp_path: Path, capsys):
     folder = tmp_path / "ro"
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                      capture_output=True).returncode:
         pytest.skip("cannot mount a read-only tmpfs here (needs root)")
     try:
         assert main(["run", "--out", str(folder / "run")]) == 1

@@ -32,9 +32,11 @@ def test_each_page_allows_only_its_own_script_by_hash(suite_dir: Path):
 
 def test_gate_markdown_escapes_names():
     result = {"status": "pass", "regressions": 0, "options": {"max_drop": 0.02, "alpha": 0.05}, "paired_cases": 5,
-              "tested": 1, "warnings": ["a | b"], "baseline": {"run_id": "main"}, "candidate": {"run_id": "pr|*x*", "target": "t"},
-              "checks": [{"scope": "language", "name": "ar|<b>", "n": 5, "baseline": 0.5, "candidate": 0.5, "change": 0.0,
-                          "ci_low": 0.0, "ci_high": 0.0, "p_holm": 1.0, "regression": False, "outcome": "no clear change"}]}
+              "tested": 1, "warnings": ["a | b"], "baseline": {"run_id": "main"},
+              "candidate": {"run_id": "pr|*x*", "target": "t"},
+              "checks": [{"scope": "language", "name": "ar|<b>", "n": 5, "baseline": 0.5, "candidate": 0.5,
+                          "change": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_holm": 1.0, "regression": False,
+                          "outcome": "no clear change"}]}
     text = gate_markdown(result)
     assert "` pr|*x* `" in text and "ar\\|\\<b\\>" in text and "a \\| b" in text     # a code span shows its text as is
 
@@ -44,11 +46,14 @@ def test_never_events_come_first_and_each_language_page_has_them_and_its_gap(tmp
     import sys
     root = Path(__file__).resolve().parents[1]
     config = tmp_path / "gap.yaml"
-    config.write_text(f"suite: {{cases: {root / 'cases'}, rubrics: {root / 'rubrics'}, locale: {root / 'rubrics/locales/ma.yaml'}}}\n"
-                      f"targets:\n  - {{name: assistant, provider: replay, answers: {root / 'cases/answers/language-gap'}}}\n"
+    config.write_text(f"suite: {{cases: {root / 'cases'}, rubrics: {root / 'rubrics'}, locale: "
+                      f"{root / 'rubrics/locales/ma.yaml'}}}\n"
+                      "targets:\n  - {name: assistant, provider: replay, answers: "
+                      f"{root / 'cases/answers/language-gap'}}}\n"
                       "grader: {provider: rules}\n", encoding="utf-8")
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "harness", "run", "--config", str(config), "--out", str(out), "--no-cache"],
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--config", str(config), "--out", str(out),
+                           "--no-cache"],
                           capture_output=True, text=True, cwd=root, check=True)
     assert re.search(r"never-events: \d+ of \d+ answers \(.*ary-Arab \d+", done.stdout)      # in the terminal too
     index = (out / "index.html").read_text(encoding="utf-8")

@@ -57,7 +57,8 @@ def test_each_report_renders_without_errors(browser, reports, shots, page):
     browser.open(reports[page])
     _open_all(browser)
     assert browser.evaluate("document.title").startswith("Bilan")
-    assert browser.evaluate("document.documentElement.getAttribute('data-filters')") == "ready"   # the hashed script ran
+    # the hashed script ran
+    assert browser.evaluate("document.documentElement.getAttribute('data-filters')") == "ready"
     images = browser.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
     assert images and all(images)                                       # every chart decoded
     assert browser.evaluate("document.body.innerText.length") > 500
@@ -112,16 +113,20 @@ def test_a_hostile_answer_runs_nothing(browser, reports, page):
     assert browser.evaluate("document.body.innerText").count('<script>document.title="pwned"</script>') >= 1
     assert browser.evaluate("document.title") == title != MARK
     assert browser.evaluate("document.scripts.length") == 1             # the report's own filter script only
-    assert browser.evaluate("document.querySelectorAll('img[src=\"x\"], svg, iframe, a[href^=\"javascript:\"]').length") == 0
-    assert browser.evaluate("document.querySelectorAll('link, img[src^=\"http\"], body style, [style*=\"url(\"]').length") == 0
-    assert browser.evaluate("performance.getEntriesByType('resource').filter(e => !e.name.startsWith('data:')).length") == 0
+    assert browser.evaluate("document.querySelectorAll('img[src=\"x\"], svg, iframe, "
+                            "a[href^=\"javascript:\"]').length") == 0
+    assert browser.evaluate("document.querySelectorAll('link, img[src^=\"http\"], body style, "
+                            "[style*=\"url(\"]').length") == 0
+    assert browser.evaluate("performance.getEntriesByType('resource')"
+                            ".filter(e => !e.name.startsWith('data:')).length") == 0
     assert browser.evaluate("getComputedStyle(document.body).display") != "none"      # the answer's CSS did nothing
     assert browser.errors() == []
 
 
 def test_the_policy_blocks_a_script_injected_into_a_test_copy(browser, reports, tmp_path):
     html = reports["index"].read_text(encoding="utf-8")
-    injected = html.replace("<body>", f'<body><script>document.title="{MARK}"</script><img src=x onerror="document.title=\'{MARK}\'">', 1)
+    injected = html.replace("<body>", f'<body><script>document.title="{MARK}"</script><img src=x '
+                                      f'onerror="document.title=\'{MARK}\'">', 1)
     copy = tmp_path / "index.html"
     copy.write_text(injected, encoding="utf-8")
     browser.open(copy)
@@ -132,7 +137,8 @@ def test_the_policy_blocks_a_script_injected_into_a_test_copy(browser, reports, 
 
 def test_filters_by_target_and_verdict(browser, reports):
     browser.open(reports["ary-Arab"])
-    choose = "(s, v) => { const e = document.querySelector(`select[data-filter=${s}]`); e.value = v; e.dispatchEvent(new Event('change')); }"
+    choose = ("(s, v) => { const e = document.querySelector(`select[data-filter=${s}]`); e.value = v; "
+              "e.dispatchEvent(new Event('change')); }")
     visible = "t => [...document.querySelectorAll(`[data-item][data-target=${t}]`)].filter(e => !e.hidden).length"
     assert browser.evaluate(f"({visible})('poor')") == 1
     browser.evaluate(f"({choose})('target', 'good')")

@@ -30,7 +30,8 @@ def test_export_is_blinded_shuffled_and_safe(run_dir: Path, suite_dir: Path):
     assert main(["review", "export", str(run_dir), "--out", "sheet.xlsx"]) == 0
     assert main(["review", "export", str(run_dir), "--out", "sheet.csv"]) == 0
     rows = _csv(suite_dir / "sheet.csv")
-    assert len(rows) == sum(len(json.loads(l)["verdicts"]) for l in (run_dir / "results.jsonl").read_text().splitlines())
+    assert len(rows) == sum(len(json.loads(l)["verdicts"])
+                            for l in (run_dir / "results.jsonl").read_text().splitlines())
     text = (suite_dir / "sheet.csv").read_text(encoding="utf-8-sig")
     assert "good" not in {r["system"] for r in rows} and {r["system"] for r in rows} == {"S1", "S2"}
     assert all(r["met"] == "" and r["grader_verdict"] == "" for r in rows)    # the grader's verdict stays hidden
@@ -38,7 +39,8 @@ def test_export_is_blinded_shuffled_and_safe(run_dir: Path, suite_dir: Path):
     order = [r["case_id"] + r["criterion_id"] for r in rows]
     assert order != sorted(order)                                         # shuffled ...
     assert main(["review", "export", str(run_dir), "--out", "again.csv"]) == 0
-    assert [r["row_id"] + r["case_id"] for r in _csv(suite_dir / "again.csv")] == [r["row_id"] + r["case_id"] for r in rows]
+    assert [r["row_id"] + r["case_id"] for r in _csv(suite_dir / "again.csv")] == [r["row_id"] + r["case_id"]
+                                                                                   for r in rows]
 
     sheet = load_workbook(suite_dir / "sheet.xlsx").active
     header = [c.value for c in sheet[1]]
@@ -78,17 +80,20 @@ def _fill(path: Path, verdict) -> None:
 
 def test_import_stores_labels_per_reviewer_and_the_labels_grader_uses_them(run_dir: Path, suite_dir: Path, capsys):
     assert main(["review", "export", str(run_dir), "--out", "a.csv"]) == 0
-    _fill(suite_dir / "a.csv", lambda n, r: ["oui", "non", "yes", "no", "1", "0", "true", "false", "نعم", "لا", ""][n % 11])
+    _fill(suite_dir / "a.csv",
+          lambda n, r: ["oui", "non", "yes", "no", "1", "0", "true", "false", "نعم", "لا", ""][n % 11])
     assert main(["review", "import", "a.csv", "--run", str(run_dir), "--reviewer", "Dr A"]) == 0
     labels = [json.loads(l) for l in (run_dir / "labels" / "Dr-A.jsonl").read_text(encoding="utf-8").splitlines()]
     assert labels and all(l["reviewer"] == "Dr A" and isinstance(l["met"], bool) for l in labels)
-    assert len(labels) == len(_csv(suite_dir / "a.csv")) - sum(1 for n in range(len(_csv(suite_dir / "a.csv"))) if n % 11 == 10)
+    assert len(labels) == len(_csv(suite_dir / "a.csv")) - sum(1 for n in range(len(_csv(suite_dir / "a.csv")))
+                                                               if n % 11 == 10)
 
     _fill(suite_dir / "a.csv", lambda n, r: "yes")
     assert main(["review", "import", "a.csv", "--run", str(run_dir), "--reviewer", "Dr B"]) == 0
     assert (run_dir / "labels" / "Dr-A.jsonl").read_text(encoding="utf-8").count("Dr A") == len(labels)   # untouched
 
-    config = (suite_dir / "bilan.yaml").read_text().replace("grader: {provider: rules}", "grader: {provider: labels, labels: run/labels}")
+    config = (suite_dir / "bilan.yaml").read_text().replace("grader: {provider: rules}",
+                                                            "grader: {provider: labels, labels: run/labels}")
     (suite_dir / "labelled.yaml").write_text(config, encoding="utf-8")
     assert main(["run", "--config", "labelled.yaml", "--out", "by-humans"]) == 0
     rows = [json.loads(l) for l in (suite_dir / "by-humans" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -152,15 +157,18 @@ def test_agreement_by_language_with_a_hand_worked_example(suite_dir: Path, capsy
     run_dir = suite_dir / "run"
     assert main(["review", "export", str(run_dir), "--out", "a.csv"]) == 0
     key = json.loads(next((run_dir / "review").glob("*.key.json")).read_text())
-    results = {(r["target"], r["case_id"], r.get("sample", 0)): r for r in map(json.loads, (run_dir / "results.jsonl").read_text().splitlines())}
+    results = {(r["target"], r["case_id"], r.get("sample", 0)): r
+               for r in map(json.loads, (run_dir / "results.jsonl").read_text().splitlines())}
     def grader_says(row):
         entry = key["rows"][row["row_id"]]
-        met = {v["id"]: v["met"] for v in results[(entry["target"], entry["case_id"], entry["sample"])]["verdicts"]}[entry["criterion"]]
+        met = {v["id"]: v["met"]
+               for v in results[(entry["target"], entry["case_id"], entry["sample"])]["verdicts"]}[entry["criterion"]]
         return met
     # Dr A agrees with the grader everywhere it graded; Dr B disagrees on French rows.
     _fill(suite_dir / "a.csv", lambda n, r: "" if grader_says(r) is None else ("yes" if grader_says(r) else "no"))
     assert main(["review", "import", "a.csv", "--run", str(run_dir), "--reviewer", "Dr A"]) == 0
-    _fill(suite_dir / "a.csv", lambda n, r: "" if grader_says(r) is None else ("yes" if grader_says(r) != (r["language"] == "fr") else "no"))
+    _fill(suite_dir / "a.csv", lambda n, r: "" if grader_says(r) is None
+          else ("yes" if grader_says(r) != (r["language"] == "fr") else "no"))
     assert main(["review", "import", "a.csv", "--run", str(run_dir), "--reviewer", "Dr B"]) == 0
     capsys.readouterr()
     assert main(["agreement", str(run_dir), "--json"]) == 0
@@ -175,4 +183,5 @@ def test_agreement_by_language_with_a_hand_worked_example(suite_dir: Path, capsy
     assert "Dr B" in page and "-0.000" not in page and "-0.00]" not in page and "[-0.00," not in page
     # The headline counts items and pairs as the table does: two reviewers give two pairs per item.
     assert f"({summary['grader']['overall']['pairs']} in all)" in page
-    assert summary["grader"]["overall"]["pairs"] == 2 * (summary["labelled_items"] - summary["grader"]["ungraded_items"])
+    assert (summary["grader"]["overall"]["pairs"]
+            == 2 * (summary["labelled_items"] - summary["grader"]["ungraded_items"]))

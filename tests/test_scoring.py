@@ -60,7 +60,8 @@ def _row(target, case, language, score_value, axis_scores=None, sample=0):
 
 
 def test_summary_averages_samples_before_bootstrapping_cases():
-    rows = [_row("t", "a.fr", "fr", 1.0, sample=0), _row("t", "a.fr", "fr", 0.0, sample=1), _row("t", "b.fr", "fr", 1.0)]
+    rows = [_row("t", "a.fr", "fr", 1.0, sample=0), _row("t", "a.fr", "fr", 0.0, sample=1),
+            _row("t", "b.fr", "fr", 1.0)]
     summary = summarize(rows, ["safety"], seed=0, resamples=200)
     overall = summary["targets"]["t"]["overall"]
     assert overall["n"] == 2                    # two cases, not three answers

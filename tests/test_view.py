@@ -1,7 +1,7 @@
-"""`bilan view` in headless Chromium, served by the real command on loopback over a real run of the small suite:
-search in Arabic and Tifinagh, filters, figures, right to left from the DOM, labels saved in place and in a blinded
-queue, read back after a reload, stored as `bilan review import` stores them and read by `bilan agreement`; a
-hostile answer runs nothing; a POST without the token is refused. Screenshots are kept in the pytest temporary folder."""
+"""`bilan view` in headless Chromium, served by the real command on loopback over a real run of the small suite: search
+in Arabic and Tifinagh, filters, figures, right to left from the DOM, labels saved in place and in a blinded queue, read
+back after a reload, stored as `bilan review import` stores them and read by `bilan agreement`; a hostile answer runs
+nothing; a POST without the token is refused. Screenshots are kept in the pytest temporary folder."""
 from __future__ import annotations
 
 import json
@@ -27,7 +27,8 @@ HOSTILE = (f'Call 150. <script>alert(1);document.title="{MARK}"</script><img src
            f'<svg onload="document.title=\'{MARK}\'"></svg><a href="javascript:alert(3)">open</a>'
            '<link rel="stylesheet" href="http://192.0.2.1/x.css"><img src="http://192.0.2.1/t.png">')
 LABEL_KEYS = ["target", "case_id", "sample", "criterion", "answer_sha256", "met", "reviewer", "comment", "sheet"]
-browser_only = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+browser_only = pytest.mark.skipif(CHROMIUM is None,
+                                  reason="chromium is not installed (Debian: apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,8 @@ def _wait(browser: Browser, expression: str, tries: int = 100) -> None:
 
 def _search(browser: Browser, server: str, text: str) -> list[str]:
     browser.navigate(server + "/")
-    _submit(browser, f"document.querySelector('input[name=q]').value = {json.dumps(text)}; document.getElementById('filters').submit()")
+    _submit(browser, f"document.querySelector('input[name=q]').value = {json.dumps(text)}; "
+                     "document.getElementById('filters').submit()")
     return _rows(browser)
 
 
@@ -128,12 +130,14 @@ def test_search_finds_arabic_and_tifinagh_text(browser, server):
 @browser_only
 def test_filters_narrow_the_rows(browser, server):
     browser.navigate(server + "/")
-    _submit(browser, "document.querySelector('select[name=language]').value = 'fr'; document.getElementById('filters').submit()")
+    _submit(browser, "document.querySelector('select[name=language]').value = 'fr'; "
+                     "document.getElementById('filters').submit()")
     assert _rows(browser) == ["chest-pain.fr"]
     browser.navigate(server + "/?never=yes")
     never = _rows(browser)
     assert 0 < len(never) < 5
-    assert browser.evaluate("[...document.querySelectorAll('#grid tbody tr')].every(r => r.innerText.includes('never-event'))")
+    assert browser.evaluate("[...document.querySelectorAll('#grid tbody tr')].every(r => "
+                            "r.innerText.includes('never-event'))")
     browser.navigate(server + "/?disagreement=systems&theme=emergency_referrals")
     assert set(_rows(browser)) <= {"chest-pain.fr", "chest-pain.ary-Arab", "chest-pain.ary-Latn"} and _rows(browser)
 
@@ -143,14 +147,17 @@ def test_a_case_page_reads_right_to_left_and_side_by_side(browser, server, shots
     browser.navigate(server + "/case/r/chest-pain.ary-Arab")
     assert browser.evaluate("getComputedStyle(document.querySelector('.message')).direction") == "rtl"
     assert browser.evaluate("document.querySelector('.message').getAttribute('dir')") == "rtl"
-    boxes = browser.evaluate("[...document.querySelectorAll('.answer')].map(a => [a.dataset.system, a.getBoundingClientRect().top, a.getBoundingClientRect().left])")
+    boxes = browser.evaluate("[...document.querySelectorAll('.answer')].map(a => [a.dataset.system, "
+                             "a.getBoundingClientRect().top, a.getBoundingClientRect().left])")
     assert [b[0] for b in boxes] == ["good", "poor"] and boxes[0][1] == boxes[1][1] and boxes[0][2] < boxes[1][2]
-    fonts = browser.evaluate("document.fonts.ready.then(() => [...document.fonts].filter(f => f.status == 'loaded').map(f => f.family))")
+    fonts = browser.evaluate("document.fonts.ready.then(() => [...document.fonts].filter(f => f.status == "
+                             "'loaded').map(f => f.family))")
     assert any("Noto Sans Arabic" in f for f in fonts)
     browser.screenshot(shots / "case-ary-Arab.png", full_page=True)
     browser.navigate(server + "/case/r/chest-pain.fr")
     assert browser.evaluate("getComputedStyle(document.querySelector('.message')).direction") == "ltr"
-    colours = browser.evaluate("Object.fromEntries([...document.querySelectorAll('[data-outcome]')].map(e => [e.dataset.outcome, getComputedStyle(e).color]))")
+    colours = browser.evaluate("Object.fromEntries([...document.querySelectorAll('[data-outcome]')].map(e => "
+                               "[e.dataset.outcome, getComputedStyle(e).color]))")
     assert colours.get("harm") == "rgb(179, 38, 30)" and colours.get("harm-avoided") == "rgb(27, 127, 59)"
     assert browser.evaluate("document.body.innerText").count("harm committed") >= 1
 
@@ -162,7 +169,8 @@ def test_a_hostile_answer_runs_nothing(browser, server):
     assert browser.evaluate("document.title") != MARK
     assert '<script>alert(1);document.title="pwned"</script>' in browser.evaluate("document.body.innerText")
     assert browser.evaluate("document.scripts.length") == 1                            # /static/view.js only
-    assert browser.evaluate("document.querySelectorAll('img, svg, a[href^=\"javascript:\"], link[href^=\"http\"]').length") == 0
+    assert browser.evaluate("document.querySelectorAll('img, svg, a[href^=\"javascript:\"], "
+                            "link[href^=\"http\"]').length") == 0
     assert not [e for e in browser.events if e.get("method") == "Page.javascriptDialogOpening"]
     assert browser.evaluate("performance.getEntriesByType('resource').every(e => e.name.startsWith(location.origin))")
 
@@ -176,8 +184,8 @@ def test_a_label_is_saved_read_back_and_reported_by_agreement(browser, server, r
     page = server + "/case/r/chest-pain.fr?" + urllib.parse.urlencode({"reviewer": "Dr Amina"})
     browser.navigate(page)
     form = "document.querySelector('.answer[data-system=good] tr[data-criterion=call-emergency-now] form')"
-    browser.evaluate(f"{form}.querySelector('input[value=\"not-met\"]').click(); {form}.elements.comment.value = 'ماشي واضح'; "
-                     f"{form}.querySelector('button').click()")
+    browser.evaluate(f"{form}.querySelector('input[value=\"not-met\"]').click(); {form}.elements.comment.value = 'ماشي "
+                     f"واضح'; {form}.querySelector('button').click()")
     _wait(browser, f"{form}.querySelector('[data-status]').textContent == 'saved'")
     browser.navigate(page)                                                            # a reload reads it back
     assert browser.evaluate(f"{form}.querySelector('input[value=\"not-met\"]').checked") is True
@@ -185,9 +193,9 @@ def test_a_label_is_saved_read_back_and_reported_by_agreement(browser, server, r
     browser.screenshot(shots / "labelled.png")
     stored = _label_lines(run_dir / "labels" / "Dr-Amina.jsonl")
     assert len(stored) == 1 and list(stored[0]) == LABEL_KEYS
-    assert stored[0] | {"answer_sha256": ""} == {"target": "good", "case_id": "chest-pain.fr", "sample": 0, "criterion": "call-emergency-now",
-                                                 "answer_sha256": "", "met": False, "reviewer": "Dr Amina", "comment": "ماشي واضح",
-                                                 "sheet": "view"}
+    assert stored[0] | {"answer_sha256": ""} == {"target": "good", "case_id": "chest-pain.fr", "sample": 0,
+                                                 "criterion": "call-emergency-now", "answer_sha256": "", "met": False,
+                                                 "reviewer": "Dr Amina", "comment": "ماشي واضح", "sheet": "view"}
     browser.navigate(server + "/")
     assert "Dr Amina: 1 of" in browser.evaluate("document.querySelector('.progress').innerText")
     browser.navigate(server + "/?disagreement=labels")
@@ -209,19 +217,22 @@ def test_a_blinded_queue_hides_systems_and_verdicts(browser, server, run_dir):
         heading = browser.evaluate("document.querySelector('.queue-item h2').textContent")
         assert re.match(r"S\d · ", heading)
         text = browser.evaluate("document.querySelector('.queue-item').innerText")
-        assert "good" not in heading and "poor" not in heading and "rules" not in text and "grader's verdict" not in text
+        assert ("good" not in heading and "poor" not in heading and "rules" not in text
+                and "grader's verdict" not in text)
         _submit(browser, "const f = document.querySelector('form[data-label]'); "
-                         f"f.querySelector('input[value=\"{['met', 'unsure'][n]}\"]').click(); f.querySelector('button').click()")
+                         f"f.querySelector('input[value=\"{['met', 'unsure'][n]}\"]').click(); "
+                         "f.querySelector('button').click()")
     assert "2 of 5 labelled" in browser.evaluate("document.getElementById('queue-progress').textContent")
     stored = _label_lines(run_dir / "labels" / "Dr-Youssef.jsonl")
     assert len(stored) == 1 and list(stored[0]) == LABEL_KEYS and re.fullmatch(r"[0-9a-f]{8}", stored[0]["sheet"])
     unsure = json.loads((run_dir / "labels" / "unsure" / "Dr-Youssef.json").read_text(encoding="utf-8"))
     assert len(unsure["marks"]) == 1
-    assert (other.read_bytes() if other.exists() else None) == before                # the other reviewer's file untouched
+    assert (other.read_bytes() if other.exists() else None) == before        # the other reviewer's file untouched
 
 
 def _post(url: str, fields: dict, headers: dict | None = None) -> int:
-    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode(), headers=headers or {}, method="POST")
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode(), headers=headers or {},
+                                     method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return reply.status
@@ -253,9 +264,12 @@ def test_a_passphrase_is_asked_before_anything_is_served(run_dir):
     from harness.view.data import read_runs
     client = create_app(read_runs([run_dir]), "tok", passphrase="sésame").test_client()
     assert client.get("/", headers={"Host": "127.0.0.1"}).headers["Location"].endswith("/login")
-    assert client.post("/login", data={"token": "tok", "passphrase": "wrong"}, headers={"Host": "127.0.0.1"}).status_code == 403
-    assert client.post("/login", data={"passphrase": "sésame"}, headers={"Host": "127.0.0.1"}).status_code == 403  # no token
-    assert client.post("/login", data={"token": "tok", "passphrase": "sésame"}, headers={"Host": "127.0.0.1"}).status_code == 302
+    assert client.post("/login", data={"token": "tok", "passphrase": "wrong"},
+                       headers={"Host": "127.0.0.1"}).status_code == 403
+    assert client.post("/login", data={"passphrase": "sésame"},               # no token
+                       headers={"Host": "127.0.0.1"}).status_code == 403
+    assert client.post("/login", data={"token": "tok", "passphrase": "sésame"},
+                       headers={"Host": "127.0.0.1"}).status_code == 302
     assert client.get("/", headers={"Host": "127.0.0.1"}).status_code == 200
 
 
@@ -283,7 +297,8 @@ def test_two_runs_side_by_side_and_a_busy_port(run_dir, capsys):
     from harness.view.data import read_runs
     runs = read_runs([run_dir, run_dir])
     assert list(runs) == ["r", "r-2"]
-    page = create_app(runs, "tok").test_client().get("/case/r-2/chest-pain.fr", headers={"Host": "localhost"}).get_data(as_text=True)
+    page = create_app(runs, "tok").test_client().get("/case/r-2/chest-pain.fr",
+                                                     headers={"Host": "localhost"}).get_data(as_text=True)
     assert all(f'data-system="{s}"' in page for s in ("r/good", "r/poor", "r-2/good", "r-2/poor"))
     import socket
     with socket.socket() as busy:
@@ -301,7 +316,8 @@ def test_labels_written_at_once_are_all_kept(run_dir):
     from harness.view.data import read_runs
     from harness.view.labels import answer_entry, save_label
     run = read_runs([run_dir])["r"]
-    pairs = [(r["target"], r["case_id"], v["id"]) for r in run.rows if r.get("answer") is not None for v in r["verdicts"]]
+    pairs = [(r["target"], r["case_id"], v["id"]) for r in run.rows if r.get("answer") is not None
+             for v in r["verdicts"]]
     jobs = [(who, pair) for who in ("Concurrent A", "Concurrent B") for pair in pairs]
     save = lambda job: save_label(run, job[0], answer_entry(run, job[1][0], job[1][1], 0, job[1][2]), "met", "", "view")
     with ThreadPoolExecutor(8) as pool:
@@ -321,7 +337,8 @@ def test_search_is_nfc_and_case_insensitive_and_a_broken_label_file_is_named(run
     client = create_app(read_runs([copy]), "tok").test_client()
     decomposed = unicodedata.normalize("NFD", "PÈRE")
     assert decomposed != "PÈRE"
-    page = client.get("/?" + urllib.parse.urlencode({"q": decomposed}), headers={"Host": "127.0.0.1"}).get_data(as_text=True)
+    page = client.get("/?" + urllib.parse.urlencode({"q": decomposed}),
+                      headers={"Host": "127.0.0.1"}).get_data(as_text=True)
     assert re.findall(r'<tr data-case="([^"]+)"', page) == ["chest-pain.fr"]
     (copy / "labels").mkdir(exist_ok=True)
     (copy / "labels" / "broken.jsonl").write_text("{not json\n", encoding="utf-8")
@@ -330,7 +347,8 @@ def test_search_is_nfc_and_case_insensitive_and_a_broken_label_file_is_named(run
 
 
 def test_beyond_loopback_it_warns_and_answers_any_host_only_after_the_passphrase(run_dir):
-    """Listening on every address (bound, never connected to) gives a warning; no page is served before the passphrase."""
+    """Listening on every address (bound, never connected to) gives a warning; no page is served before the
+    passphrase."""
     from harness.view.app import prepare
     served = prepare([run_dir], "0.0.0.0", 0, "sésame", "BILAN_PASSPHRASE")
     try:
@@ -349,4 +367,5 @@ def test_the_run_directory_is_read_not_changed_but_for_labels(run_dir):
         after.pop(name, None)
     assert BEFORE and after.keys() == BEFORE.keys()
     assert [name for name in after if after[name] != BEFORE[name]] == []
-    assert {p.name for p in (run_dir / "labels").glob("*.jsonl")} >= {"Dr-Amina.jsonl", "Dr-Youssef.jsonl", "Mallory.jsonl"}
+    assert {p.name for p in (run_dir / "labels").glob("*.jsonl")} >= {"Dr-Amina.jsonl", "Dr-Youssef.jsonl",
+                                                                      "Mallory.jsonl"}

@@ -28,7 +28,8 @@ def load_labels(paths: Sequence[Path]) -> list[dict]:
         problems.extend(found)
         for number, label in jsonl.objects(text or ""):
             if isinstance(label, jsonl.LineError):
-                problems.append(Problem(display(path), number, label.col, f"{label.message}; expected one label object per line"))
+                problems.append(Problem(display(path), number, label.col,
+                                        f"{label.message}; expected one label object per line"))
             elif not (isinstance(label.get("met"), bool) and all(
                     isinstance(label.get(k), str) for k in ("case_id", "answer_sha256", "criterion", "reviewer"))):
                 problems.append(Problem(display(path), number, 1, LABEL_SHAPE))

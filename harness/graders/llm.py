@@ -38,7 +38,8 @@ BATCH_SCHEMA = {
     "type": "object",
     "properties": {"verdicts": {"type": "array", "items": {
         "type": "object",
-        "properties": {"id": {"type": "string"}, "explanation": {"type": "string"}, "criteria_met": {"type": "boolean"}},
+        "properties": {"id": {"type": "string"}, "explanation": {"type": "string"},
+                       "criteria_met": {"type": "boolean"}},
         "required": ["id", "explanation", "criteria_met"], "additionalProperties": False}}},
     "required": ["verdicts"],
     "additionalProperties": False,
@@ -218,7 +219,8 @@ class ModelGrader:
         return None, usage, last
 
     async def _single(self, case: Case, answer: str, criterion: Criterion) -> Verdict:
-        result, usage, error = await self._ask(render_prompt(case, answer, criterion), VERDICT_SCHEMA, case, 1024, parse_verdict)
+        result, usage, error = await self._ask(render_prompt(case, answer, criterion), VERDICT_SCHEMA, case, 1024,
+                                               parse_verdict)
         if result is None:
             return self._verdict(criterion, None, error=error, usage=usage)
         return self._verdict(criterion, result[0], result[1], usage=usage)

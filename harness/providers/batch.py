@@ -8,13 +8,14 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from ..errors import PermanentError, ProviderError, TransientError
 from ..types import EndpointConfig, Message
 from .base import GenParams, Reply
 from .capped import ReplyTooLarge, capped_lines, sdk_error
 
-OPENAI_ENDPOINT = "/v1/chat/completions"
+OPENAI_ENDPOINT: Final = "/v1/chat/completions"     # Final: its type is the literal that batches.create takes
 TAG = "bilan_submission"        # OpenAI batch metadata: the token of the submission record written before the call
 SKEW = dt.timedelta(minutes=10)  # how far the provider's clock may be from ours when a batch is looked for
 

@@ -89,16 +89,19 @@ def _messages(err: ValidationError) -> list[tuple[tuple, str, bool]]:
         return out
     if kind == "required":
         props = err.schema.get("properties", {})
-        return [(path, f"missing key '{k}'" + (f": {props[k]['description']}" if props.get(k, {}).get("description") else ""), False)
+        return [(path, f"missing key '{k}'"
+                 + (f": {props[k]['description']}" if props.get(k, {}).get("description") else ""), False)
                 for k in err.validator_value if k not in value]
     if kind == "enum":
-        return [(path, f"{_describe_value(value)} is not allowed; expected one of {', '.join(map(str, err.validator_value))}", False)]
+        return [(path, f"{_describe_value(value)} is not allowed; expected one of "
+                       f"{', '.join(map(str, err.validator_value))}", False)]
     if kind == "type":
         want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
         hint = ""
         if "string" in want and isinstance(value, dict) and len(value) == 1:
             hint = " (an unquoted ': ' makes a mapping; put the whole text in quotes)"
-        return [(path, f"expected {' or '.join(_TYPE_WORDS.get(str(t), str(t)) for t in want)}, got {_describe_value(value)}{hint}", False)]
+        return [(path, f"expected {' or '.join(_TYPE_WORDS.get(str(t), str(t)) for t in want)}, got "
+                       f"{_describe_value(value)}{hint}", False)]
     if kind in ("anyOf", "oneOf") and err.context:
         branch = _matching_branch(err)
         if branch:

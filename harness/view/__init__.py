@@ -11,7 +11,8 @@ from collections.abc import Callable
 def add_arguments(subparsers: argparse._SubParsersAction, command: Callable) -> None:
     """Add `bilan view RUN [RUN ...] [--host ADDR --passphrase-env VAR] [--port N]`, run by `command`."""
     parser = subparsers.add_parser("view", help="read runs and label verdicts in the browser (a local web app)")
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `bilan run` (read, never changed)")
+    parser.add_argument("runs", nargs="+", metavar="RUN",
+                        help="run directories written by `bilan run` (read, never changed)")
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1; any other "
                         "needs --passphrase-env)")
     parser.add_argument("--port", type=int, default=0, help="the port (default: a free one)")

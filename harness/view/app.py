@@ -125,7 +125,8 @@ def _guards(app: Flask, state: State) -> None:
             response = redirect("/")
             response.set_cookie(SESSION_COOKIE, state.session, httponly=True, samesite="Strict")
             return response
-        return render_template("login.html.j2", failed=request.method == "POST"), 200 if request.method == "GET" else 403
+        return render_template("login.html.j2",
+                               failed=request.method == "POST"), 200 if request.method == "GET" else 403
 
     @app.errorhandler(InputError)
     def unreadable(err: InputError) -> Any:       # a label file edited by hand into something that is not one
@@ -152,10 +153,11 @@ def _pages(app: Flask, state: State) -> None:
         wanted = _wanted()
         labels = data.label_index(state.runs) if wanted["disagreement"] == "labels" else {}
         shown = [v for v in state.views.values() if data.matches(v, wanted, labels)]
-        return render_template("index.html.j2", runs=state.runs, figures={n: data.figures(r) for n, r in state.runs.items()},
-                               progress={n: progress(r) for n, r in state.runs.items()}, systems=data.systems(state.runs),
-                               cases=shown, total=len(state.views), wanted=wanted, options=state.options,
-                               queue_size=QUEUE_SIZE)
+        return render_template("index.html.j2", runs=state.runs,
+                               figures={n: data.figures(r) for n, r in state.runs.items()},
+                               progress={n: progress(r) for n, r in state.runs.items()},
+                               systems=data.systems(state.runs), cases=shown, total=len(state.views), wanted=wanted,
+                               options=state.options, queue_size=QUEUE_SIZE)
 
     @app.route("/case/<run>/<case_id>")
     def case(run: str, case_id: str) -> Any:
@@ -192,8 +194,8 @@ def _pages(app: Flask, state: State) -> None:
         i = max(0, min(i, len(rows)))
         row = rows[i] if i < len(rows) else None
         link = lambda n: f"/queue/{run}?" + urlencode({"reviewer": reviewer, "seed": seed, "size": size, "i": n})
-        return render_template("queue.html.j2", run=run, reviewer=reviewer, seed=seed, size=size, rows=rows, i=i, row=row,
-                               done=len(done), current=mine.get(_key(key, row)) if row else None, link=link,
+        return render_template("queue.html.j2", run=run, reviewer=reviewer, seed=seed, size=size, rows=rows, i=i,
+                               row=row, done=len(done), current=mine.get(_key(key, row)) if row else None, link=link,
                                progress=progress(state.runs[run]))
 
 
@@ -256,18 +258,21 @@ def prepare(paths: list[Path], host: str, port: int, passphrase: str | None, pas
     runs = data.read_runs(paths)
     exposed = host not in LOOPBACK
     if passphrase_env and not passphrase:
-        raise InputError([Problem("--passphrase-env", 0, 0, f"environment variable {passphrase_env} is empty or not set; "
+        raise InputError([Problem("--passphrase-env", 0, 0,
+                                  f"environment variable {passphrase_env} is empty or not set; "
                                   "expected it to hold the shared passphrase")])
     if exposed and not passphrase:
-        raise InputError([Problem("--host", 0, 0, f"{host} is not a loopback address; expected --passphrase-env VAR too "
+        raise InputError([Problem("--host", 0, 0,
+                                  f"{host} is not a loopback address; expected --passphrase-env VAR too "
                                   "(a shared passphrase every reader must give), or no --host to stay on 127.0.0.1")])
     # Beyond loopback any Host is answered: the passphrase guards it, and its cookie is never sent to a rebound name.
     app = create_app(runs, secrets.token_urlsafe(32), passphrase, None if exposed else LOOPBACK)
     try:        # bound here, not by werkzeug, which exits the process on a busy port
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as exc:
-        raise InputError([Problem("--host", 0, 0, f"cannot listen on {host} port {port}: {exc.strerror or exc}; expected "
-                                  "an address of this computer and a free port (or none: a free one is chosen)")]) from None
+        raise InputError([Problem("--host", 0, 0,
+                                  f"cannot listen on {host} port {port}: {exc.strerror or exc}; expected an address "
+                                  "of this computer and a free port (or none: a free one is chosen)")]) from None
     server = make_server(host, port, app, threaded=True, fd=sock.fileno())
     sock.close()            # the server holds its own duplicate of the socket
     shown = f"[{host}]" if ":" in host else host

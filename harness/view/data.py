@@ -51,11 +51,13 @@ class Run:
 
     def row(self, target: str, case_id: str, sample: int) -> dict | None:
         """The results row of one answer, or None."""
-        return next((r for r in self.rows if (r["target"], r["case_id"], r.get("sample", 0)) == (target, case_id, sample)), None)
+        return next((r for r in self.rows
+                     if (r["target"], r["case_id"], r.get("sample", 0)) == (target, case_id, sample)), None)
 
 
 def _summary(path: Path, manifest: dict, rows: list[dict]) -> dict:
-    """summary.json as `bilan run` / `bilan report` wrote it, else the same summarize() over the rows (nothing written)."""
+    """summary.json as `bilan run` / `bilan report` wrote it, else the same summarize() over the rows (nothing
+    written)."""
     if (path / SUMMARY).exists():
         return read_json(path / SUMMARY)
     return summarize(rows, manifest.get("axes", []), manifest.get("seed", 0), manifest.get("bootstrap", 1000))
@@ -108,7 +110,8 @@ def system_name(runs: dict[str, Run], run: str, target: str) -> str:
 
 def systems(runs: dict[str, Run]) -> list[str]:
     """Every system (run x target) in order."""
-    return [system_name(runs, name, t) for name, run in runs.items() for t in dict.fromkeys(r["target"] for r in run.rows)]
+    return [system_name(runs, name, t) for name, run in runs.items()
+            for t in dict.fromkeys(r["target"] for r in run.rows)]
 
 
 def case_views(runs: dict[str, Run]) -> dict[str, CaseView]:
@@ -135,7 +138,8 @@ def label_index(runs: dict[str, Run]) -> dict[tuple, dict[str, bool]]:
     out: dict[tuple, dict[str, bool]] = defaultdict(dict)
     for name, run in runs.items():
         for label in run.labels():
-            key = (name, label.get("target"), label["case_id"], label.get("sample", 0), label["criterion"], label["answer_sha256"])
+            key = (name, label.get("target"), label["case_id"], label.get("sample", 0), label["criterion"],
+                   label["answer_sha256"])
             out[key][label["reviewer"]] = label["met"]
     return out
 
@@ -143,7 +147,8 @@ def label_index(runs: dict[str, Run]) -> dict[tuple, dict[str, bool]]:
 def _labels_of(answer: dict, labels: dict[tuple, dict[str, bool]]) -> dict[str, dict[str, bool]]:
     """Each criterion's labels (reviewer -> met) on this exact answer text."""
     digest = answer_sha256(answer.get("answer") or "")
-    return {v["id"]: labels.get((answer["run"], answer["target"], answer["case_id"], answer.get("sample", 0), v["id"], digest), {})
+    return {v["id"]: labels.get((answer["run"], answer["target"], answer["case_id"], answer.get("sample", 0), v["id"],
+                                 digest), {})
             for v in answer["verdicts"]}
 
 
@@ -158,7 +163,8 @@ def _disagrees(view: CaseView, kind: str, labels: dict[tuple, dict[str, bool]]) 
         return any(len(values) > 1 for values in seen.values())
     for a in answered:
         by_criterion = _labels_of(a, labels)
-        if any(v["met"] is not None and any(m != v["met"] for m in by_criterion[v["id"]].values()) for v in a["verdicts"]):
+        if any(v["met"] is not None and any(m != v["met"] for m in by_criterion[v["id"]].values())
+               for v in a["verdicts"]):
             return True
     return False
 

@@ -51,14 +51,16 @@ def _store_unsure(run: Run, reviewer: str, key: tuple, mark: dict | None) -> Non
         marks.pop(key, None)
         if mark is not None:
             marks[key] = mark
-        write_file(path, json.dumps({"reviewer": reviewer, "marks": list(marks.values())}, ensure_ascii=False, indent=1) + "\n")
+        write_file(path, json.dumps({"reviewer": reviewer, "marks": list(marks.values())}, ensure_ascii=False,
+                                    indent=1) + "\n")
 
 
 def answer_entry(run: Run, target: str, case_id: str, sample: int, criterion: str) -> dict:
     """What a label is tied to, checked against the run: the answer and criterion exist, the answer's hash."""
     row = run.row(target, case_id, sample)
     if row is None or row.get("answer") is None or not any(v["id"] == criterion for v in row["verdicts"]):
-        raise InputError([Problem(f"{run.name}/{case_id}", 0, 0, "no such answer and criterion in this run; expected one shown by bilan view")])
+        raise InputError([Problem(f"{run.name}/{case_id}", 0, 0,
+                                  "no such answer and criterion in this run; expected one shown by bilan view")])
     return {"target": target, "case_id": case_id, "sample": sample, "criterion": criterion,
             "answer_sha256": answer_sha256(row["answer"])}
 
@@ -86,16 +88,19 @@ def given(run: Run, reviewer: str) -> dict[tuple, dict]:
 
 
 def progress(run: Run) -> list[dict]:
-    """Per reviewer: how many of the run's answer-criterion pairs they labelled (on the current answer text), and unsure."""
+    """Per reviewer: how many of the run's answer-criterion pairs they labelled (on the current answer text), and
+    unsure."""
     current = {(r["target"], r["case_id"], r.get("sample", 0), v["id"]): answer_sha256(r["answer"])
                for r in run.rows if r.get("answer") is not None for v in r["verdicts"]}
     out: dict[str, dict] = {}
     for label in run.labels():
-        entry = out.setdefault(label["reviewer"], {"reviewer": label["reviewer"], "labelled": 0, "unsure": 0, "total": len(current)})
+        entry = out.setdefault(label["reviewer"],
+                               {"reviewer": label["reviewer"], "labelled": 0, "unsure": 0, "total": len(current)})
         entry["labelled"] += current.get(label_key(label)) == label["answer_sha256"]
     for path in sorted((run.path / "labels" / "unsure").glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
-        entry = out.setdefault(data["reviewer"], {"reviewer": data["reviewer"], "labelled": 0, "unsure": 0, "total": len(current)})
+        entry = out.setdefault(data["reviewer"],
+                               {"reviewer": data["reviewer"], "labelled": 0, "unsure": 0, "total": len(current)})
         entry["unsure"] += len(data.get("marks", []))
     return sorted(out.values(), key=lambda e: e["reviewer"])
 
