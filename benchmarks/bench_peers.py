@@ -45,7 +45,8 @@ KEY = "sk-fake"                 # the fake server accepts anything; never a real
 
 
 def write_examples(path: Path, count: int, source: Path = DATA) -> tuple[int, int]:
-    """`count` distinct examples from the source records, copy k's last user turn tagged with k; (examples, rubric items)."""
+    """`count` distinct examples from the source records, copy k's last user turn tagged with k;
+    (examples, rubric items)."""
     records = [json.loads(line) for line in source.open(encoding="utf-8") if line.strip()]
     items = 0
     with path.open("w", encoding="utf-8") as f:
@@ -125,7 +126,8 @@ def reference_commands(args, work: Path, data: Path, port: int, n: int) -> list[
 
 
 def inspect_commands(args, work: Path, data: Path, port: int, n: int) -> list[dict]:
-    cache, logs = Path(tempfile.mkdtemp(dir=work, prefix="inspect-cache-")), Path(tempfile.mkdtemp(dir=work, prefix="logs-"))
+    cache, logs = Path(tempfile.mkdtemp(dir=work, prefix="inspect-cache-")), Path(tempfile.mkdtemp(dir=work,
+                                                                                                   prefix="logs-"))
     env = dict(os.environ, OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY=KEY,
                INSPECT_CACHE_DIR=str(cache))
     return [{"argv": [args.inspect, "eval", "inspect_evals/healthbench", "-T", f"local_path={data}",
@@ -153,7 +155,8 @@ def bilan_commands(args, work: Path, data: Path, port: int, n: int, mode: str = 
     project, env = run / "project", dict(os.environ, OPENAI_API_KEY=KEY)
     configure = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench_peers; "
                  f"bench_peers.bilan_config(__import__('pathlib').Path({str(project)!r}), {port}, {n}, {mode!r})")
-    return [{"argv": [args.bilan, "import", "healthbench", str(data), "--out", str(project)], "cwd": str(run), "env": env},
+    return [{"argv": [args.bilan, "import", "healthbench", str(data), "--out", str(project)], "cwd": str(run),
+             "env": env},
             {"argv": [sys.executable, "-c", configure], "cwd": str(run), "env": env},
             {"argv": [args.bilan, "run", "--config", str(project / f"bench-{n}-{mode}.yaml"), "--out", str(run / "out"),
                       "--cache-dir", str(run / "cache")], "cwd": str(run), "env": env}]
@@ -163,7 +166,8 @@ def bilan_commands(args, work: Path, data: Path, port: int, n: int, mode: str = 
 
 class Server:
     def __init__(self, latency: float):
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "peer_server.py"), "--latency", str(latency)],
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "peer_server.py"), "--latency",
+                                      str(latency)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.port = int(self.proc.stdout.readline())
 
@@ -180,7 +184,8 @@ class Server:
 def measure(server: Server, commands: list[dict], expect_requests: bool = True) -> dict:
     """One timed run in a fresh wrapper process, with the server's counts for exactly that run."""
     server.stats()                                  # forget anything before this run
-    done = subprocess.run([sys.executable, __file__, "--time"], input=json.dumps(commands), capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, "--time"], input=json.dumps(commands), capture_output=True,
+                          text=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["server"] = server.stats()
     if "error" in result:
@@ -227,7 +232,8 @@ def ratios(bilan: dict, ref: dict | None, insp: dict | None) -> str:
     parts = []
     for name, other in (("reference", ref), ("Inspect", insp)):
         if other:
-            parts.append(f"Bilan / {name}: wall {bilan['wall'] / other['wall']:.2f}, req/s {bilan['rate'] / other['rate']:.2f}, "
+            parts.append(f"Bilan / {name}: wall {bilan['wall'] / other['wall']:.2f}, "
+                         f"req/s {bilan['rate'] / other['rate']:.2f}, "
                          f"CPU per request {bilan['cpu_ms'] / other['cpu_ms']:.2f}, peak PSS of all processes "
                          f"{bilan['tree_rss'] / other['tree_rss']:.2f}")
     return "; ".join(parts)
@@ -239,9 +245,11 @@ def compare(args, server: Server, work: Path, data: Path, n: int, repeats: int, 
         harnesses.append(("simple-evals (n_threads)", lambda: reference_commands(args, work, data, server.port, n)))
     if args.inspect:
         harnesses.append(("Inspect (max-connections)", lambda: inspect_commands(args, work, data, server.port, n)))
-    harnesses.append(("Bilan (target + grader max_concurrency)", lambda: bilan_commands(args, work, data, server.port, n)))
+    harnesses.append(("Bilan (target + grader max_concurrency)", lambda: bilan_commands(args, work, data, server.port,
+                                                                                        n)))
     if with_batched:
-        harnesses.append(("Bilan, grader mode: batched", lambda: bilan_commands(args, work, data, server.port, n, "batched")))
+        harnesses.append(("Bilan, grader mode: batched", lambda: bilan_commands(args, work, data, server.port, n,
+                                                                                "batched")))
     runs: dict[str, list[dict]] = {name: [] for name, _ in harnesses}
     for _ in range(repeats):                        # interleaved: ref, inspect, bilan, ref, inspect, bilan
         for name, commands in harnesses:
@@ -249,7 +257,8 @@ def compare(args, server: Server, work: Path, data: Path, n: int, repeats: int, 
             runs[name].append(measure(server, commands()))
             print(f"  {n}-way {name}: {runs[name][-1]['wall']:.2f} s, {runs[name][-1]['server']}", file=sys.stderr)
             cleanup_reference_reports(since)
-    rows = [row(f"{name.split(' (')[0]} {n}-way" if "(" in name else f"{name}, {n}-way", rs) for name, rs in runs.items()]
+    rows = [row(f"{name.split(' (')[0]} {n}-way" if "(" in name else f"{name}, {n}-way", rs) for name,
+            rs in runs.items()]
     by = {name.split(" ")[0]: r for (name, _), r in zip(harnesses, rows)}
     return ["", f"### {n}-way", ""] + table(rows) + ["", ratios(by["Bilan"], by.get("simple-evals"), by.get("Inspect"))]
 
@@ -283,7 +292,8 @@ def main() -> int:
         examples, items = write_examples(data, args.examples)
         lines = [f"{examples} examples, {items} rubric items: {examples + items} requests expected per run "
                  f"(one candidate call per example, one grader call per item); fake server latency "
-                 f"{args.latency * 1000:.0f} ms; {args.repeats} interleaved run(s) each; Python {sys.version.split()[0]}."]
+                 f"{args.latency * 1000:.0f} ms; {args.repeats} interleaved run(s) each; "
+                 f"Python {sys.version.split()[0]}."]
         for i, n in enumerate(int(x) for x in args.concurrency.split(",")):
             lines += compare(args, server, work, data, n, args.repeats, with_batched=(i == 0))
         print("\n".join(lines))

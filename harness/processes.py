@@ -67,7 +67,8 @@ class SharedBudget(Budget):
         """As Budget.reserve, across processes."""
         with self._lock:
             if self.max_cost is not None and self._spent.value + self._reserved.value + estimate > self.max_cost:
-                raise BudgetExceeded(f"the next call (reserved ${estimate:.4f}) could pass --max-cost ${self.max_cost:g}")
+                raise BudgetExceeded(f"the next call (reserved ${estimate:.4f}) could pass "
+                                     f"--max-cost ${self.max_cost:g}")
             self._reserved.value += estimate
 
     def settle(self, estimate: float, actual: float) -> None:

@@ -310,7 +310,8 @@ def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: 
     templates are CPU work, and pages share nothing."""
     run_dir = Path(run_dir)
     pages = ["index", *summary["languages"]]
-    refuse_symlinks([run_dir / SUMMARY] + [run_dir / f"{page}.{ext}" for page in pages for ext in ("html", "md", "png")])
+    refuse_symlinks([run_dir / SUMMARY] + [run_dir / f"{page}.{ext}" for page in pages for ext in ("html", "md",
+                                                                                                   "png")])
     write_json(run_dir / SUMMARY, summary)
 
     def write(page: str) -> list[Path]:

@@ -30,7 +30,8 @@ from .providers.base import (Budget, BudgetExceeded, Endpoint, Meter, RateLimite
 from .providers.replay import ReplayProvider
 from .report import write_reports
 from .secrets import Scrubber
-from .store import (MANIFEST, RESULTS, ResponseCache, RunStore, input_differences, read_json, read_results, refuse_symlinks, text_sha256,
+from .store import (MANIFEST, RESULTS, ResponseCache, RunStore, input_differences, read_json, read_results,
+                    refuse_symlinks, text_sha256,
                     results_state, run_lock, sha256_file, write_file, write_json, write_lines)
 from .types import Case, Config, EndpointConfig, Suite, Usage
 from .yamldoc import parse_yaml
@@ -131,7 +132,8 @@ def unpriced(config: Config) -> list[Problem]:
         message = (f"model '{e.model}' ({e.name}) has no price, so --max-cost cannot count what it spends; expected "
                    f"its price under prices: ({e.model}: {{input: USD per million tokens, output: USD per million "
                    f"tokens}}), or --allow-unpriced to let it spend uncounted")
-        problems.append(doc.problem(path + ("model",), message) if doc else Problem(display(config.path), 0, 0, message))
+        problems.append(doc.problem(path + ("model",), message) if doc else Problem(display(config.path), 0, 0,
+                                                                                    message))
     return problems
 
 
@@ -173,7 +175,9 @@ def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None =
             hashes[str(Path(f).resolve().relative_to(base.resolve()))] = sha256_file(Path(f))
         except ValueError:
             hashes[str(f)] = sha256_file(Path(f))
-    endpoint = lambda e: {k: v for k, v in vars(e).items() if k not in ("system_prompt", "answers") and v not in (None, "", ())}
+    endpoint = lambda e: {k: v for k, v in vars(e).items() if k not in ("system_prompt", "answers") and v not in (None,
+                                                                                                                  "",
+                                                                                                                  ())}
     return {
         "run_id": run_id, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": argv or sys.argv, "config_file": config.path,
@@ -204,13 +208,15 @@ def inputs(config: Config, suite: Suite) -> dict[str, dict[str, str] | dict[str,
     compared or gated; every section must match for a run to be resumed or shards merged."""
     locale = Path(config.locale).resolve()
     cases = sorted({Path(c.source.rsplit(":", 1)[0]).resolve() for c in suite.cases})
-    rubrics = sorted(p for p in Path(config.rubrics).rglob("*.y*ml") if p.suffix in (".yaml", ".yml") and p.resolve() != locale)
+    rubrics = sorted(p for p in Path(config.rubrics).rglob("*.y*ml") if p.suffix in (".yaml",
+                                                                                     ".yml") and p.resolve() != locale)
     suite_part = {f"cases/{_relative(f, Path(config.cases))}": sha256_file(f) for f in cases}
     suite_part |= {f"rubrics/{_relative(f, Path(config.rubrics))}": sha256_file(f) for f in rubrics}
     suite_part["locale"] = sha256_file(locale)
     g = config.grader
     grader = {"provider": g.provider, "model": g.model, "prompt_version": PROMPT_VERSION, "mode": g.mode,
-              "use_checks": str(g.use_checks), "compare_checks": str(g.compare_checks), "temperature": str(g.temperature),
+              "use_checks": str(g.use_checks), "compare_checks": str(g.compare_checks),
+              "temperature": str(g.temperature),
               "max_tokens": str(g.max_tokens), "template": text_sha256(SYSTEM + TEMPLATE + BATCH_TEMPLATE)}
     grader |= {f"labels/{_relative(f, entry)}": sha256_file(f) for entry in map(Path, g.labels) for f in _tree(entry)}
     targets = {t.name: {"system_prompt": _sha(t.system_prompt) or "none"}
@@ -261,7 +267,8 @@ def _resume_rows(run_dir: Path) -> tuple[dict[tuple, dict], bool]:
     return kept, torn or len(kept) != len(rows)
 
 
-def check_resume(config: Config, suite: Suite, run_dir: Path, new_manifest: dict | None = None) -> set[tuple[str, str, int]]:
+def check_resume(config: Config, suite: Suite, run_dir: Path, new_manifest: dict | None = None) -> set[tuple[str, str,
+                                                                                                             int]]:
     """The units a resumed run keeps, after checking (and changing nothing) that every input is as it was when
     the run started; an input error naming each input that changed."""
     run_dir = Path(run_dir)
@@ -270,7 +277,8 @@ def check_resume(config: Config, suite: Suite, run_dir: Path, new_manifest: dict
     new_manifest = new_manifest or manifest(config, suite, run_dir.name)
     changed = input_differences(read_json(run_dir / MANIFEST), new_manifest, ("earlier", "new"))
     if changed:
-        raise InputError([Problem(str(run_dir / MANIFEST), 0, 0, f"cannot resume: an input changed since this run started "
+        raise InputError([Problem(str(run_dir / MANIFEST), 0, 0,
+                                  f"cannot resume: an input changed since this run started "
                                   f"({why}); expected the same inputs, or a new --out folder") for why in changed])
     return set(_resume_rows(run_dir)[0])
 
@@ -307,7 +315,8 @@ async def run_async(config: Config, suite: Suite, answers: Answers, keys: dict[s
     the parts of a run are as even as can be), giving each row to `accept` as soon as it exists; returns why the
     run stopped early (empty when it did not): the error or cost ceiling, reached here or (`stopped`) elsewhere."""
     budget = monitor.budget
-    endpoints = {t.name: make_endpoint(t, answers, keys, config.seed, options, budget, config.prices) for t in config.targets}
+    endpoints = {t.name: make_endpoint(t, answers, keys, config.seed, options, budget,
+                                       config.prices) for t in config.targets}
     monitor.track(endpoints)
     graders: dict[str, Endpoint] = {}
     grader = make_grader(config, suite, answers, keys, options, budget, graders)
@@ -408,7 +417,8 @@ def _verdict_error(row: dict) -> str:
     return next((v["error"] for v in row["verdicts"] if v.get("error")), "")
 
 
-def count_jobs(config: Config, suite: Suite, shard: tuple[int, int] | None = None, done: set | frozenset = frozenset()) -> int:
+def count_jobs(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
+               done: set | frozenset = frozenset()) -> int:
     """How many units of work remain."""
     return sum(1 for _ in jobs(config, suite, shard, done))
 
@@ -431,7 +441,8 @@ def run(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dic
             old = read_json(run_dir / MANIFEST)
             kept, rewrite = _resume_rows(run_dir)
         elif (run_dir / RESULTS).exists() and (run_dir / RESULTS).stat().st_size:
-            raise InputError([Problem(str(run_dir), 0, 0, "this run directory already has results; expected --resume to "
+            raise InputError([Problem(str(run_dir), 0, 0,
+                                      "this run directory already has results; expected --resume to "
                                       "finish it, or a new --out folder")])
         refuse_symlinks([run_dir / name for name in (MANIFEST, RESULTS, CASES)])
         done: set = set()
@@ -548,7 +559,8 @@ def merge(run_dirs: list[Path], out: Path) -> int:
     for d, m in zip(run_dirs[1:], manifests[1:]):
         names = (str(run_dirs[0]), str(d))
         why = input_differences(manifests[0], m, names)
-        why += [] if m.get("targets") == manifests[0].get("targets") else [f"the targets' settings differ from {run_dirs[0]}'s"]
+        if m.get("targets") != manifests[0].get("targets"):
+            why.append(f"the targets' settings differ from {run_dirs[0]}'s")
         problems += [Problem(str(d / MANIFEST), 0, 0, f"not a shard of the same configuration as {run_dirs[0]}: {w}; "
                              "expected shards of one configuration") for w in why]
     rows: dict[tuple, dict] = {}
@@ -562,7 +574,8 @@ def merge(run_dirs: list[Path], out: Path) -> int:
         raise InputError(problems)
     with run_lock(out):
         refuse_symlinks([out / name for name in (MANIFEST, RESULTS, CASES)])
-        write_json(out / MANIFEST, dict(manifests[0], run_id=out.name, shard=None, merged_from=[str(d) for d in run_dirs]))
+        write_json(out / MANIFEST, dict(manifests[0], run_id=out.name, shard=None,
+                                        merged_from=[str(d) for d in run_dirs]))
         write_file(out / CASES, (run_dirs[0] / CASES).read_bytes())
         write_lines(out / RESULTS, (rows[key] for key in sorted(rows)))
     return len(rows)

@@ -28,7 +28,8 @@ def refuse_symlinks(paths: list[Path]) -> None:
     never through a link, so that no file elsewhere is overwritten or truncated."""
     links = [Path(p) for p in paths if Path(p).is_symlink()]
     if links:
-        raise InputError([Problem(str(p), 0, 0, f"is a symbolic link (to {os.readlink(p)}); bilan does not write through "
+        raise InputError([Problem(str(p), 0, 0,
+                                  f"is a symbolic link (to {os.readlink(p)}); bilan does not write through "
                                   "links; expected a regular file or nothing here (remove the link)") for p in links])
 
 
@@ -83,8 +84,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise InputError([Problem(str(run_dir), 0, 0, f"another bilan process (pid {holder}) is using this run directory; "
-                                      "expected it to finish first (then --resume), or a different --out folder")]) from None
+            raise InputError([Problem(str(run_dir), 0, 0,
+                                      f"another bilan process (pid {holder}) is using this run directory; expected it "
+                                      "to finish first (then --resume), or a different --out folder")]) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
         try:
@@ -143,7 +145,8 @@ def results_state(run_dir: Path) -> tuple[list[dict[str, Any]], bool]:
         text = complete.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = complete[:exc.start].count(b"\n") + 1
-        raise InputError([Problem(display(path), line, 1, "not UTF-8 text; expected one result object per line")]) from None
+        raise InputError([Problem(display(path), line, 1,
+                                  "not UTF-8 text; expected one result object per line")]) from None
     rows, problems = [], []
     for number, row in jsonl.objects(text):
         if isinstance(row, jsonl.LineError):
@@ -180,7 +183,8 @@ def flat_inputs(manifest_data: dict, sections: tuple[str, ...] = INPUT_SECTIONS)
     return out
 
 
-def input_differences(first: dict, other: dict, names: tuple[str, str], sections: tuple[str, ...] = INPUT_SECTIONS) -> list[str]:
+def input_differences(first: dict, other: dict, names: tuple[str, str],
+                      sections: tuple[str, ...] = INPUT_SECTIONS) -> list[str]:
     """Each input that differs between two manifests (or is in one only), named; empty when they match."""
     a, b = flat_inputs(first, sections), flat_inputs(other, sections)
     if a is None or b is None:
@@ -223,19 +227,21 @@ class ResponseCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-                         "input_tokens INTEGER, output_tokens INTEGER, latency REAL, created TEXT DEFAULT CURRENT_TIMESTAMP)")
+                         "input_tokens INTEGER, output_tokens INTEGER, latency REAL, "
+                         "created TEXT DEFAULT CURRENT_TIMESTAMP)")
 
     def get(self, key: str) -> tuple[str, int, int, float] | None:
         """The stored reply (text, input tokens, output tokens, latency) or None."""
         with self._lock:
-            row = self._db.execute("SELECT text, input_tokens, output_tokens, latency FROM replies WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute("SELECT text, input_tokens, output_tokens, latency FROM replies WHERE key = ?",
+                                   (key,)).fetchone()
         return tuple(row) if row else None
 
     def put(self, key: str, text: str, input_tokens: int, output_tokens: int, latency: float) -> None:
         """Store a reply; committed before returning, so a crash right after loses nothing."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO replies (key, text, input_tokens, output_tokens, latency) VALUES (?, ?, ?, ?, ?)",
-                             (key, text, input_tokens, output_tokens, latency))
+            self._db.execute("INSERT OR REPLACE INTO replies (key, text, input_tokens, output_tokens, latency) "
+                             "VALUES (?, ?, ?, ?, ?)", (key, text, input_tokens, output_tokens, latency))
 
     def close(self) -> None:
         """Close the database."""

@@ -28,7 +28,8 @@ suite: {{cases: cases, rubrics: rubrics, locale: rubrics/locales/ma.yaml}}
 targets:
   - {{name: vendor, provider: openai, model: m-1, base_url: "{server.openai_base_url}", max_concurrency: 4,
       timeout: 10, max_attempts: 3, samples: {samples}{extra}}}
-grader: {{provider: {grader}, model: judge-1, base_url: "{server.openai_base_url}", timeout: 10, max_attempts: 3, max_concurrency: 8}}
+grader: {{provider: {grader}, model: judge-1, base_url: "{server.openai_base_url}", timeout: 10, max_attempts: 3,
+          max_concurrency: 8}}
 prices: {{m-1: {{input: 1.0, output: 2.0}}, judge-1: {{input: 2.0, output: 8.0}}}}
 """, encoding="utf-8")
 
@@ -39,7 +40,8 @@ def rows_of(run_dir: Path) -> list[dict]:
 
 def essence(rows: list[dict]) -> dict:
     """What must be identical between runs: answers, verdicts and scores (not latencies or cache flags)."""
-    return {(r["target"], r["case_id"], r["sample"]): (r["answer"], r["score"], [(v["id"], v["met"]) for v in r["verdicts"]])
+    return {(r["target"], r["case_id"], r["sample"]): (r["answer"], r["score"], [(v["id"],
+                                                                                  v["met"]) for v in r["verdicts"]])
             for r in rows}
 
 
@@ -182,7 +184,8 @@ def test_retry_policy_is_bounded_and_honours_retry_after():
     async def server_error():
         raise TransientError("server", kind="server", status=500)
     with pytest.raises(TransientError):
-        asyncio.run(call_with_retry(server_error, RetryPolicy(max_attempts=4, base_delay=1, max_delay=3), sleep=fake_sleep))
+        asyncio.run(call_with_retry(server_error, RetryPolicy(max_attempts=4, base_delay=1, max_delay=3),
+                                    sleep=fake_sleep))
     assert len(sleeps) == 3 and all(0 <= s <= bound for s, bound in zip(sleeps, [1, 2, 3]))
 
 

@@ -17,7 +17,7 @@ variants:
     conversation:
       - role: user
         content: "Je suis Salma, CIN AB123456, tel 06 12 34 56 78, salma.b@example.ma, née le 12/03/1985. J'ai appelé le 15 et le 0801 000 180."
-"""
+"""  # noqa: E501  (one message, as a user types it)
 
 
 def test_identifiers_are_found_but_public_numbers_are_not():

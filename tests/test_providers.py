@@ -56,8 +56,10 @@ def _config(suite_dir: Path, server, target: str, grader: str, extra: str = "") 
     (suite_dir / "bilan.yaml").write_text(f"""
 suite: {{cases: cases, rubrics: rubrics, locale: rubrics/locales/ma.yaml}}
 targets:
-  - {{name: vendor, provider: {target}, model: m-1, base_url: "{urls[target]}", api_key_env: VENDOR_KEY, system_prompt: prompt.md, max_concurrency: 4, timeout: 5, max_attempts: 3{extra}}}
-grader: {{provider: {grader}, model: judge-1, base_url: "{urls[grader]}", api_key_env: VENDOR_KEY, timeout: 5, max_attempts: 3}}
+  - {{name: vendor, provider: {target}, model: m-1, base_url: "{urls[target]}", api_key_env: VENDOR_KEY,
+      system_prompt: prompt.md, max_concurrency: 4, timeout: 5, max_attempts: 3{extra}}}
+grader: {{provider: {grader}, model: judge-1, base_url: "{urls[grader]}", api_key_env: VENDOR_KEY, timeout: 5,
+          max_attempts: 3}}
 """, encoding="utf-8")
 
 

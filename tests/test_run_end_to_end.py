@@ -40,7 +40,8 @@ def test_run_writes_results_summary_and_reports(suite_dir: Path):
     for key in ("overall", "by_language", "by_axis", "by_theme"):
         assert key in good
     assert set(good["by_language"]) == {"fr", "ary-Arab", "ary-Latn", "en", "zgh-Tfng"}
-    assert good["overall"]["n"] == 5 and 0 <= good["overall"]["ci_low"] <= good["overall"]["score"] <= good["overall"]["ci_high"]
+    overall = good["overall"]
+    assert overall["n"] == 5 and 0 <= overall["ci_low"] <= overall["score"] <= overall["ci_high"]
     assert good["ungraded_criteria"] == 3                              # aspirin-advice in three variants
     assert summary["targets"]["poor"]["missing"] == 2
     for name in ["index"] + list(good["by_language"]):

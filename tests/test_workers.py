@@ -86,7 +86,8 @@ def test_workers_never_exceed_the_smallest_concurrency_limit(suite_dir, fake_ser
     assert worker_count(config, RunOptions(workers=8), 100) == 4
     assert worker_count(config, RunOptions(workers=8), 3) == 3   # never more processes than units
     yaml = suite_dir / "bilan.yaml"
-    yaml.write_text(yaml.read_text(encoding="utf-8").replace("max_concurrency: 4", "max_concurrency: 1"), encoding="utf-8")
+    yaml.write_text(yaml.read_text(encoding="utf-8").replace("max_concurrency: 4", "max_concurrency: 1"),
+                    encoding="utf-8")
     config, _, _ = load_project(yaml)
     assert worker_count(config, RunOptions(workers=4), 100) == 1
 
@@ -131,7 +132,8 @@ def test_reports_written_by_several_processes_are_byte_for_byte_those_of_one(sui
     assert main(["run", "--out", "run", "--workers", "1"]) == 0
     shutil.copytree(suite_dir / "run", suite_dir / "copy")
     pages = ["summary.json"] + [f"{page}.{ext}" for page in ["index", *json.loads(
-        (suite_dir / "run" / "summary.json").read_text(encoding="utf-8"))["languages"]] for ext in ("html", "md", "png")]
+        (suite_dir / "run" / "summary.json").read_text(encoding="utf-8"))["languages"]] for ext in ("html", "md",
+                                                                                                    "png")]
     assert len(pages) > 10
     for name in pages:
         (suite_dir / "copy" / name).unlink()

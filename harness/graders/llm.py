@@ -75,7 +75,7 @@ BATCH_TEMPLATE = ("Grade the ANSWER (the assistant's last turn) against each CRI
                   + _INTRO + "\nCRITERIA (id, points, text):\n{criteria}\n\n" + _RULES + """
 
 Reply with exactly one JSON object and nothing else, with one verdict for each criterion id above, and no other id:
-{{"verdicts": [{{"id": "<criterion id>", "explanation": "<one or two sentences>", "criteria_met": <true or false>}}, ...]}}""")
+{{"verdicts": [{{"id": "<criterion id>", "explanation": "<one or two sentences>", "criteria_met": <true or false>}}, ...]}}""")  # noqa: E501  (the reply's shape, one line as the model reads it)
 _REFUSAL = re.compile(r"(?i)\b(I can(?:no|')t|I am unable|I'm unable|I won't|I will not|I'm sorry|I apologi[sz]e)\b")
 
 

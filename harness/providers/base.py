@@ -140,10 +140,13 @@ def classify_sdk_error(exc: Exception, sdk: Any) -> ProviderError:
         status = exc.status_code
         message = _error_message(exc)
         if status == 429:
-            return TransientError(f"rate limited (429): {message}", "rate_limit", status, _retry_after(exc.response.headers))
+            return TransientError(f"rate limited (429): {message}", "rate_limit", status,
+                                  _retry_after(exc.response.headers))
         if status >= 500 or status in (408, 409):
-            return TransientError(f"server error ({status}): {message}", "server", status, _retry_after(exc.response.headers))
-        return PermanentError(f"request refused ({status}): {message}", "bad_request" if status == 400 else "refused", status)
+            return TransientError(f"server error ({status}): {message}", "server", status,
+                                  _retry_after(exc.response.headers))
+        return PermanentError(f"request refused ({status}): {message}", "bad_request" if status == 400 else "refused",
+                              status)
     if isinstance(exc, sdk.APIResponseValidationError) or isinstance(exc, ValueError):
         return TransientError(f"malformed reply: {type(exc).__name__}", kind="malformed")
     return PermanentError(f"{type(exc).__name__}: {exc}", kind="error")
@@ -346,7 +349,8 @@ class Endpoint:
         """A reply made safe to keep (no key in it, no lone surrogate) and cached under `key`: the one way a reply,
         synchronous or from a batch, enters the cache."""
         reply = replace(reply, text=self.scrubber.text(reply.text))
-        if _SURROGATE.search(reply.text):      # "\ud800" in a JSON reply: no file can store it, so U+FFFD as a reader sees
+        # "\ud800" in a JSON reply: no file can store it, so U+FFFD as a reader sees
+        if _SURROGATE.search(reply.text):
             reply = replace(reply, text=_SURROGATE.sub("\ufffd", reply.text))
         if key is not None and self.cache is not None:
             if reply.refusal:       # first, with its text: a crash between the writes leaves no refusal unmarked,
