@@ -187,7 +187,7 @@ def detect_language(messages: Sequence[dict]) -> str:
     return label if label != "und" and is_known_tag(label) else "en"
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):      # libyaml's emitter: ~7x faster, same text
     """Block-style YAML: multi-line text as literal blocks, text the loader would read as another type quoted."""
 
 

@@ -19,6 +19,7 @@ import json
 import math
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -59,6 +60,7 @@ def _in(ch: str, ranges) -> bool:
     return any(lo <= code <= hi for lo, hi in ranges)
 
 
+@lru_cache(maxsize=4096)
 def script_of(ch: str) -> str | None:
     """Tfng, Arab, Latn, Cyrl, Other for a letter; None for anything else."""
     if _in(ch, (TIFINAGH_RANGE,)):
@@ -77,10 +79,10 @@ def script_of(ch: str) -> str | None:
 def script_counts(text: str) -> dict[str, int]:
     """Count letters by script: Tfng, Arab, Latn, Cyrl, Other."""
     counts = {"Tfng": 0, "Arab": 0, "Latn": 0, "Cyrl": 0, "Other": 0}
-    for ch in text:
+    for ch, n in Counter(text).items():
         script = script_of(ch)
         if script:
-            counts[script] += 1
+            counts[script] += n
     return counts
 
 
@@ -103,8 +105,20 @@ def _grams(text: str, orders) -> list[str]:
 
 def prepare(text: str) -> str:
     """The form the model reads: NFC, case-folded, Arabic-Indic digits as ASCII, Arabic marks removed."""
-    text = unicodedata.normalize("NFC", text).casefold()
-    return "".join(c for c in text if not (0x064B <= ord(c) <= 0x065F or ord(c) == 0x0640))
+    return unicodedata.normalize("NFC", text).casefold().translate(_MARKS)
+
+
+_MARKS = dict.fromkeys([*range(0x064B, 0x0660), 0x0640])      # harakat and tatweel: deleted
+
+
+def _log_likelihoods(text: str, table: dict) -> tuple[dict[str, float], int]:
+    """Each label's log-likelihood of the text's n-grams (each distinct gram looked up once), and their count."""
+    grams = Counter(_grams(prepare(text), table["orders"]))
+    totals = {}
+    for label in table["labels"]:
+        lp, unseen = table["logprob"][label], table["unseen"][label]
+        totals[label] = sum(lp.get(g, unseen) * n for g, n in grams.items())
+    return totals, sum(grams.values())
 
 
 def scores(text: str, script: str) -> dict[str, float]:
@@ -112,15 +126,12 @@ def scores(text: str, script: str) -> dict[str, float]:
     table = model().get(script)
     if not table:
         return {}
-    grams = _grams(prepare(text), table["orders"])
-    if not grams:
+    likelihoods, count = _log_likelihoods(text, table)
+    if not count:
         return {}
-    totals = {}
-    for label in table["labels"]:
-        lp, unseen = table["logprob"][label], table["unseen"][label]
-        totals[label] = table["prior"][label] + sum(lp.get(g, unseen) for g in grams)
+    totals = {label: table["prior"][label] + value for label, value in likelihoods.items()}
     # Tempered by the number of grams: n-gram log-likelihoods are not independent evidence.
-    scale = 1.0 / max(1.0, len(grams) / 8)
+    scale = 1.0 / max(1.0, count / 8)
     top = max(totals.values())
     weights = {k: math.exp((v - top) * scale) for k, v in totals.items()}
     total = sum(weights.values())
@@ -153,11 +164,16 @@ def _latin_words(text: str) -> dict[str, int]:
     for word in _WORD.findall(text):
         if len(word) < 3 or not any(script_of(c) == "Latn" for c in word):
             continue
-        probs = scores(word, "Latn")
-        if probs:
-            best = max(probs, key=probs.__getitem__)
+        best = _word_label(word)
+        if best:
             out[best] = out.get(best, 0) + 1
     return out
+
+
+@lru_cache(maxsize=8192)
+def _word_label(word: str) -> str | None:
+    probs = scores(word, "Latn")
+    return max(probs, key=probs.__getitem__) if probs else None
 
 
 IDENTIFY_CHARS = 8000     # only an answer's start is read: a language shows in it, and the scan grows with length
@@ -245,12 +261,10 @@ def _variety(text: str) -> str | None:
     table = model().get("Arab")
     if not table:
         return None
-    grams = _grams(prepare(text), table["orders"])
-    if not grams:
+    totals, count = _log_likelihoods(text, table)
+    if not count:
         return None
-    totals = {label: sum(table["logprob"][label].get(g, table["unseen"][label]) for g in grams)
-              for label in table["labels"]}
-    margin = (totals["ary-Arab"] - totals["ar"]) / len(grams)
+    margin = (totals["ary-Arab"] - totals["ar"]) / count
     if abs(margin) < VARIETY_MARGIN:
         return None
     return "ary" if margin > 0 else "ar"
