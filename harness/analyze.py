@@ -5,7 +5,6 @@ notebooks."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,10 @@ from .types import Usage
 
 ANSWER_COLUMNS = ["target", "case_id", "scenario", "language", "theme", "use_case", "persona", "sample", "status",
                   "score", "graded", "ungraded", "input_tokens", "output_tokens", "latency", "cached",
-                  "grader_input_tokens", "grader_output_tokens", "answer", "error", "answer_variety", "refusal"]
+                  "grader_input_tokens", "grader_output_tokens", "answer", "error", "error_kind", "answer_variety",
+                  "refusal"]
 VERDICT_COLUMNS = ["target", "case_id", "language", "theme", "sample", "criterion", "rubric", "points", "axis", "met",
-                   "grader", "error", "scenario", "tags", "text", "explanation", "answer_variety"]
+                   "grader", "error", "error_kind", "scenario", "tags", "text", "explanation", "answer_variety"]
 VARIETIES = {"ar": "Modern Standard Arabic", "ary": "Darija"}
 
 
@@ -87,6 +87,7 @@ def verdicts_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     records = [{"target": r["target"], "case_id": r["case_id"], "language": r["language"], "theme": r.get("theme"),
                 "sample": r.get("sample", 0), "criterion": v["id"], "rubric": v.get("rubric"), "points": v["points"],
                 "axis": v["axis"], "met": v["met"], "grader": v.get("grader"), "error": v.get("error"),
+                "error_kind": v.get("error_kind"),
                 "scenario": r.get("scenario"), "tags": tuple(v.get("tags") or ()), "text": v.get("text"),
                 "explanation": v.get("explanation"), "answer_variety": r.get("answer_variety")}
                for r in rows for v in r.get("verdicts", [])]
@@ -286,26 +287,16 @@ def reliability(frame: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict[s
     return overall, by_language
 
 
-_KIND = re.compile(r"^([a-z_]+):")
-
-
-def failure_kind(error: str) -> str:
-    """The kind of a recorded failure: the word before ':' (timeout, rate_limit, server, parse, ...)."""
-    if error.startswith("unparsable grader reply"):
-        return "parse"
-    match = _KIND.match(error)
-    return match.group(1) if match else "other"
-
-
 def _share(verdicts: pd.DataFrame) -> dict[str, Any]:
     graded, total = int(verdicts["met"].notna().sum()), int(len(verdicts))
     return {"graded": graded, "total": total, "share": graded / total if total else None}
 
 
-def _kinds(errors: pd.DataFrame, column: str) -> dict[str, dict[str, int]]:
+def _kinds(errors: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Failures by language and kind (`error_kind`; "other" for rows written before kinds were recorded)."""
     out: dict[str, dict[str, int]] = {}
     for language, group in errors.groupby("language", sort=True):
-        counts = group[column].map(lambda e: failure_kind(str(e))).value_counts()
+        counts = group["error_kind"].fillna("other").value_counts()
         out[str(language)] = {str(k): int(v) for k, v in sorted(counts.items())}
     return out
 
@@ -317,8 +308,8 @@ def coverage(frame: pd.DataFrame, verdicts: pd.DataFrame) -> dict[str, Any]:
     out["by_language"] = {str(l): _share(group) for l, group in verdicts.groupby("language", sort=True)}
     out["by_grader_language"] = {str(g): {str(l): _share(sub) for l, sub in group.groupby("language", sort=True)}
                                  for g, group in verdicts.groupby("grader", sort=True)}
-    out["grading_failures"] = _kinds(verdicts[verdicts["error"].notna()], "error")
-    out["answer_failures"] = _kinds(frame[(frame["status"] == "error") & frame["error"].notna()], "error")
+    out["grading_failures"] = _kinds(verdicts[verdicts["error"].notna()])
+    out["answer_failures"] = _kinds(frame[(frame["status"] == "error") & frame["error"].notna()])
     return out
 
 

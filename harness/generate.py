@@ -13,5 +13,5 @@ async def generate(endpoint: Endpoint, target: EndpointConfig, case: Case, sampl
     try:
         reply = await endpoint.complete(case.conversation, params)
     except ProviderError as exc:
-        return Answer(target.name, case.id, sample, None, f"{exc.kind}: {exc}")
+        return Answer(target.name, case.id, sample, None, f"{exc.kind}: {exc}", error_kind=exc.kind)
     return Answer(target.name, case.id, sample, reply.text, None, reply.usage, reply.refusal)

@@ -28,10 +28,12 @@ def verdict_rows(criteria: Sequence[Criterion], verdicts: Sequence[Verdict]) -> 
     by_id = {v.criterion_id: v for v in verdicts}
     rows = []
     for c in criteria:
-        v = by_id.get(c.id) or Verdict(c.id, None, "none", "", error="no verdict returned")
+        v = by_id.get(c.id) or Verdict(c.id, None, "none", "", error="no verdict returned", error_kind="no_verdict")
         row = {"id": c.id, "rubric": c.rubric, "text": c.text, "points": c.points, "axis": c.axis, "tags": list(c.tags),
                "met": v.met, "grader": v.grader, "explanation": v.explanation, "error": v.error,
                "check": c.check is not None}
+        if v.error_kind:
+            row["error_kind"] = v.error_kind
         if v.usage is not None:
             row["usage"] = asdict(v.usage)
         if v.mode:
@@ -46,13 +48,13 @@ def result_row(case: Case, answer: Answer, criteria: Sequence[Criterion], verdic
                axes: Sequence[str]) -> dict[str, Any]:
     """The results.jsonl record of one answer: who, what, the verdicts and the scores."""
     rows = verdict_rows(criteria, verdicts) if answer.text is not None else []
-    status = "ok" if answer.text is not None else ("missing" if (answer.error or "").startswith("missing") else "error")
+    status = "ok" if answer.text is not None else ("missing" if answer.error_kind == "missing" else "error")
     return {
         "target": answer.target, "case_id": case.id, "scenario": case.scenario, "language": case.language,
         "code_switch": list(case.code_switch), "theme": case.theme, "use_case": case.use_case,
         "persona": case.persona, "sample": answer.sample, "status": status, "answer": answer.text,
         "refusal": answer.refusal,
-        "error": answer.error, "usage": asdict(answer.usage),
+        "error": answer.error, "error_kind": answer.error_kind, "usage": asdict(answer.usage),
         "score": score((r["points"], r["met"]) for r in rows),
         "axis_scores": {axis: score((r["points"], r["met"]) for r in rows if r["axis"] == axis) for axis in axes},
         "graded": sum(r["met"] is not None for r in rows), "ungraded": sum(r["met"] is None for r in rows),

@@ -253,7 +253,7 @@ def jobs(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
 def _final(row: dict) -> bool:
     """A row that a resumed run keeps: an answer (or a definite 'missing') with no failed grading call."""
     return row.get("status") in ("ok", "missing") and not any(
-        v.get("error") and not str(v["error"]).startswith(("parse:", "refusal:")) for v in row.get("verdicts", []))
+        v.get("error") and v.get("error_kind") not in ("parse", "refusal") for v in row.get("verdicts", []))
 
 
 def _resume_rows(run_dir: Path) -> tuple[dict[tuple, dict], bool]:

@@ -139,6 +139,7 @@ class Answer:
     error: str | None = None
     usage: Usage = Usage()
     refusal: bool = False           # the model declined; its text (perhaps empty) is the answer, graded as any
+    error_kind: str | None = None   # how it failed (ProviderError.kind: missing, timeout, rate_limit, server, ...)
 
 
 @dataclass(frozen=True)
@@ -155,3 +156,4 @@ class Verdict:
     version: str = ""               # model graders: the grader prompt version
     check_met: bool | None = None   # compare_checks: the deterministic check's verdict
     model_met: bool | None = None   # compare_checks: the model's verdict
+    error_kind: str | None = None   # why it is not graded, when error is set: parse, refusal, timeout, rate_limit, ...

@@ -116,9 +116,11 @@ def test_transient_errors_are_retried_and_permanent_ones_recorded(suite_dir, fak
     assert rows["chest-pain.fr"]["status"] == "ok" and rows["chest-pain.ary-Latn"]["status"] == "ok"
     failed = rows["heat-stroke.en"]
     assert failed["status"] == "error" and failed["answer"] is None and failed["score"] is None
-    assert failed["error"].startswith("bad_request:")
+    assert failed["error"].startswith("bad_request:") and failed["error_kind"] == "bad_request"
+    assert rows["chest-pain.fr"]["error_kind"] is None
     tfng = rows["heat-stroke.zgh-Tfng"]
-    assert all(v["met"] is None and v["error"].startswith("parse:") for v in tfng["verdicts"])
+    assert all(v["met"] is None and v["error"].startswith("parse:") and v["error_kind"] == "parse"
+               for v in tfng["verdicts"])
     assert tfng["score"] is None                                     # not "not met": not scored at all
     tfng_grader_calls = [r for r in fake_server.requests if r.system
                          and "ⵜⵉⵢⵜⵉ ⵏ ⵜⴰⴼⵓⴽⵜ: 15\n" in r.messages[-1]["content"]]

@@ -196,26 +196,27 @@ class ModelGrader:
         self.compare_checks, self.name = compare_checks, f"model:{endpoint.name}"
         self.temperature, self.max_tokens, self.parse_attempts = temperature, max_tokens, parse_attempts
 
-    def _verdict(self, criterion: Criterion, met: bool | None, explanation: str = "", error: str | None = None,
-                 usage: Usage | None = None) -> Verdict:
-        return Verdict(criterion.id, met, self.name, explanation, error=error, usage=usage, mode=self.mode,
-                       version=PROMPT_VERSION)
+    def _verdict(self, criterion: Criterion, met: bool | None, explanation: str = "",
+                 error: tuple[str, str] | None = None, usage: Usage | None = None) -> Verdict:
+        """A verdict; `error` = (kind, message) for one that could not be had."""
+        return Verdict(criterion.id, met, self.name, explanation, error=error and f"{error[0]}: {error[1]}",
+                       usage=usage, mode=self.mode, version=PROMPT_VERSION, error_kind=error and error[0])
 
     async def _ask(self, prompt: str, schema: dict, case: Case, max_tokens: int, parse):
-        """Call until `parse` accepts the reply: (parsed, usage, None) or (None, usage, error)."""
-        usage, last = Usage(cached=True), "parse: no reply"
+        """Call until `parse` accepts the reply: (parsed, usage, None) or (None, usage, (error kind, message))."""
+        usage, last = Usage(cached=True), ("parse", "no reply")
         for attempt in range(self.parse_attempts):
             params = GenParams(system=SYSTEM, temperature=self.temperature, max_tokens=self.max_tokens or max_tokens,
                                json_schema=schema, case_id=case.id, sample=attempt, version=PROMPT_VERSION)
             try:
                 reply = await self.endpoint.complete([Message("user", prompt)], params)
             except ProviderError as exc:
-                return None, usage, f"{exc.kind}: {exc}"
+                return None, usage, (exc.kind, str(exc))
             usage = _add(usage, reply.usage)
             try:
                 return parse(reply.text), usage, None
             except AmbiguousVerdict as exc:
-                last = f"{exc.kind}: {exc} (after {attempt + 1} attempt{'s' if attempt else ''})"
+                last = (exc.kind, f"{exc} (after {attempt + 1} attempt{'s' if attempt else ''})")
         return None, usage, last
 
     async def _single(self, case: Case, answer: str, criterion: Criterion) -> Verdict:

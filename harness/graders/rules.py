@@ -40,7 +40,7 @@ class RulesGrader:
         try:
             outcome = check.evaluate(view)
         except CheckTimeout as exc:
-            return Verdict(criterion.id, None, self.name, "", error=f"timeout: {exc}")
+            return Verdict(criterion.id, None, self.name, "", error=f"timeout: {exc}", error_kind="timeout")
         return Verdict(criterion.id, outcome.met, self.name, outcome.reason[:1].upper() + outcome.reason[1:])
 
     async def grade(self, case: Case, answer: str, criteria: Sequence[Criterion]) -> list[Verdict]:
