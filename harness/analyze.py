@@ -5,8 +5,9 @@ notebooks."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -370,14 +371,34 @@ def refusals(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _findings(frame: pd.DataFrame, verdicts: pd.DataFrame, axes: Sequence[str], options: AnalysisOptions, seed: int,
-              resamples: int) -> dict[str, Any]:
-    worst, worst_by_language = reliability(frame)
-    return {"parity": parity(frame, axes, options, seed, resamples, verdicts),
-            "never_events": never_events(frame, verdicts, options.never_threshold),
-            "worst_at_k": worst, "worst_at_k_by_language": worst_by_language, "coverage": coverage(frame, verdicts),
-            "coverage_parity": coverage_parity(verdicts, options), "answer_variety": answer_varieties(frame),
-            "refusals": refusals(frame)}
+@dataclass
+class _Target:
+    """One target's rows, as the findings read them."""
+
+    frame: pd.DataFrame
+    verdicts: pd.DataFrame
+    axes: Sequence[str]
+    options: AnalysisOptions
+    seed: int
+    resamples: int
+
+    @cached_property
+    def reliability(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        return reliability(self.frame)
+
+
+# The per-target findings of summary.json, in its order: key -> (how a target's value is computed, whether a
+# target's empty value is kept). A new summary section is one row here (and its renderer in report.py).
+FINDINGS: dict[str, tuple[Callable[[_Target], Any], bool]] = {
+    "parity": (lambda t: parity(t.frame, t.axes, t.options, t.seed, t.resamples, t.verdicts), True),
+    "never_events": (lambda t: never_events(t.frame, t.verdicts, t.options.never_threshold), True),
+    "worst_at_k": (lambda t: t.reliability[0], False),
+    "worst_at_k_by_language": (lambda t: t.reliability[1], False),
+    "coverage": (lambda t: coverage(t.frame, t.verdicts), True),
+    "coverage_parity": (lambda t: coverage_parity(t.verdicts, t.options), True),
+    "answer_variety": (lambda t: answer_varieties(t.frame), False),
+    "refusals": (lambda t: refusals(t.frame), True),
+}
 
 
 def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0, resamples: int = 1000,
@@ -387,15 +408,15 @@ def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0
     options = options or AnalysisOptions()
     frame, verdicts = answers_frame(rows, axes), verdicts_frame(rows)
     targets: dict[str, Any] = {}
-    found: dict[str, dict[str, Any]] = {"parity": {}, "never_events": {}, "worst_at_k": {},
-                                        "worst_at_k_by_language": {}, "coverage": {}, "coverage_parity": {},
-                                        "answer_variety": {}, "refusals": {}}
+    found: dict[str, dict[str, Any]] = {key: {} for key in FINDINGS}
     for name in sorted(frame["target"].unique()):
         sub, sub_verdicts = frame[frame["target"] == name], verdicts[verdicts["target"] == name]
         targets[str(name)] = summarize_target(sub, sub_verdicts, axes, seed, resamples)
         add_costs(targets[str(name)], (prices or {}).get(str(name)), grader_price)
-        for key, value in _findings(sub, sub_verdicts, axes, options, seed, resamples).items():
-            if value or key not in ("worst_at_k", "worst_at_k_by_language", "answer_variety"):
+        target = _Target(sub, sub_verdicts, axes, options, seed, resamples)
+        for key, (compute, keep_empty) in FINDINGS.items():
+            value = compute(target)
+            if value or keep_empty:
                 found[key][str(name)] = value
         events = found["never_events"][str(name)].values()
         count, n = sum(e["count"] for e in events), sum(e["n"] for e in events)
