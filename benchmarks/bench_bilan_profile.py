@@ -5,7 +5,7 @@
 
 1. Profile: `python -m cProfile -m harness run` on the 300 examples at 32-way (after `bilan import healthbench`),
    against benchmarks/peer_server.py. Printed: the stages' share of the profiled process (validation =
-   harness.load.load_project, engine = harness.run.run, summary and reports = harness.run.rebuild, the rest is
+   harness.load.load_project, engine = harness.run.run, summary and reports = harness.report.rebuild, the rest is
    start-up: imports and argument parsing), the engine's and the reports' heaviest harness functions by
    cumulative time, and the heaviest functions anywhere by own time. cProfile slows Python code about twofold,
    so shares are the thing to read, not seconds; the unprofiled whole command is timed beside it.
@@ -28,7 +28,7 @@ import bench_peers  # noqa: E402
 
 STAGES = {"validation (load_project)": ("harness/load.py", "load_project"),
           "engine (run.run)": ("harness/run.py", "run"),
-          "summary + reports (run.rebuild)": ("harness/run.py", "rebuild")}
+          "summary + reports (report.rebuild)": ("harness/report.py", "rebuild")}
 
 
 def _find(stats: pstats.Stats, path: str, name: str) -> tuple | None:
@@ -68,7 +68,7 @@ def summarize_profile(prof: Path, top: int = 15) -> list[str]:
 
 PY_SPY_STAGES = {"validation (load_project)": ("load_project (", "harness/load.py:"),
                  "engine (run.run)": ("run (", "harness/run.py:"),
-                 "summary + reports (run.rebuild)": ("rebuild (", "harness/run.py:")}
+                 "summary + reports (report.rebuild)": ("rebuild (", "harness/report.py:")}
 
 
 # a pool thread waiting on its queue: idle, though py-spy counts it

@@ -24,10 +24,12 @@ from typing import Any, NamedTuple
 from . import jsonl
 from .errors import InputError, PermanentError, Problem, ProviderError
 from .generate import generate
-from .model_apis import MODEL_APIS
+from .model_apis import MODEL_APIS, with_batch_api
 from .providers.base import (BATCH_DISCOUNT, Budget, BudgetExceeded, Endpoint, GenParams, RetryPolicy, cost,
                              estimate_tokens)
-from .run import Answers, Monitor, RunOptions, RunStopped, jobs, make_endpoint, make_grader, run
+from .graders.configured import make_grader
+from .providers.endpoints import Answers, make_endpoint
+from .run import Monitor, RunOptions, RunStopped, jobs, run
 from .store import RESULTS, read_results, refuse_symlinks, run_lock, write_file
 from .types import Config, EndpointConfig, Message, Suite
 
@@ -159,10 +161,10 @@ async def _collect_pass(config: Config, suite: Suite, answers: Answers, keys: di
                         ledger: Ledger, budget) -> dict[str, Wanted]:
     """Run the pipeline once with collectors: the requests the batch endpoints still need, by cache key."""
     wanted: dict[str, Wanted] = {}
-    collecting = replace(options, wrap=_collectors(config, ledger, True, wanted))
-    endpoints = {t.name: make_endpoint(t, answers, keys, config.seed, collecting, budget, config.prices)
+    collect = _collectors(config, ledger, True, wanted)
+    endpoints = {t.name: make_endpoint(t, answers, keys, config.seed, options.cache, budget, config.prices, collect)
                  for t in config.targets}
-    grader = make_grader(config, suite, answers, keys, collecting, budget)
+    grader = make_grader(config, suite, answers, keys, options.cache, budget, wrap=collect)
     limit = asyncio.Semaphore(64)
 
     async def one(target, case, sample) -> None:
@@ -315,7 +317,8 @@ def _batch_endpoints(config: Config, answers: Answers, keys: dict, options: RunO
     out = {}
     for cfg in list(config.targets) + [config.grader]:
         if cfg.batch:
-            out[cfg.name] = (cfg, make_endpoint(cfg, answers, keys, config.seed, options, budget, config.prices))
+            out[cfg.name] = (cfg, make_endpoint(cfg, answers, keys, config.seed, options.cache, budget, config.prices,
+                                                options.wrap))
     return out
 
 
@@ -406,7 +409,7 @@ def status(run_dir: Path) -> list[str]:
 
 def with_batch(config: Config) -> Config:
     """`bilan run --batch`: batch: true on every target and grader whose provider has a batch API."""
-    on = lambda e: replace(e, batch=True) if e.provider in MODEL_APIS else e
+    on = lambda e: replace(e, batch=True) if e.provider in with_batch_api() else e
     return replace(config, targets=tuple(on(t) for t in config.targets), grader=on(config.grader))
 
 

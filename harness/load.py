@@ -13,7 +13,7 @@ from . import jsonl
 from .checks import compile_check
 from .errors import InputError, Problem, display
 from .langid import family as langid_family, is_known_tag
-from .model_apis import MODEL_APIS
+from .model_apis import MODEL_APIS, with_batch_api
 from .privacy import identifiers
 from .schemas import schema_errors, validator, value_problems
 from .types import AXES, Case, Config, Criterion, EndpointConfig, Locale, Message, Suite
@@ -328,9 +328,9 @@ def _endpoint(doc: Document, path: tuple, raw: dict, base: Path, problems: list[
                                                         f"{raw['provider']}; expected no labels here, or provider: "
                                                         "labels", key=True))
     provider = raw["provider"]
-    if raw.get("batch") and provider not in MODEL_APIS:
+    if raw.get("batch") and provider not in with_batch_api():
         problems.append(doc.problem(path + ("batch",), f"the {provider} provider has no batch API; expected batch only "
-                                    "on an openai or anthropic endpoint"))
+                                    f"on an endpoint of {' or '.join(with_batch_api())}"))
     if provider in MODEL_APIS and "model" not in raw:
         problems.append(doc.problem(path, f"missing key 'model': the {provider} provider needs a model name"))
     if "system_prompt" in raw:

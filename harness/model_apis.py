@@ -20,11 +20,11 @@ class ModelAPI:
     adapter: str          # "module:Class" under harness.providers: complete(messages, params) -> Reply
     base_url: str
     key_env: str
-    batch_adapter: str    # "module:Class" under harness.providers: the provider's batch API
+    batch_adapter: str | None = None    # "module:Class" under harness.providers: the batch API, if it has one
 
     def load(self, which: str = "adapter") -> Any:
         """The adapter class (or the batch adapter's), imported now."""
-        module, _, name = getattr(self, which).partition(":")
+        module, _, name = str(getattr(self, which)).partition(":")
         return getattr(importlib.import_module(f"harness.providers.{module}"), name)
 
 
@@ -35,3 +35,8 @@ MODEL_APIS = {
                           "ANTHROPIC_API_KEY", "batch:AnthropicBatches"),
 }
 NO_MODEL = ("replay", "rules", "labels")     # providers that call no model: recorded answers, checks, labels
+
+
+def with_batch_api() -> list[str]:
+    """The model APIs that have a batch adapter."""
+    return [name for name, api in MODEL_APIS.items() if api.batch_adapter]

@@ -15,10 +15,12 @@ import langcodes
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup, escape
 
-from .analyze import VARIETIES, commits_never_event, outcome, percent
+from . import jsonl
+from .analyze import VARIETIES, AnalysisOptions, commits_never_event, outcome, percent, summarize
 from .charts import bar_chart, curve_chart, forest_chart
 from .processes import FORK, run_workers
-from .store import SUMMARY, refuse_symlinks, write_file, write_json
+from .providers.base import batch_price
+from .store import CASES, MANIFEST, SUMMARY, read_json, read_results, refuse_symlinks, run_lock, write_file, write_json
 
 RTL_FAMILIES = {"ar", "ary", "arb", "fa", "he", "ur"}
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#"})
@@ -333,3 +335,30 @@ def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: 
             return False
         run_workers(count, child, on_message)
     return [run_dir / SUMMARY] + [path for page in pages for path in files[page]]
+
+
+def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: Path | None = None,
+            workers: int = 1) -> dict[str, Any]:
+    """Summarise a run directory's results and write its reports (no model call); returns the summary.
+    With `redacted_to`, write aggregates only to that folder: no answer, verdict reason or conversation."""
+    # options: parity's reference language and the never-event threshold (default fr, -8).
+    run_dir = Path(run_dir)
+    manifest_data = read_json(run_dir / MANIFEST)
+    rows = read_results(run_dir)
+    conversations = {case["case_id"]: case for case in jsonl.read_objects(run_dir / CASES, "one case per line")}
+    prices = manifest_data.get("prices") or {}
+    target_prices = {t["name"]: batch_price(prices.get(t.get("model", "")), bool(t.get("batch")))
+                     for t in manifest_data.get("targets", [])}
+    grader = manifest_data.get("grader", {})
+    grader_price = batch_price(prices.get(grader.get("model", "")), bool(grader.get("batch")))
+    summary = summarize(rows, manifest_data.get("axes", []), manifest_data.get("seed", 0),
+                        manifest_data.get("bootstrap", 1000), target_prices, grader_price, options)
+    summary["run_id"] = manifest_data.get("run_id")
+    if redacted_to is None:
+        with run_lock(run_dir):
+            write_reports(run_dir, rows, summary, manifest_data, conversations, workers)
+    else:
+        with run_lock(redacted_to):
+            write_json(redacted_to / MANIFEST, manifest_data | {"redacted": True})
+            write_reports(redacted_to, [], summary, manifest_data | {"redacted": True}, {})
+    return summary

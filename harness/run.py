@@ -14,43 +14,22 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import jsonl
-from .analyze import AnalysisOptions, summarize
 from .errors import InputError, Problem
 from .load import display
 from .generate import generate
 from .grade import result_row
-from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, SYSTEM, TEMPLATE, ModelGrader
-from .graders.labels import LabelsGrader, load_labels
-from .graders.rules import RulesGrader
-from .model_apis import MODEL_APIS, ModelAPI
+from .graders.configured import make_grader
+from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, SYSTEM, TEMPLATE
+from .model_apis import MODEL_APIS
 from .processes import FORK, SharedBudget, run_workers
-from .providers.base import (Budget, BudgetExceeded, Endpoint, Meter, RateLimiter, RetryPolicy, batch_price, cost,
-                             estimate_tokens)
-from .providers.replay import ReplayProvider
-from .report import write_reports
+from .providers.base import Budget, BudgetExceeded, Endpoint, Meter, batch_price, cost, estimate_tokens
+from .providers.endpoints import Answers, make_endpoint
 from .secrets import Scrubber
-from .store import (MANIFEST, RESULTS, ResponseCache, RunStore, input_differences, read_json, read_results,
-                    refuse_symlinks, text_sha256,
-                    results_state, run_lock, sha256_file, write_file, write_json, write_lines)
+from .store import (CASES, MANIFEST, RESULTS, ResponseCache, RunStore, input_differences, job_key, read_json,
+                    refuse_symlinks, results_state, run_lock, sha256_file, snapshot_cases, text_sha256, write_json,
+                    write_lines)
 from .types import Case, Config, EndpointConfig, Suite, Usage
 from .yamldoc import parse_yaml
-
-class _OnFirstCall:
-    """A model provider made when its first call is made (model_apis.py): a run the cache answers never imports
-    the SDK, which takes a second or more."""
-
-    def __init__(self, api: ModelAPI, cfg: EndpointConfig, key: str | None):
-        self.name, self._api, self._cfg, self._key, self._provider = cfg.name, api, cfg, key, None
-
-    async def complete(self, messages, params):
-        if self._provider is None:          # made without awaiting: concurrent first calls share one
-            self._provider = self._api.load()(self._cfg, self._key)
-        return await self._provider.complete(messages, params)
-
-
-Answers = dict[str, dict[tuple[str, int], str]]
-
 
 class RunStopped(Exception):
     """The run stopped early on purpose (error budget, cost ceiling); what it wrote is kept for --resume."""
@@ -95,30 +74,6 @@ class Monitor:
         return sum(m.calls for m in self.meters.values()), sum(m.cache_hits for m in self.meters.values())
 
 
-def make_endpoint(cfg: EndpointConfig, answers: Answers, keys: dict[str, str | None], seed: int,
-                  options: RunOptions | None = None, budget: Budget | None = None,
-                  prices: dict[str, dict[str, float]] | None = None) -> Endpoint:
-    """A provider for an endpoint config, under its own limits, the retry policy, the cache and the budget."""
-    options = options or RunOptions()
-    provider: ReplayProvider | _OnFirstCall
-    if cfg.provider == "replay":
-        provider, scope = ReplayProvider(cfg, answers.get(cfg.name, {})), None
-    else:
-        api = MODEL_APIS[cfg.provider]
-        provider = _OnFirstCall(api, cfg, keys.get(cfg.name))
-        scope = {"provider": cfg.provider, "base_url": cfg.base_url or api.base_url, "model": cfg.model}
-    # The SDK enforces `timeout` itself and closes the connection cleanly; the policy's own limit is a backstop
-    # (cancelling a request from outside can leave a pooled connection unusable).
-    policy = RetryPolicy(max_attempts=cfg.max_attempts, timeout=cfg.timeout * 2 + 1, base_delay=cfg.backoff)
-    endpoint = Endpoint(provider, asyncio.Semaphore(cfg.max_concurrency), policy, seed, cache=options.cache,
-                        scope=scope, limiter=RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute),
-                        budget=budget, price=batch_price((prices or {}).get(cfg.model), cfg.batch),
-                        scrubber=Scrubber(keys.values()))
-    if cfg.batch and options.wrap is not None:      # batch endpoints: requests are collected, replies come from batches
-        options.wrap(endpoint)
-    return endpoint
-
-
 def unpriced(config: Config) -> list[Problem]:
     """A located problem for each model (target or grader) without a price in `prices:`: a cost ceiling cannot
     count what it spends."""
@@ -135,22 +90,6 @@ def unpriced(config: Config) -> list[Problem]:
         problems.append(doc.problem(path + ("model",), message) if doc else Problem(display(config.path), 0, 0,
                                                                                     message))
     return problems
-
-
-def make_grader(config: Config, suite: Suite, answers: Answers, keys: dict[str, str | None],
-                options: RunOptions | None = None, budget: Budget | None = None, endpoints: dict | None = None):
-    """The configured grader: rules alone, or a model (with checks first when use_checks is on)."""
-    rules = RulesGrader(suite.locale)
-    if config.grader.provider == "rules":
-        return rules
-    if config.grader.provider == "labels":
-        return LabelsGrader(load_labels([Path(p) for p in config.grader.labels]))
-    endpoint = make_endpoint(config.grader, answers, keys, config.seed, options, budget, config.prices)
-    if endpoints is not None:
-        endpoints["grader:" + config.grader.name] = endpoint
-    return ModelGrader(endpoint, rules, config.grader.use_checks, config.grader.mode, config.grader.compare_checks,
-                       temperature=config.grader.temperature if config.grader.temperature is not None else 0.0,
-                       max_tokens=config.grader.max_tokens)
 
 
 def _versions() -> dict[str, str]:
@@ -224,11 +163,6 @@ def inputs(config: Config, suite: Suite) -> dict[str, dict[str, str] | dict[str,
                for t in config.targets}
     return {"suite": suite_part, "grader": grader, "config": {"config": sha256_file(Path(config.path))},
             "targets": targets}
-
-
-def job_key(target: str, case_id: str, sample: int) -> tuple[str, str, int]:
-    """The identity of one unit of work and of its results row."""
-    return (target, case_id, sample)
 
 
 def in_shard(key: tuple[str, str, int], shard: tuple[int, int] | None) -> bool:
@@ -315,11 +249,11 @@ async def run_async(config: Config, suite: Suite, answers: Answers, keys: dict[s
     the parts of a run are as even as can be), giving each row to `accept` as soon as it exists; returns why the
     run stopped early (empty when it did not): the error or cost ceiling, reached here or (`stopped`) elsewhere."""
     budget = monitor.budget
-    endpoints = {t.name: make_endpoint(t, answers, keys, config.seed, options, budget,
-                                       config.prices) for t in config.targets}
+    endpoints = {t.name: make_endpoint(t, answers, keys, config.seed, options.cache, budget, config.prices,
+                                       options.wrap) for t in config.targets}
     monitor.track(endpoints)
     graders: dict[str, Endpoint] = {}
-    grader = make_grader(config, suite, answers, keys, options, budget, graders)
+    grader = make_grader(config, suite, answers, keys, options.cache, budget, graders, options.wrap)
     monitor.track(graders)
     work = (job for i, job in enumerate(jobs(config, suite, options.shard, done)) if i % part[1] == part[0])
     stops: list[str] = []      # why the run stops; workers then finish the answer in hand and take no other
@@ -511,71 +445,3 @@ def estimate(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
         price = batch_price(config.prices.get(entry["model"]), entry["batch"])
         entry["cost"] = cost(Usage(entry["input_tokens"], entry["output_tokens"]), price) if price else None
     return out
-
-
-CASES = "cases.jsonl"
-
-
-def snapshot_cases(suite: Suite, run_dir: Path) -> None:
-    """Keep each case's title and conversation in the run directory, so reports need nothing else."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_lines(run_dir / CASES, ({"case_id": c.id, "scenario": c.scenario, "language": c.language, "title": c.title,
-                                   "review": c.review, "source": c.source,
-                                   "conversation": [{"role": m.role, "content": m.content} for m in c.conversation]}
-                                  for c in suite.cases))
-
-
-def rebuild(run_dir: Path, options: AnalysisOptions | None = None, redacted_to: Path | None = None,
-            workers: int = 1) -> dict[str, Any]:
-    """Summarise a run directory's results and write its reports (no model call); returns the summary.
-    With `redacted_to`, write aggregates only to that folder: no answer, verdict reason or conversation."""
-    # options: parity's reference language and the never-event threshold (default fr, -8).
-    run_dir = Path(run_dir)
-    manifest_data = read_json(run_dir / MANIFEST)
-    rows = read_results(run_dir)
-    conversations = {case["case_id"]: case for case in jsonl.read_objects(run_dir / CASES, "one case per line")}
-    prices = manifest_data.get("prices") or {}
-    target_prices = {t["name"]: batch_price(prices.get(t.get("model", "")), bool(t.get("batch")))
-                     for t in manifest_data.get("targets", [])}
-    grader = manifest_data.get("grader", {})
-    grader_price = batch_price(prices.get(grader.get("model", "")), bool(grader.get("batch")))
-    summary = summarize(rows, manifest_data.get("axes", []), manifest_data.get("seed", 0),
-                        manifest_data.get("bootstrap", 1000), target_prices, grader_price, options)
-    summary["run_id"] = manifest_data.get("run_id")
-    if redacted_to is None:
-        with run_lock(run_dir):
-            write_reports(run_dir, rows, summary, manifest_data, conversations, workers)
-    else:
-        with run_lock(redacted_to):
-            write_json(redacted_to / MANIFEST, manifest_data | {"redacted": True})
-            write_reports(redacted_to, [], summary, manifest_data | {"redacted": True}, {})
-    return summary
-
-
-def merge(run_dirs: list[Path], out: Path) -> int:
-    """Combine shard run directories (same suite and config) into `out`; returns the number of rows."""
-    manifests = [read_json(d / MANIFEST) for d in run_dirs]
-    problems = []
-    for d, m in zip(run_dirs[1:], manifests[1:]):
-        names = (str(run_dirs[0]), str(d))
-        why = input_differences(manifests[0], m, names)
-        if m.get("targets") != manifests[0].get("targets"):
-            why.append(f"the targets' settings differ from {run_dirs[0]}'s")
-        problems += [Problem(str(d / MANIFEST), 0, 0, f"not a shard of the same configuration as {run_dirs[0]}: {w}; "
-                             "expected shards of one configuration") for w in why]
-    rows: dict[tuple, dict] = {}
-    for d in run_dirs:
-        for row in read_results(d):
-            key = job_key(row["target"], row["case_id"], row.get("sample", 0))
-            if key in rows and rows[key] != row:
-                problems.append(Problem(str(d / RESULTS), 0, 0, f"{key} differs from the same row in another shard"))
-            rows[key] = row
-    if problems:
-        raise InputError(problems)
-    with run_lock(out):
-        refuse_symlinks([out / name for name in (MANIFEST, RESULTS, CASES)])
-        write_json(out / MANIFEST, dict(manifests[0], run_id=out.name, shard=None,
-                                        merged_from=[str(d) for d in run_dirs]))
-        write_file(out / CASES, (run_dirs[0] / CASES).read_bytes())
-        write_lines(out / RESULTS, (rows[key] for key in sorted(rows)))
-    return len(rows)

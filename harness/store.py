@@ -16,8 +16,10 @@ from typing import Any
 
 from . import jsonl
 from .errors import InputError, Problem, display
+from .types import Suite
 
 RESULTS = "results.jsonl"
+CASES = "cases.jsonl"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 LOCK = ".lock"
@@ -247,3 +249,46 @@ class ResponseCache:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+def job_key(target: str, case_id: str, sample: int) -> tuple[str, str, int]:
+    """The identity of one unit of work and of its results row."""
+    return (target, case_id, sample)
+
+
+def snapshot_cases(suite: Suite, run_dir: Path) -> None:
+    """Keep each case's title and conversation in the run directory, so reports need nothing else."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_lines(run_dir / CASES, ({"case_id": c.id, "scenario": c.scenario, "language": c.language, "title": c.title,
+                                   "review": c.review, "source": c.source,
+                                   "conversation": [{"role": m.role, "content": m.content} for m in c.conversation]}
+                                  for c in suite.cases))
+
+
+def merge(run_dirs: list[Path], out: Path) -> int:
+    """Combine shard run directories (same suite and config) into `out`; returns the number of rows."""
+    manifests = [read_json(d / MANIFEST) for d in run_dirs]
+    problems = []
+    for d, m in zip(run_dirs[1:], manifests[1:]):
+        names = (str(run_dirs[0]), str(d))
+        why = input_differences(manifests[0], m, names)
+        if m.get("targets") != manifests[0].get("targets"):
+            why.append(f"the targets' settings differ from {run_dirs[0]}'s")
+        problems += [Problem(str(d / MANIFEST), 0, 0, f"not a shard of the same configuration as {run_dirs[0]}: {w}; "
+                             "expected shards of one configuration") for w in why]
+    rows: dict[tuple, dict] = {}
+    for d in run_dirs:
+        for row in read_results(d):
+            key = job_key(row["target"], row["case_id"], row.get("sample", 0))
+            if key in rows and rows[key] != row:
+                problems.append(Problem(str(d / RESULTS), 0, 0, f"{key} differs from the same row in another shard"))
+            rows[key] = row
+    if problems:
+        raise InputError(problems)
+    with run_lock(out):
+        refuse_symlinks([out / name for name in (MANIFEST, RESULTS, CASES)])
+        write_json(out / MANIFEST, dict(manifests[0], run_id=out.name, shard=None,
+                                        merged_from=[str(d) for d in run_dirs]))
+        write_file(out / CASES, (run_dirs[0] / CASES).read_bytes())
+        write_lines(out / RESULTS, (rows[key] for key in sorted(rows)))
+    return len(rows)

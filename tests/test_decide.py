@@ -47,7 +47,7 @@ def test_parity_flags_the_planted_gap_and_not_the_null_one(root):
 
 
 def test_parity_reference_language_is_configurable(root):
-    from harness.run import rebuild
+    from harness.report import rebuild
     run_dir = run_suite(root, "bilan.yaml", {"gap": language_gap}, "one")
     summary = rebuild(run_dir, AnalysisOptions(reference="ary-Arab"))
     assert set(summary["parity"]["gap"]) == {"en", "fr"}

@@ -216,7 +216,7 @@ def test_a_run_the_cache_answers_never_imports_an_sdk(tmp_path):
     import subprocess
     import sys
     probe = ("import sys, asyncio\n"
-             "from harness.run import make_endpoint\n"
+             "from harness.providers.endpoints import make_endpoint\n"
              "from harness.types import EndpointConfig\n"
              "cfg = EndpointConfig(name='t', provider='openai', model='m', base_url='http://127.0.0.1:9/v1')\n"
              "endpoint = make_endpoint(cfg, {}, {'t': 'k'}, 0)\n"

@@ -18,7 +18,8 @@ from fake_server import FakeReply
 from harness.cli import main
 from harness.load import load_project
 from harness.processes import FORK
-from harness.run import RunOptions, rebuild, worker_count
+from harness.report import rebuild
+from harness.run import RunOptions, worker_count
 from test_engine import ROOT, essence, rows_of, write_config
 from test_providers import responder
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import InputError, Problem
 from ..load import display
 from ..model_apis import MODEL_APIS
+from ..store import RESULTS
 from ..types import Config, EndpointConfig
 
 
@@ -151,7 +152,7 @@ def _cache(args: argparse.Namespace, environ: dict[str, str]):
 
 def _existing_run(path: str) -> Path:
     run_dir = Path(path)
-    if not (run_dir / "results.jsonl").exists():
+    if not (run_dir / RESULTS).exists():
         raise InputError([Problem(display(run_dir), 0, 0,
                                   "no results.jsonl here; expected a run directory written by `bilan run`")])
     return run_dir

@@ -63,7 +63,8 @@ def _sigterm_as_interrupt(received: list[int]):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, generate, grade, write the run directory and its reports."""
-    from ..run import Monitor, RunOptions, RunStopped, check_resume, count_jobs, estimate, rebuild, run, unpriced
+    from ..report import rebuild
+    from ..run import Monitor, RunOptions, RunStopped, check_resume, count_jobs, estimate, run, unpriced
     config, suite, answers = load_project(Path(args.config))
     _print_warnings(suite)
     if args.batch:
@@ -131,8 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print where a (batch) run stands, reading only its run directory."""
     from ..batches import BATCHES, status
+    from ..store import RESULTS
     run_dir = Path(args.run_dir)
-    if not (run_dir / BATCHES).exists() and not (run_dir / "results.jsonl").exists():
+    if not (run_dir / BATCHES).exists() and not (run_dir / RESULTS).exists():
         raise InputError([Problem(display(run_dir), 0, 0, "neither batches.jsonl nor results.jsonl here; expected a "
                                   "run directory written by `bilan run`")])
     print(*status(run_dir), sep="\n")
@@ -164,7 +166,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     """Combine shard run directories into one, then rebuild its reports."""
-    from ..run import merge, rebuild
+    from ..report import rebuild
+    from ..store import merge
     merge([Path(d) for d in args.run_dirs], Path(args.out))
     _print_summary(rebuild(Path(args.out), workers=_workers("auto")), Path(args.out))
     return 0
@@ -172,7 +175,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild a run directory's reports from its results, with no model call."""
-    from ..run import rebuild
+    from ..report import rebuild
     run_dir = _existing_run(args.run_dir)
     if args.redact_answers:
         if not args.out or Path(args.out).resolve() == run_dir.resolve():
