@@ -92,12 +92,22 @@ def _kind(value: Any) -> str:
     return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
+def decode(path: Path, data: bytes, what: str) -> str:
+    """A file's bytes as text; bytes that are not UTF-8 are an InputError at their line and column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        raise InputError([Problem(display(path), data.count(b"\n", 0, exc.start) + 1, exc.start - start + 1,
+                                  f"not UTF-8 text; expected {what}")]) from None
+
+
 def read_objects(path: Path, what: str = "one JSON object per line") -> list[dict[str, Any]]:
     """Every object of a JSONL file written by Bilan (a run's cases.jsonl, say); InputError locates every bad line."""
     if not path.exists():
         return []
     found, problems = [], []
-    for number, value in objects(path.read_text(encoding="utf-8")):
+    for number, value in objects(decode(path, path.read_bytes(), what)):
         if isinstance(value, LineError):
             problems.append(Problem(display(path), number, value.col, f"{value.message}; expected {what}"))
         else:

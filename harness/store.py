@@ -143,12 +143,7 @@ def results_state(run_dir: Path) -> tuple[list[dict[str, Any]], bool]:
         return [], False
     raw = path.read_bytes()
     complete = raw[:raw.rfind(b"\n") + 1]          # a last line without its newline was never finished
-    try:
-        text = complete.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = complete[:exc.start].count(b"\n") + 1
-        raise InputError([Problem(display(path), line, 1,
-                                  "not UTF-8 text; expected one result object per line")]) from None
+    text = jsonl.decode(path, complete, "one result object per line")
     rows, problems = [], []
     for number, row in jsonl.objects(text):
         if isinstance(row, jsonl.LineError):
@@ -162,8 +157,14 @@ def results_state(run_dir: Path) -> tuple[list[dict[str, Any]], bool]:
 
 
 def read_json(path: Path) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file Bilan wrote (manifest, summary); one that is not UTF-8 or not JSON is a located InputError."""
+    path = Path(path)
+    text = jsonl.decode(path, path.read_bytes(), "a JSON file as Bilan writes it")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError([Problem(display(path), exc.lineno, exc.colno, f"invalid JSON: {exc.msg}; expected a JSON "
+                                  "file as Bilan writes it")]) from None
 
 
 INPUT_SECTIONS = ("suite", "grader", "config", "targets")

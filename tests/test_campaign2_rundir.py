@@ -239,3 +239,24 @@ def test_sigterm_stops_the_run_cleanly_with_the_resume_command(suite_dir, fake_s
     assert done.returncode == 0, done.stderr
     keys = [(r["target"], r["case_id"], r["sample"]) for r in rows_of(suite_dir / "termed")]
     assert len(keys) == len(set(keys)) == UNITS
+
+
+def test_a_run_directory_file_that_is_not_utf8_or_not_json_is_a_located_error(tmp_path, capsys):
+    # `bilan report` reads a run directory someone may have edited or damaged: a byte that is not UTF-8 in
+    # cases.jsonl, or a manifest that is not JSON, is an input error at its file and line, never a traceback.
+    root = tmp_path / "syn"
+    write_suite(root)
+    run_dir = run_suite(root, "bilan.yaml", {"good": good}, "one")
+    cases = run_dir / "cases.jsonl"
+    original = cases.read_bytes()
+    first_end = original.index(b"\n") + 1
+    cases.write_bytes(original[:first_end] + b'{"case_id": "x\xff"}\n' + original[first_end:])
+    capsys.readouterr()
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "cases.jsonl:2:" in err and "UTF-8" in err and "internal error" not in err, err
+    cases.write_bytes(original)
+    (run_dir / "manifest.json").write_text('{"run_id": "one",', encoding="utf-8")
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json:1:" in err and "JSON" in err and "internal error" not in err, err
