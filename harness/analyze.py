@@ -16,7 +16,7 @@ import pandas as pd
 
 from .grade import score as score_verdicts
 from .providers.base import cost
-from .stats import paired_difference, rng_for, worst_at_k
+from .stats import paired_difference, resampled_means, rng_for, worst_at_k
 from .store import MANIFEST, RESULTS, read_json, read_results
 from .types import Usage
 
@@ -99,8 +99,7 @@ def bootstrap(values: np.ndarray, rng: np.random.Generator, resamples: int) -> t
     """95% percentile interval of the clipped mean, resampling the values with replacement."""
     if len(values) == 0:
         return (math.nan, math.nan)
-    idx = rng.integers(0, len(values), size=(resamples, len(values)))
-    means = np.clip(values[idx].mean(axis=1), 0, 1)
+    means = np.clip(resampled_means(values, rng, resamples), 0, 1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
 

@@ -15,6 +15,7 @@ from .errors import InputError, Problem
 from .graders.labels import answer_sha256
 from .load import display, load_cases, load_config
 from .store import MANIFEST, read_json, read_results
+from .stats import resampled_means
 
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -52,7 +53,7 @@ def clipped_stats(values: Sequence[float], rng: np.random.Generator,
     mean = float(np.clip(np.mean(arr), 0, 1))
     if not resamples:
         return mean, len(arr), None
-    means = np.clip(arr[rng.integers(0, len(arr), size=(resamples, len(arr)))].mean(axis=1), 0, 1)
+    means = np.clip(resampled_means(arr, rng, resamples), 0, 1)
     return mean, len(arr), float(np.std(means))
 
 

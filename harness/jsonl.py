@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if key in out:
             raise LineError(1, f"duplicate key {json.dumps(key, ensure_ascii=False)[:60]}; expected each key once per "
                                "object")
-        out[key] = value
+        out[sys.intern(key)] = value       # one string per key name, not one per row: a run's rows share them
     return out
 
 
@@ -77,28 +78,34 @@ def lines(text: str) -> Iterator[tuple[int, str]]:
             yield number, raw.removesuffix("\r")
 
 
+def parse_object(raw: str) -> dict[str, Any] | LineError:
+    """One line's JSON object, or the LineError saying why it is not one."""
+    try:
+        value = loads(raw)
+    except LineError as exc:
+        return exc
+    return value if isinstance(value, dict) else LineError(1, f"a JSON {_kind(value)}, not an object")
+
+
 def objects(text: str) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
     """(line number, object) for every non-blank line, or (line number, LineError) for a line that is not one."""
     for number, raw in lines(text):
-        try:
-            value = loads(raw)
-        except LineError as exc:
-            yield number, exc
-            continue
-        yield number, value if isinstance(value, dict) else LineError(1, f"a JSON {_kind(value)}, not an object")
+        yield number, parse_object(raw)
 
 
 def _kind(value: Any) -> str:
     return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
-def decode(path: Path, data: bytes, what: str) -> str:
-    """A file's bytes as text; bytes that are not UTF-8 are an InputError at their line and column."""
+def decode(path: Path, data: bytes, what: str, first_line: int = 1) -> str:
+    """A file's bytes (from line `first_line` on) as text; bytes that are not UTF-8 are an InputError at their
+    line and column."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         start = data.rfind(b"\n", 0, exc.start) + 1
-        raise InputError([Problem(display(path), data.count(b"\n", 0, exc.start) + 1, exc.start - start + 1,
+        line = first_line + data.count(b"\n", 0, exc.start)
+        raise InputError([Problem(display(path), line, exc.start - start + 1,
                                   f"not UTF-8 text; expected {what}")]) from None
 
 

@@ -137,23 +137,36 @@ def read_results(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def results_state(run_dir: Path) -> tuple[list[dict[str, Any]], bool]:
-    """The complete rows of results.jsonl, and whether the file ends with a torn line."""
+    """The complete rows of results.jsonl, and whether the file ends with a torn line. Read a line at a time: the
+    file is never held whole beside its rows (a 50,000-verdict run's file is ~40 MB, several times that as text)."""
     path = Path(run_dir) / RESULTS
     if not path.exists():
         return [], False
-    raw = path.read_bytes()
-    complete = raw[:raw.rfind(b"\n") + 1]          # a last line without its newline was never finished
-    text = jsonl.decode(path, complete, "one result object per line")
-    rows, problems = [], []
-    for number, row in jsonl.objects(text):
-        if isinstance(row, jsonl.LineError):
-            problems.append(Problem(display(path), number, row.col, f"corrupt result row: {row.message}; expected one "
-                                    "result object per line, as `bilan run` writes them"))
-        else:
-            rows.append(row)
+    rows: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    torn = False
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n"):          # a last line without its newline was never finished
+                torn = True
+                break
+            try:
+                line = jsonl.decode(path, raw, "one result object per line", number)
+            except InputError as err:
+                problems.extend(err.problems)
+                continue
+            line = line[:-1].removesuffix("\r")
+            if not line.strip():
+                continue
+            row = jsonl.parse_object(line)
+            if isinstance(row, jsonl.LineError):
+                problems.append(Problem(display(path), number, row.col, f"corrupt result row: {row.message}; expected "
+                                        "one result object per line, as `bilan run` writes them"))
+            else:
+                rows.append(row)
     if problems:
         raise InputError(problems)
-    return rows, len(complete) < len(raw)
+    return rows, torn
 
 
 def read_json(path: Path) -> Any:

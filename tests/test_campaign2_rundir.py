@@ -260,3 +260,24 @@ def test_a_run_directory_file_that_is_not_utf8_or_not_json_is_a_located_error(tm
     assert main(["report", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "manifest.json:1:" in err and "JSON" in err and "internal error" not in err, err
+
+
+def test_every_damaged_line_of_results_is_reported_and_a_torn_last_line_left_out(tmp_path, capsys):
+    # results.jsonl is read a line at a time (never held whole): each line that is not UTF-8 or not a row is
+    # reported with its number, and a last line without its newline (a run killed mid-write) is left out.
+    root = tmp_path / "syn"
+    write_suite(root)
+    run_dir = run_suite(root, "bilan.yaml", {"good": good}, "one")
+    results = run_dir / "results.jsonl"
+    lines = results.read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 4
+    results.write_bytes(lines[0] + b'{"target": "\xfe"}\n' + lines[1] + b"[1, 2]\n" + b"".join(lines[2:])
+                        + lines[0][:40])
+    capsys.readouterr()
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "results.jsonl:2:" in err and "UTF-8" in err and "results.jsonl:4:" in err and "not an object" in err, err
+    results.write_bytes(b"".join(lines) + lines[0][:40])
+    assert main(["report", str(run_dir)]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    assert summary["rows"] == len(lines)
