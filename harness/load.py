@@ -125,7 +125,8 @@ def _cases_of(doc: Document, problems: list[Problem], public: tuple[str, ...] = 
             language=variant["language"], title=data["title"], theme=data["theme"], use_case=data["use_case"],
             persona=data["persona"], tags=tuple(data.get("tags", ())),
             code_switch=tuple(variant.get("code_switch", ())),
-            review=variant.get("review", "draft"), source=f"{doc.path}:{doc.where(('variants', i))[0]}",
+            review=variant.get("review", "draft"), file=doc.path,
+            line=doc.where(("variants", i))[0],
             conversation=tuple(Message(m["role"], m["content"]) for m in variant["conversation"])))
     return cases
 
@@ -157,8 +158,7 @@ def load_cases(folder: Path, problems: list[Problem], public: tuple[str, ...] = 
     seen: dict[str, Case] = {}
     for case in cases:
         if case.id in seen:
-            source, line = case.source.rsplit(":", 1)
-            problems.append(Problem(source, int(line), 1, f"case id '{case.id}' is already used at "
+            problems.append(Problem(case.file, case.line, 1, f"case id '{case.id}' is already used at "
                                                           f"{seen[case.id].source}; expected a unique id (give "
                                                           "variants that share a language an explicit id)"))
         seen[case.id] = case
@@ -294,8 +294,7 @@ def load_rubrics(folder: Path, skip: set[Path], cases: list[Case], locale: Local
                                         f"case(s) {', '.join(sorted(case_ids))}; expected ids unique per case"))
     for case in cases:
         if not any(c.points > 0 for c in merged[case.id]):
-            source, line = case.source.rsplit(":", 1)
-            problems.append(Problem(source, int(line), 1, f"case '{case.id}' has no positive criterion; expected a "
+            problems.append(Problem(case.file, case.line, 1, f"case '{case.id}' has no positive criterion; expected a "
                                                           "rubric that applies to it"))
     return {k: tuple(v) for k, v in merged.items()}
 

@@ -105,7 +105,7 @@ def _versions() -> dict[str, str]:
 def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None = None) -> dict[str, Any]:
     """What produced this run: configuration (no secrets: only variable names), file hashes, versions."""
     base = Path(config.path).parent
-    files = [Path(config.path)] + sorted({Path(c.source.rsplit(":", 1)[0]).resolve() for c in suite.cases})
+    files = [Path(config.path)] + sorted({Path(c.file).resolve() for c in suite.cases})
     files += sorted(p for p in Path(config.rubrics).rglob("*.y*ml"))
     files += [Path(f) for t in config.targets for f in t.answers]
     hashes = {}
@@ -146,7 +146,7 @@ def inputs(config: Config, suite: Suite) -> dict[str, dict[str, str] | dict[str,
     target's system prompt and replayed answers, and the config. `suite` and `grader` must match for runs to be
     compared or gated; every section must match for a run to be resumed or shards merged."""
     locale = Path(config.locale).resolve()
-    cases = sorted({Path(c.source.rsplit(":", 1)[0]).resolve() for c in suite.cases})
+    cases = sorted({Path(c.file).resolve() for c in suite.cases})
     rubrics = sorted(p for p in Path(config.rubrics).rglob("*.y*ml") if p.suffix in (".yaml",
                                                                                      ".yml") and p.resolve() != locale)
     suite_part = {f"cases/{_relative(f, Path(config.cases))}": sha256_file(f) for f in cases}

@@ -32,7 +32,13 @@ class Case:
     tags: tuple[str, ...] = ()
     code_switch: tuple[str, ...] = ()
     review: str = "draft"
-    source: str = ""
+    file: str = ""                  # the case file it was read from, and the line of its variant
+    line: int = 0
+
+    @property
+    def source(self) -> str:
+        """Where the case is written, as `file:line`."""
+        return f"{self.file}:{self.line}"
 
 
 @dataclass(frozen=True)
