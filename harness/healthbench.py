@@ -296,7 +296,7 @@ def _jsonl(rows: Sequence[dict]) -> str:
 
 
 def _example_files(line: Line, source: str) -> tuple[str, dict[str, str], dict[str, dict]]:
-    """Case id, case and rubric files, and the answers by set, for one valid example."""
+    """Case language, case and rubric files, and the answers by set, for one valid example."""
     data = line.data
     scenario, tags = scenario_id(data["prompt_id"]), data["example_tags"]
     theme = next(t[6:] for t in tags if t.startswith("theme:"))
@@ -318,7 +318,7 @@ def _example_files(line: Line, source: str) -> tuple[str, dict[str, str], dict[s
         answers["physician-ideal"] = {"case_id": case_id, "answer": ideal["ideal_completion"]}
         for k, ref in enumerate(ideal.get("ideal_completions_ref_completions") or [], 1):
             answers[f"reference-{k}"] = {"case_id": case_id, "answer": ref}
-    return case_id, files, answers
+    return language, files, answers
 
 
 def _answer_targets(sets: dict[str, list[dict]]) -> list[dict]:
@@ -344,11 +344,11 @@ def import_healthbench(source: Path, out: Path) -> ImportSummary:
         raise InputError(problems)
     summary, files, sets = ImportSummary(out, records=len(lines)), {}, defaultdict(list)
     for line in lines:
-        case_id, example_files, answers = _example_files(line, source.name)
+        language, example_files, answers = _example_files(line, source.name)
         files.update(example_files)
         for name, row in answers.items():
             sets[name].append(row)
-        summary.languages[case_id.rsplit(".", 1)[1]] += 1
+        summary.languages[language] += 1
         summary.criteria += len(line.data["rubrics"])
     summary.cases, summary.answer_sets = len(lines), {k: len(v) for k, v in sets.items()}
     files.update({f"answers/{name}.jsonl": _jsonl(rows) for name, rows in sets.items()})
@@ -395,9 +395,13 @@ def _reviewer_file(reviewer: str) -> str:
 @dataclass
 class _MetaCase:
     scenario: str
-    case_id: str
+    language: str
     line: Line
     criteria: dict[tuple[str, str], str] = field(default_factory=dict)    # (rubric, category) -> criterion id
+
+    @property
+    def case_id(self) -> str:
+        return f"{self.scenario}.{self.language}"
 
 
 def _meta_case(line: Line, cases: dict[str, _MetaCase]) -> _MetaCase:
@@ -406,7 +410,7 @@ def _meta_case(line: Line, cases: dict[str, _MetaCase]) -> _MetaCase:
     digest = text_sha256(key)
     if digest not in cases:
         scenario = f"meta-{digest[:16]}"
-        cases[digest] = _MetaCase(scenario, f"{scenario}.{detect_language(prompt)}", line)
+        cases[digest] = _MetaCase(scenario, detect_language(prompt), line)
     return cases[digest]
 
 
@@ -438,7 +442,7 @@ def _meta_case_files(case: _MetaCase, source: str) -> dict[str, str]:
     assert theme is not None, case.scenario     # every category was checked when its line was read
     criteria = [{"id": cid, "text": rubric, "points": 1, "axis": META_AXIS, "tags": [category]}
                 for (rubric, category), cid in case.criteria.items()]
-    language = case.case_id.rsplit(".", 1)[1]
+    language = case.language
     origin = f"{source} line {case.line.number}" + (f" (HealthBench prompt_id {data['prompt_id']})"
                                                     if isinstance(data.get("prompt_id"), str) else "")
     return {f"cases/{theme}/{case.scenario}.yaml": _case_yaml(case.scenario, "HealthBench meta-eval completion "
@@ -462,7 +466,7 @@ def import_meta_eval(source: Path, out: Path) -> ImportSummary:
     files: dict[str, str] = {}
     for case in cases.values():
         files.update(_meta_case_files(case, source.name))
-        summary.languages[case.case_id.rsplit(".", 1)[1]] += 1
+        summary.languages[case.language] += 1
         summary.criteria += len(case.criteria)
     files[f"answers/{META_TARGET}.jsonl"] = _jsonl([{"case_id": c.case_id, "answer": c.line.data["completion"]}
                                                     for c in cases.values()])
