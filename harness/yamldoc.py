@@ -292,7 +292,8 @@ def _compose(text: str) -> list:
     if _CLoader is not None and shallow:
         try:
             nodes = list(yaml.compose_all(text, Loader=_CLoader))
-            if not _shares_a_node(nodes):
+            # Only an anchor (&name) can be reached twice; a text without '&' holds none.
+            if "&" not in text or not _shares_a_node(nodes):
                 return nodes
         except (yaml.YAMLError, RecursionError):
             pass
