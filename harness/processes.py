@@ -6,21 +6,23 @@ Forked, not spawned: a worker starts with the loaded, validated suite in memory 
 is not available (macOS and Windows default to spawn, and fork there is unsafe), a run stays in one process."""
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import multiprocessing
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from multiprocessing.connection import Connection, wait
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from .providers.base import Budget, BudgetExceeded
 
 FORK = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 MAX_WORKERS = 8          # each worker holds the suite and its own connections: a few dozen MB apiece
 PR_SET_PDEATHSIG = 1     # prctl(2)
+T = TypeVar("T")
 DRAIN_SECONDS = 10.0     # after an interrupt, how long workers have to send what they finished
 
 
@@ -80,6 +82,37 @@ class SharedBudget(Budget):
 
 Send = Callable[[Any], None]
 Child = Callable[[int, Send, Callable[[], bool]], None]
+
+
+def run_interruptible(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` for a worker process. One Ctrl-C reaches a worker twice (the terminal sends it to the whole
+    process group and the parent passes it on), so the first interrupt cancels the run, which then ends in
+    KeyboardInterrupt as under `asyncio.run`, and every later one is ignored until the worker ends: the run's
+    own way out (its last messages, the closing of its connections and of its event loop) is never cut."""
+    interrupted = False
+
+    async def guarded() -> T:
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        assert task is not None
+
+        def interrupt(signum: int, frame: Any) -> None:
+            nonlocal interrupted
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            interrupted = True
+            loop.call_soon_threadsafe(task.cancel)
+        previous = signal.signal(signal.SIGINT, interrupt)
+        try:
+            return await coro
+        finally:
+            if not interrupted:
+                signal.signal(signal.SIGINT, previous)
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _end_with_the_parent() -> None:

@@ -21,7 +21,7 @@ from .grade import result_row
 from .graders.configured import make_grader
 from .graders.llm import BATCH_TEMPLATE, PROMPT_VERSION, SYSTEM, TEMPLATE
 from .model_apis import MODEL_APIS
-from .processes import FORK, SharedBudget, run_workers
+from .processes import FORK, SharedBudget, run_interruptible, run_workers
 from .providers.base import Budget, BudgetExceeded, Endpoint, Meter, batch_price, cost, estimate_tokens
 from .providers.endpoints import Answers, make_endpoint
 from .secrets import Scrubber
@@ -318,9 +318,9 @@ def _run_in_processes(config: Config, suite: Suite, answers: Answers, keys: dict
         cache = ResponseCache(options.cache.path) if options.cache is not None else None   # never the parent's
         mine = Monitor(budget=budget)
         try:
-            stops = asyncio.run(run_async(_share(config, index, count), suite, answers, keys,
-                                          replace(options, cache=cache, on_result=None), mine, done,
-                                          lambda row: send(("row", row)), (index, count), stopped))
+            stops = run_interruptible(run_async(_share(config, index, count), suite, answers, keys,
+                                              replace(options, cache=cache, on_result=None), mine, done,
+                                              lambda row: send(("row", row)), (index, count), stopped))
         finally:
             send(("meters", {name: (m.calls, m.cache_hits) for name, m in mine.meters.items()}))
             if cache is not None:

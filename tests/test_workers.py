@@ -3,6 +3,7 @@ rows to the parent. What a run writes must not depend on how many processes wrot
 promises in one process (ceilings, interrupts, resume, call counts) holds across them."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -141,3 +142,36 @@ def test_reports_written_by_several_processes_are_byte_for_byte_those_of_one(sui
     rebuild(suite_dir / "copy", workers=3)
     for name in pages:
         assert (suite_dir / "copy" / name).read_bytes() == (suite_dir / "run" / name).read_bytes(), name
+
+
+def test_a_worker_interrupted_twice_still_finishes_its_cleanup_and_last_message():
+    """One Ctrl-C reaches a worker twice: the terminal sends it to the whole process group, and the parent passes
+    it on. The first cancels the worker's run; the second must not cut what the run does on its way out (nor the
+    closing of its event loop), so the worker's last messages still reach the parent."""
+    from harness.processes import run_interruptible, run_workers
+
+    def child(index: int, send, stopped) -> None:
+        async def work() -> None:
+            send(("started", os.getpid()))
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                os.kill(os.getpid(), signal.SIGINT)          # the second interrupt, while the run cleans up
+                await asyncio.sleep(0.2)
+                send(("cleaned up", None))
+                raise
+        try:
+            run_interruptible(work())
+        finally:
+            send(("last", None))
+
+    received: list[str] = []
+
+    def on_message(message) -> bool:
+        received.append(message[0])
+        if message[0] == "started":
+            os.kill(message[1], signal.SIGINT)               # the first interrupt
+        return False
+
+    run_workers(1, child, on_message)
+    assert received == ["started", "cleaned up", "last"]
