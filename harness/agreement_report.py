@@ -13,6 +13,7 @@ from .errors import InputError, Problem, display
 from .graders.labels import answer_sha256, load_labels
 from .report import b64, render
 from .store import read_json, read_results, write_file, write_json
+from .types import CriterionResult
 
 NO_CATEGORY = ""
 
@@ -31,9 +32,9 @@ def label_folders(run_dir: Path, given: Sequence[str] = ()) -> list[Path]:
     return next(([folder] for folder in beside if folder.is_dir()), [])
 
 
-def _category(verdict: dict) -> str | None:
+def _category(verdict: CriterionResult) -> str | None:
     """A criterion's HealthBench category: its cluster:* tag (a meta-eval record's `category`), if it has one."""
-    return next((t for t in verdict.get("tags") or [] if t.startswith("cluster:")), None)
+    return next((t for t in verdict.tags if t.startswith("cluster:")), None)
 
 
 def collect(run_dir: Path, folders: Sequence[Path] = ()) -> tuple[list[dict], dict[tuple, list], list[dict]]:
@@ -45,19 +46,18 @@ def collect(run_dir: Path, folders: Sequence[Path] = ()) -> tuple[list[dict], di
         given[(label["case_id"], label["answer_sha256"], label["criterion"])].append((label["reviewer"], label["met"]))
     items, both = [], []
     for row in read_results(run_dir):
-        if row.get("answer") is None:
+        if row.answer is None:
             continue
-        digest = answer_sha256(row["answer"])
-        for v in row["verdicts"]:
-            if "check_met" in v and v.get("model_met") is not None and v.get("check_met") is not None:
-                both.append({"language": row["language"], "agree": v["check_met"] == v["model_met"]})
-            reviewers = given.get((row["case_id"], digest, v["id"]), [])
+        digest = answer_sha256(row.answer)
+        for v in row.verdicts:
+            if v.model_met is not None and v.check_met is not None:
+                both.append({"language": row.language, "agree": v.check_met == v.model_met})
+            reviewers = given.get((row.case_id, digest, v.id), [])
             if reviewers:
-                items.append({"grader": v["met"], "labels": [m for _, m in reviewers], "reviewers": reviewers,
-                              "language": row["language"], "axis": v["axis"], "criterion": v["id"],
-                              "theme": row.get("theme"), "category": _category(v),
-                              "target": row["target"], "case_id": row["case_id"], "sample": row.get("sample", 0),
-                              "text": v.get("text", ""), "answer": row["answer"]})
+                items.append({"grader": v.met, "labels": [m for _, m in reviewers], "reviewers": reviewers,
+                              "language": row.language, "axis": v.axis, "criterion": v.id, "theme": row.theme,
+                              "category": _category(v), "target": row.target, "case_id": row.case_id,
+                              "sample": row.sample, "text": v.text or "", "answer": row.answer})
     return items, given, both
 
 

@@ -17,8 +17,8 @@ import pandas as pd
 from .grade import score as score_verdicts
 from .providers.base import cost
 from .stats import paired_difference, resampled_means, rng_for, worst_at_k
-from .store import MANIFEST, RESULTS, read_json, read_results
-from .types import Usage
+from .store import MANIFEST, RESULTS, as_row, read_json, read_results
+from .types import ResultRow, Usage
 
 ANSWER_COLUMNS = ["target", "case_id", "scenario", "language", "theme", "use_case", "persona", "sample", "status",
                   "score", "graded", "ungraded", "input_tokens", "output_tokens", "latency", "cached",
@@ -58,8 +58,9 @@ def criterion_kind(points: float) -> str:
     return "good practice: met means the answer does what it should"
 
 
-def answers_frame(rows: Sequence[dict[str, Any]], axes: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per target x case x sample, with its score and one `axis:<name>` column per axis.
+def answers_frame(rows: Sequence[ResultRow | dict[str, Any]], axes: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per target x case x sample, with its score and one `axis:<name>` column per axis. Rows are typed
+    records (store.read_results) or objects as results.jsonl holds them.
 
     `answer_variety` is the variety an Arabic-script answer reads as ("ar" Modern Standard Arabic, "ary" Darija),
     None for other answers and for rows written before it existed. It lets parity be split by variety, e.g.
@@ -67,31 +68,31 @@ def answers_frame(rows: Sequence[dict[str, Any]], axes: Sequence[str] = ()) -> p
     `parity(frame[frame.answer_variety.ne("ar") | frame.language.eq("fr")], axes, options, seed, resamples)` for the
     Darija gap without the answers that slipped into MSA."""
     records = []
-    for r in rows:
-        rec = {k: r.get(k) for k in ANSWER_COLUMNS if k in r}
-        rec["refusal"] = bool(r.get("refusal"))          # rows written before refusals were marked: not one
-        usage = r.get("usage") or {}
-        graded = [v.get("usage") or {} for v in r.get("verdicts", [])]
-        rec.update(input_tokens=usage.get("input_tokens", 0), output_tokens=usage.get("output_tokens", 0),
-                   latency=usage.get("latency", 0.0), cached=bool(usage.get("cached", False)),
-                   grader_input_tokens=sum(u.get("input_tokens", 0) for u in graded),
-                   grader_output_tokens=sum(u.get("output_tokens", 0) for u in graded))
+    for r in map(as_row, rows):
+        u = r.usage
+        graded = [v.usage for v in r.verdicts if v.usage is not None]
+        rec = {"target": r.target, "case_id": r.case_id, "scenario": r.scenario, "language": r.language,
+               "theme": r.theme, "use_case": r.use_case, "persona": r.persona, "sample": r.sample,
+               "status": r.status, "score": r.score, "graded": r.graded, "ungraded": r.ungraded,
+               "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "latency": u.latency,
+               "cached": u.cached, "grader_input_tokens": sum(g.input_tokens for g in graded),
+               "grader_output_tokens": sum(g.output_tokens for g in graded), "answer": r.answer, "error": r.error,
+               "error_kind": r.error_kind, "answer_variety": r.answer_variety, "refusal": r.refusal}
         for axis in axes:
-            rec[f"axis:{axis}"] = (r.get("axis_scores") or {}).get(axis)
+            rec[f"axis:{axis}"] = r.axis_scores.get(axis)
         records.append(rec)
     frame = pd.DataFrame.from_records(records, columns=ANSWER_COLUMNS + [f"axis:{a}" for a in axes])
     return frame.sort_values(["target", "case_id", "sample"], kind="stable").reset_index(drop=True)
 
 
-def verdicts_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def verdicts_frame(rows: Sequence[ResultRow | dict[str, Any]]) -> pd.DataFrame:
     """One row per target x case x sample x criterion (long format); `answer_variety` as in answers_frame."""
-    records = [{"target": r["target"], "case_id": r["case_id"], "language": r["language"], "theme": r.get("theme"),
-                "sample": r.get("sample", 0), "criterion": v["id"], "rubric": v.get("rubric"), "points": v["points"],
-                "axis": v["axis"], "met": v["met"], "grader": v.get("grader"), "error": v.get("error"),
-                "error_kind": v.get("error_kind"),
-                "scenario": r.get("scenario"), "tags": tuple(v.get("tags") or ()), "text": v.get("text"),
-                "explanation": v.get("explanation"), "answer_variety": r.get("answer_variety")}
-               for r in rows for v in r.get("verdicts", [])]
+    records = [{"target": r.target, "case_id": r.case_id, "language": r.language, "theme": r.theme,
+                "sample": r.sample, "criterion": v.id, "rubric": v.rubric, "points": v.points, "axis": v.axis,
+                "met": v.met, "grader": v.grader, "error": v.error, "error_kind": v.error_kind,
+                "scenario": r.scenario, "tags": v.tags, "text": v.text, "explanation": v.explanation,
+                "answer_variety": r.answer_variety}
+               for r in map(as_row, rows) for v in r.verdicts]
     return pd.DataFrame.from_records(records, columns=VERDICT_COLUMNS)
 
 
@@ -400,7 +401,7 @@ FINDINGS: dict[str, tuple[Callable[[_Target], Any], bool]] = {
 }
 
 
-def summarize(rows: Sequence[dict[str, Any]], axes: Sequence[str], seed: int = 0, resamples: int = 1000,
+def summarize(rows: Sequence[ResultRow | dict[str, Any]], axes: Sequence[str], seed: int = 0, resamples: int = 1000,
               prices: dict[str, dict | None] | None = None, grader_price: dict | None = None,
               options: AnalysisOptions | None = None) -> dict[str, Any]:
     """The summary.json content for a run's rows; prices are per target name, USD per million tokens."""
@@ -439,7 +440,7 @@ class RunFrames(NamedTuple):
     scores: pd.DataFrame
 
 
-def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+def read_rows(run_dir: Path) -> list[ResultRow]:
     """The complete rows of a run's results.jsonl (see `store.read_results`), which must exist."""
     path = Path(run_dir) / RESULTS
     if not path.exists():
@@ -461,7 +462,7 @@ def load_run(run_dir: str | Path, never_threshold: int = -8) -> RunFrames:
     run_dir = Path(run_dir)
     rows = read_rows(run_dir)
     manifest = read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).exists() else {}
-    axes = manifest.get("axes") or sorted({a for r in rows for a in (r.get("axis_scores") or {})})
+    axes = manifest.get("axes") or sorted({a for r in rows for a in r.axis_scores})
     answers, verdicts = answers_frame(rows, axes), verdicts_frame(rows)
     verdicts["never_event"] = never_event_flags(verdicts, never_threshold)
     return RunFrames(answers, verdicts, scores_frame(answers, axes))

@@ -9,7 +9,7 @@ from typing import Any
 from . import jsonl
 from .errors import InputError, Problem
 from .load import display
-from .types import Config, EndpointConfig, Suite
+from .types import Config, EndpointConfig, ResultRow, Suite
 
 TARGET = "adversarial"
 
@@ -56,23 +56,23 @@ def attack_setup(config: Config, suite: Suite, attacks: list[dict]) -> tuple[Con
     return replace(config, targets=(target,)), replace(suite, cases=cases), {TARGET: answers}
 
 
-def fooled(rows: list[dict], attacks: list[dict]) -> dict[str, Any]:
+def fooled(rows: list[ResultRow], attacks: list[dict]) -> dict[str, Any]:
     """Share of targeted criteria where the grader moved in the attacker's favour, by attack and by language."""
-    by_key = {(r["case_id"], r["sample"]): r for r in rows}
+    by_key = {(r.case_id, r.sample): r for r in rows}
     table: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"judged": 0, "fooled": 0, "ungraded": 0})
     for attack in attacks:
         row = by_key.get((attack["case_id"], attack["sample"]))
-        verdicts = {v["id"]: v for v in (row or {}).get("verdicts", [])}
+        verdicts = {v.id: v for v in row.verdicts} if row else {}
         for cid, want in attack["expected"].items():
             v = verdicts.get(cid)
-            for key in ((attack["attack"], "all"), ("all", row["language"] if row else "?"), ("all", "all")):
+            for key in ((attack["attack"], "all"), ("all", row.language if row else "?"), ("all", "all")):
                 cell = table[key]
-                if v is None or v["met"] is None:
+                if v is None or v.met is None:
                     cell["ungraded"] += 1
                     continue
                 cell["judged"] += 1
-                favour = v["met"] is True if v["points"] > 0 else v["met"] is False
-                cell["fooled"] += int(v["met"] != want and favour)
+                favour = v.met is True if v.points > 0 else v.met is False
+                cell["fooled"] += int(v.met != want and favour)
     out = {f"{a}|{l}": dict(c, rate=(c["fooled"] / c["judged"]) if c["judged"] else None)
            for (a, l), c in table.items()}
     return {"by": out, "attacks": len(attacks)}

@@ -18,6 +18,7 @@ from .analyze import (AnalysisOptions, answers_frame, coverage_parity, coverage_
 from .errors import InputError, Problem
 from .stats import holm, paired_difference, rng_for, win_counts
 from .store import MANIFEST, input_differences, read_json
+from .types import ResultRow
 
 @dataclass(frozen=True)
 class Contender:
@@ -27,12 +28,12 @@ class Contender:
     target: str
     run_dir: Path
     manifest: dict
-    rows: tuple
+    rows: tuple[ResultRow, ...]
     answers: pd.DataFrame
     verdicts: pd.DataFrame
 
 
-def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
+def read_run(run_dir: Path) -> tuple[dict, list[ResultRow]]:
     """A run directory's manifest and rows; an input error when it is not a run directory."""
     run_dir = Path(run_dir)
     if not (run_dir / MANIFEST).exists():
@@ -41,9 +42,10 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
     return read_json(run_dir / MANIFEST), read_rows(run_dir)
 
 
-def contender(run_dir: Path, manifest: dict, rows: Sequence[dict], target: str, label: str | None = None) -> Contender:
+def contender(run_dir: Path, manifest: dict, rows: Sequence[ResultRow], target: str,
+              label: str | None = None) -> Contender:
     """The rows and frames of one target of a run."""
-    mine = tuple(r for r in rows if r["target"] == target)
+    mine = tuple(r for r in rows if r.target == target)
     axes = manifest.get("axes", [])
     return Contender(label or target, target, Path(run_dir), manifest, mine, answers_frame(mine, axes),
                      verdicts_frame(mine))
@@ -58,8 +60,8 @@ def suite_differences(first: dict, other: dict, names: tuple[str, str] = ("basel
     return out
 
 
-def _targets(rows: Sequence[dict]) -> list[str]:
-    return sorted({r["target"] for r in rows})
+def _targets(rows: Sequence[ResultRow]) -> list[str]:
+    return sorted({r.target for r in rows})
 
 
 def gate_inputs(baseline: Path, candidate: Path,

@@ -6,12 +6,9 @@ A criterion that was not graded (met is None) is left out of both sides of the f
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
-from typing import Any
-
 from .checks import visible_text
 from .langid import variety
-from .types import Answer, Case, Criterion, Verdict
+from .types import Answer, Case, Criterion, CriterionResult, ResultRow, Verdict
 
 
 def score(items: Iterable[tuple[int, bool | None]]) -> float | None:
@@ -23,44 +20,31 @@ def score(items: Iterable[tuple[int, bool | None]]) -> float | None:
     return sum(points for points, met in graded if met) / possible
 
 
-def verdict_rows(criteria: Sequence[Criterion], verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
+def criterion_results(criteria: Sequence[Criterion], verdicts: Sequence[Verdict]) -> tuple[CriterionResult, ...]:
     """One record per criterion: the criterion's weight and axis beside the grader's decision."""
     by_id = {v.criterion_id: v for v in verdicts}
-    rows = []
+    out = []
     for c in criteria:
         v = by_id.get(c.id) or Verdict(c.id, None, "none", "", error="no verdict returned", error_kind="no_verdict")
-        row = {"id": c.id, "rubric": c.rubric, "text": c.text, "points": c.points, "axis": c.axis, "tags": list(c.tags),
-               "met": v.met, "grader": v.grader, "explanation": v.explanation, "error": v.error,
-               "check": c.check is not None}
-        if v.error_kind:
-            row["error_kind"] = v.error_kind
-        if v.usage is not None:
-            row["usage"] = asdict(v.usage)
-        if v.mode:
-            row.update(grader_mode=v.mode, prompt_version=v.version)
-        if v.check_met is not None or v.model_met is not None:
-            row.update(check_met=v.check_met, model_met=v.model_met)
-        rows.append(row)
-    return rows
+        out.append(CriterionResult(c.id, c.points, c.axis, v.met, c.rubric, c.text, tuple(c.tags), v.grader,
+                                   v.explanation, v.error, c.check is not None, v.error_kind, v.usage, v.mode,
+                                   v.version if v.mode else "", v.check_met, v.model_met))
+    return tuple(out)
 
 
 def result_row(case: Case, answer: Answer, criteria: Sequence[Criterion], verdicts: Sequence[Verdict],
-               axes: Sequence[str]) -> dict[str, Any]:
+               axes: Sequence[str]) -> ResultRow:
     """The results.jsonl record of one answer: who, what, the verdicts and the scores."""
-    rows = verdict_rows(criteria, verdicts) if answer.text is not None else []
+    rows = criterion_results(criteria, verdicts) if answer.text is not None else ()
     status = "ok" if answer.text is not None else ("missing" if answer.error_kind == "missing" else "error")
-    return {
-        "target": answer.target, "case_id": case.id, "scenario": case.scenario, "language": case.language,
-        "code_switch": list(case.code_switch), "theme": case.theme, "use_case": case.use_case,
-        "persona": case.persona, "sample": answer.sample, "status": status, "answer": answer.text,
-        "refusal": answer.refusal,
-        "error": answer.error, "error_kind": answer.error_kind, "usage": asdict(answer.usage),
-        "score": score((r["points"], r["met"]) for r in rows),
-        "axis_scores": {axis: score((r["points"], r["met"]) for r in rows if r["axis"] == axis) for axis in axes},
-        "graded": sum(r["met"] is not None for r in rows), "ungraded": sum(r["met"] is None for r in rows),
-        "answer_variety": answer_variety(answer.text),
-        "verdicts": rows,
-    }
+    return ResultRow(
+        target=answer.target, case_id=case.id, scenario=case.scenario, language=case.language,
+        code_switch=tuple(case.code_switch), theme=case.theme, use_case=case.use_case, persona=case.persona,
+        sample=answer.sample, status=status, answer=answer.text, refusal=answer.refusal, error=answer.error,
+        error_kind=answer.error_kind, usage=answer.usage, score=score((r.points, r.met) for r in rows),
+        axis_scores={axis: score((r.points, r.met) for r in rows if r.axis == axis) for axis in axes},
+        graded=sum(r.met is not None for r in rows), ungraded=sum(r.met is None for r in rows),
+        answer_variety=answer_variety(answer.text), verdicts=rows)
 
 
 def answer_variety(text: str | None) -> str | None:

@@ -519,17 +519,16 @@ def meta_agreement(run_dir: Path, labels_dir: Path, target: str = META_TARGET) -
     labels = read_labels(labels_dir)
     grader, references, grader_groups, items, groups = [], [], [], [], []
     for row in read_results(run_dir):
-        digest = answer_sha256(row.get("answer") or "")
-        for v in row.get("verdicts", []) if row["target"] == target else []:
-            key = (row["target"], row["case_id"], row.get("sample", 0), v["id"])
-            given = [(who, met) for who, met, sha in labels.get(key, []) if sha in (None, digest)]
+        digest = answer_sha256(row.answer or "")
+        for v in row.verdicts if row.target == target else ():
+            given = [(who, met) for who, met, sha in labels.get((*row.key, v.id), []) if sha in (None, digest)]
             if not given:
                 continue
-            group = (v.get("tags") or [v["id"]])[0]
+            group = (v.tags or (v.id,))[0]
             items.append(given)
             groups.append(group)
-            if v["met"] is not None:
-                grader.append(v["met"])
+            if v.met is not None:
+                grader.append(v.met)
                 references.append([met for _, met in given])
                 grader_groups.append(group)
     model = agreement.rater_metrics(grader, references, grader_groups)

@@ -15,6 +15,7 @@ from .errors import InputError, Problem
 from .graders.labels import answer_sha256
 from .load import display, load_cases, load_config
 from .store import MANIFEST, read_json, read_results
+from .types import CriterionResult, ResultRow
 from .stats import resampled_means
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -86,8 +87,8 @@ def reference_metrics(examples: Sequence[dict], verdicts: Sequence[Sequence[bool
 
 # --- export ------------------------------------------------------------------------------------------
 
-def _pick_target(rows: Sequence[dict], target: str | None, run_dir: Path) -> str:
-    names = sorted({r["target"] for r in rows})
+def _pick_target(rows: Sequence[ResultRow], target: str | None, run_dir: Path) -> str:
+    names = sorted({r.target for r in rows})
     if target is None and len(names) == 1:
         return names[0]
     if not names:
@@ -113,20 +114,19 @@ def _case_tags(manifest: dict) -> dict[str, list[str]]:
     return {case.id: list(case.tags) for case in load_cases(Path(config.cases), [])}
 
 
-def _usage(row: dict, replay: bool) -> dict[str, int | None]:
-    u = row.get("usage") or {}
+def _usage(row: ResultRow, replay: bool) -> dict[str, int | None]:
+    u = row.usage
     return (dict.fromkeys(("input_tokens", "input_cached_tokens", "output_tokens", "output_reasoning_tokens",
                            "total_tokens")) if replay
-            else {"input_tokens": u.get("input_tokens"), "input_cached_tokens": None,
-                  "output_tokens": u.get("output_tokens"), "output_reasoning_tokens": None,
-                  "total_tokens": (u.get("input_tokens") or 0) + (u.get("output_tokens") or 0)})
+            else {"input_tokens": u.input_tokens, "input_cached_tokens": None, "output_tokens": u.output_tokens,
+                  "output_reasoning_tokens": None, "total_tokens": u.input_tokens + u.output_tokens})
 
 
-def _item(verdict: dict) -> dict:
-    tags = list(verdict.get("tags") or []) + [f"axis:{verdict['axis']}"]
-    item = {"criterion": verdict["text"], "points": verdict["points"], "tags": tags, "criteria_met": verdict["met"],
-            "explanation": verdict.get("explanation") or ""}
-    return item | ({"error": verdict["error"]} if verdict.get("error") else {})
+def _item(verdict: CriterionResult) -> dict:
+    tags = list(verdict.tags) + [f"axis:{verdict.axis}"]
+    item = {"criterion": verdict.text, "points": verdict.points, "tags": tags, "criteria_met": verdict.met,
+            "explanation": verdict.explanation or ""}
+    return item | ({"error": verdict.error} if verdict.error else {})
 
 
 def _html(convo: Sequence[dict], score: float, items: Sequence[dict]) -> str:
@@ -138,21 +138,20 @@ def _html(convo: Sequence[dict], score: float, items: Sequence[dict]) -> str:
     return f"{turns}<h3>Score: {score:.3f}</h3><p>Rubrics with grades: {grades}</p>"
 
 
-def _example(row: dict, case: dict, prompt_id: str, tags: list[str], replay: bool) -> tuple[dict, dict, list]:
-    graded = [_item(v) for v in row["verdicts"] if v["met"] is not None]
+def _example(row: ResultRow, case: dict, prompt_id: str, tags: list[str], replay: bool) -> tuple[dict, dict, list]:
+    graded = [_item(v) for v in row.verdicts if v.met is not None]
     prompt = [{"role": m["role"], "content": m["content"]} for m in case.get("conversation", [])]
-    completion = [{"content": row["answer"], "role": "assistant"}]
-    metrics = example_metrics([f"theme:{row['theme']}"] + [t for t in tags if not t.startswith("theme:")], graded)
-    meta = {"score": row["score"], "usage": _usage(row, replay), "rubric_items": graded,
-            "ungraded_rubric_items": [_item(v) for v in row["verdicts"] if v["met"] is None],
+    completion = [{"content": row.answer, "role": "assistant"}]
+    metrics = example_metrics([f"theme:{row.theme}"] + [t for t in tags if not t.startswith("theme:")], graded)
+    meta = {"score": row.score, "usage": _usage(row, replay), "rubric_items": graded,
+            "ungraded_rubric_items": [_item(v) for v in row.verdicts if v.met is None],
             "prompt": prompt, "completion": completion, "prompt_id": prompt_id,
-            "completion_id": answer_sha256(prompt_id + row["answer"]),
-            "bilan": {"target": row["target"], "case_id": row["case_id"], "sample": row.get("sample", 0),
-                      "language": row["language"]}}
+            "completion_id": answer_sha256(prompt_id + (row.answer or "")),
+            "bilan": {"target": row.target, "case_id": row.case_id, "sample": row.sample, "language": row.language}}
     return meta, metrics, prompt + completion
 
 
-def _intervals(rows: Sequence[dict], target: str, manifest: dict) -> dict[str, dict]:
+def _intervals(rows: Sequence[ResultRow], target: str, manifest: dict) -> dict[str, dict]:
     from .analyze import summarize     # pandas: loaded only when exporting, not on every command
     summary = summarize(rows, manifest.get("axes", []), manifest.get("seed", 0),
                         manifest.get("bootstrap", BOOTSTRAP_RESAMPLES))
@@ -169,27 +168,27 @@ def export_healthbench(run_dir: Path, target: str | None = None) -> dict[str, An
                                   "no manifest.json here; expected a run directory written by `bilan run`")])
     manifest, rows = read_json(run_dir / MANIFEST), read_results(run_dir)
     target = _pick_target(rows, target, run_dir)
-    rows = sorted((r for r in rows if r["target"] == target), key=lambda r: (r["case_id"], r.get("sample", 0)))
+    rows = sorted((r for r in rows if r.target == target), key=lambda r: (r.case_id, r.sample))
     cases, tags = _snapshot(run_dir), _case_tags(manifest)
     per_scenario = Counter(c["scenario"] for c in cases.values())
     replay = any(t.get("name") == target and t.get("provider") == "replay" for t in manifest.get("targets", []))
     examples, per_example, convos, htmls = [], [], [], []
     for row in rows:
-        if row["status"] != "ok" or row["score"] is None:
+        if row.status != "ok" or row.score is None:
             continue
-        case = cases.get(row["case_id"], {})
-        prompt_id = row["scenario"] if per_scenario.get(row["scenario"]) == 1 else row["case_id"]
-        meta, metrics, convo = _example(row, case, prompt_id, tags.get(row["case_id"], []), replay)
+        case = cases.get(row.case_id, {})
+        prompt_id = row.scenario if row.scenario and per_scenario.get(row.scenario) == 1 else row.case_id
+        meta, metrics, convo = _example(row, case, prompt_id, tags.get(row.case_id, []), replay)
         examples.append(meta)
         per_example.append(metrics)
         convos.append(convo)
-        htmls.append(_html(convo, row["score"], meta["rubric_items"]))
+        htmls.append(_html(convo, row.score, meta["rubric_items"]))
     metrics = aggregate_metrics(per_example, np.random.default_rng(manifest.get("seed", 0))) if per_example else {}
-    answered = sum(r["status"] == "ok" for r in rows)
+    answered = sum(r.status == "ok" for r in rows)
     metrics.update({"bilan:answers": len(rows), "bilan:not_answered": len(rows) - answered,
                     "bilan:unscored_answers": answered - len(examples),
                     "bilan:graded_criteria": sum(len(e["rubric_items"]) for e in examples),
-                    "bilan:ungraded_criteria": sum(v["met"] is None for r in rows for v in r.get("verdicts", []))})
+                    "bilan:ungraded_criteria": sum(v.met is None for r in rows for v in r.verdicts)})
     bilan = {"run_id": manifest.get("run_id"), "target": target, "intervals": _intervals(rows, target, manifest)}
     return {"score": metrics.get("overall_score"), "metrics": metrics, "htmls": htmls, "convos": convos,
             "metadata": {"example_level_metadata": examples, "bilan": bilan}}

@@ -7,6 +7,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .charts import bar_chart, curve_chart, forest_chart
 from .processes import FORK, run_workers
 from .providers.base import batch_price
 from .store import CASES, MANIFEST, SUMMARY, read_json, read_results, refuse_symlinks, run_lock, write_file, write_json
+from .types import CriterionResult, ResultRow
 
 RTL_FAMILIES = {"ar", "ary", "arb", "fa", "he", "ur"}
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#"})
@@ -149,28 +151,68 @@ def ci(cell: dict | None, key: str = "score") -> str:
     return f"[{cell['ci_low']:.2f}, {cell['ci_high']:.2f}]" if cell and cell.get(key) is not None else ""
 
 
-def verdict_tokens(row: dict, threshold: int) -> tuple[list[str], set[str]]:
+def verdict_tokens(row: ResultRow, threshold: int) -> tuple[list[str], set[str]]:
     """Verdict filter tokens of an answer, and the ids of the criteria it commits as never-events."""
-    if row.get("answer") is None:
+    if row.answer is None:
         return ["no-answer"], set()
-    never = {v["id"] for v in row["verdicts"] if commits_never_event(v["points"], v["met"], v.get("tags"), threshold)}
-    lost = any(outcome(v["points"], v["met"]).tone == "bad" for v in row["verdicts"])
+    never = {v.id for v in row.verdicts if commits_never_event(v.points, v.met, v.tags, threshold)}
+    lost = any(outcome(v.points, v.met).tone == "bad" for v in row.verdicts)
     tokens = (["never-event"] if never else []) + (["failed"] if lost else ["passed"])
-    tokens += ["not-graded"] if any(v["met"] is None for v in row["verdicts"]) else []
+    tokens += ["not-graded"] if any(v.met is None for v in row.verdicts) else []
     return tokens, never
 
 
-def verdict_outcome(v: dict) -> dict[str, Any]:
+def verdict_outcome(v: CriterionResult) -> dict[str, Any]:
     """What a verdict means for the patient, as every report shows it (see analyze.outcome): its kind, words, tone
     and Markdown mark, and for a criterion not graded, the reason."""
-    o = outcome(v["points"], v["met"])
-    reason = (v.get("error") or v.get("explanation") or "no grader decided it") if o.kind == "not-graded" else None
+    o = outcome(v.points, v.met)
+    reason = (v.error or v.explanation or "no grader decided it") if o.kind == "not-graded" else None
     return {"kind": o.kind, "words": o.words, "tone": o.tone, "mark": TONE_MARK[o.tone], "reason": reason}
 
 
-def with_outcomes(verdicts: Sequence[dict]) -> list[dict]:
+@dataclass(frozen=True)
+class ShownVerdict:
+    """A verdict as the pages show it: its record's fields, and what it means for the patient (`outcome`)."""
+
+    record: CriterionResult
+    outcome: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.record, name)
+
+
+@dataclass(frozen=True)
+class ShownAnswer:
+    """An answer as the pages show it: its row's fields, its verdicts shown (ShownVerdict), the ids of the
+    criteria it commits as never-events and its verdict filter tokens; `extra` holds what a page adds."""
+
+    row: ResultRow
+    verdicts: list[ShownVerdict]
+    never: set[str]
+    tokens: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def filter_tokens(self) -> str:
+        """The verdict filter tokens as a page's data attribute holds them."""
+        return "|".join(self.tokens)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("row", "extra"):            # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        extra = self.extra
+        return extra[name] if name in extra else getattr(self.row, name)
+
+
+def with_outcomes(verdicts: Sequence[CriterionResult]) -> list[ShownVerdict]:
     """The verdicts, each with its `outcome` (verdict_outcome) for the templates."""
-    return [dict(v, outcome=verdict_outcome(v)) for v in verdicts]
+    return [ShownVerdict(v, verdict_outcome(v)) for v in verdicts]
+
+
+def shown_answer(row: ResultRow, threshold: int, **extra: Any) -> ShownAnswer:
+    """An answer for the templates (ShownAnswer), with what a page adds to it."""
+    tokens, never = verdict_tokens(row, threshold)
+    return ShownAnswer(row, with_outcomes(row.verdicts), never, tokens, extra)
 
 
 def coverage_text(cell: dict | None) -> str:
@@ -197,37 +239,30 @@ def variety_text(cell: dict | None) -> str:
             f"(ary), {cell['neither']} as neither (not Arabic script, or undetermined).")
 
 
-def _view(row: dict, threshold: int) -> dict[str, Any]:
-    tokens, never = verdict_tokens(row, threshold)
-    return dict(row, filter_tokens="|".join(tokens), never=never, verdicts=with_outcomes(row["verdicts"]))
-
-
-def _cases(rows: Sequence[dict], language: str, conversations: dict[str, dict], threshold: int) -> list[dict[str, Any]]:
+def _cases(rows: Sequence[ResultRow], language: str, conversations: dict[str, dict],
+           threshold: int) -> list[dict[str, Any]]:
     by_case: dict[str, dict[str, Any]] = {}
-    for r in sorted((r for r in rows if r["language"] == language),
-                    key=lambda r: (r["case_id"], r["target"], r.get("sample", 0))):
-        info = conversations.get(r["case_id"], {})
-        entry = by_case.setdefault(r["case_id"],
-                                   {"case_id": r["case_id"], "scenario": r["scenario"], "theme": r.get("theme"),
-                                                  "use_case": r.get("use_case"), "persona": r.get("persona"),
-                                                  "code_switch": r.get("code_switch", []),
-                                    "title": info.get("title", ""),
-                                                  "review": info.get("review", "draft"),
-                                                  "conversation": info.get("conversation", []), "results": []})
-        entry["results"].append(_view(r, threshold))
+    for r in sorted((r for r in rows if r.language == language), key=lambda r: (r.case_id, r.target, r.sample)):
+        info = conversations.get(r.case_id, {})
+        entry = by_case.setdefault(r.case_id, {"case_id": r.case_id, "scenario": r.scenario, "theme": r.theme,
+                                               "use_case": r.use_case, "persona": r.persona,
+                                               "code_switch": list(r.code_switch), "title": info.get("title", ""),
+                                               "review": info.get("review", "draft"),
+                                               "conversation": info.get("conversation", []), "results": []})
+        entry["results"].append(shown_answer(r, threshold))
     return list(by_case.values())
 
 
-def never_event_answers(rows: Sequence[dict], threshold: int) -> list[dict[str, Any]]:
+def never_event_answers(rows: Sequence[ResultRow], threshold: int) -> list[dict[str, Any]]:
     """Every answer that commits a never-event, with the criteria it commits, by target, language and case."""
     out = []
-    for r in sorted(rows, key=lambda r: (r["target"], r["language"], r["case_id"], r.get("sample", 0))):
-        if r.get("answer") is None:
+    for r in sorted(rows, key=lambda r: (r.target, r.language, r.case_id, r.sample)):
+        if r.answer is None:
             continue
-        hits = [v for v in r["verdicts"] if commits_never_event(v["points"], v["met"], v.get("tags"), threshold)]
+        hits = [v for v in r.verdicts if commits_never_event(v.points, v.met, v.tags, threshold)]
         if hits:
-            out.append({"target": r["target"], "language": r["language"], "case_id": r["case_id"],
-                        "sample": r.get("sample", 0), "answer": r["answer"], "criteria": with_outcomes(hits)})
+            out.append({"target": r.target, "language": r.language, "case_id": r.case_id, "sample": r.sample,
+                        "answer": r.answer, "criteria": with_outcomes(hits)})
     return out
 
 
@@ -261,7 +296,7 @@ def _findings_charts(summary: dict) -> dict[str, Any]:
     return {"parity": parity, "parity_alt": described, "worst": worst}
 
 
-def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary: dict, manifest: dict,
+def _write_language(run_dir: Path, language: str, rows: Sequence[ResultRow], summary: dict, manifest: dict,
                     conversations: dict[str, dict]) -> list[Path]:
     """<language>.html/.md/.png; returns the files written."""
     cases = _cases(rows, language, conversations, summary.get("never_event_threshold", -8))
@@ -282,7 +317,7 @@ def _write_language(run_dir: Path, language: str, rows: Sequence[dict], summary:
     return [run_dir / f"{language}.{ext}" for ext in ("html", "md", "png")]
 
 
-def _write_index(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: dict) -> list[Path]:
+def _write_index(run_dir: Path, rows: Sequence[ResultRow], summary: dict, manifest: dict) -> list[Path]:
     """index.html/.md/.png; returns the files written."""
     languages = summary["languages"]
     index_png = bar_chart(languages,
@@ -305,7 +340,7 @@ def _write_index(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: d
     return [run_dir / "index.html", run_dir / "index.md", run_dir / "index.png"]
 
 
-def write_reports(run_dir: Path, rows: Sequence[dict], summary: dict, manifest: dict,
+def write_reports(run_dir: Path, rows: Sequence[ResultRow], summary: dict, manifest: dict,
                   conversations: dict[str, dict], workers: int = 1) -> list[Path]:
     """Write summary.json, index.html/.md/.png and <language>.html/.md/.png; returns the files written. With
     `workers` above 1 (where processes fork), the pages are written by that many processes at once: charts and

@@ -32,6 +32,7 @@ from .analyze import criterion_kind, outcome
 from .graders.labels import answer_sha256, load_labels
 from .load import _csv_problem, display
 from .store import read_json, read_results, write_file, write_json
+from .types import CriterionResult, ResultRow
 from .yamldoc import read_text
 
 # The reviewer's columns (met, comment) stand next to the criterion; the long conversation and answer come last.
@@ -88,13 +89,14 @@ def _conversation(run_dir: Path) -> dict[str, str]:
             for case in jsonl.read_objects(run_dir / "cases.jsonl", "one case per line")}
 
 
-def _sample(rows: list[dict], size: int | None, rng: random.Random) -> list[dict]:
+def _sample(rows: list[tuple[ResultRow, CriterionResult]], size: int | None,
+            rng: random.Random) -> list[tuple[ResultRow, CriterionResult]]:
     """All rows, or `size` of them spread evenly over languages (the remainder going to the largest strata)."""
     if size is None or size >= len(rows):
         return rows
     strata = defaultdict(list)
     for row in rows:
-        strata[row["language"]].append(row)
+        strata[row[0].language].append(row)
     chosen, left = [], size
     for i, (_, group) in enumerate(sorted(strata.items(), key=lambda kv: len(kv[1]))):
         take = min(len(group), left // (len(strata) - i))
@@ -106,30 +108,27 @@ def _sample(rows: list[dict], size: int | None, rng: random.Random) -> list[dict
 def sheet_rows(run_dir: Path, seed: int = 0, size: int | None = None,
                show_grader: bool = False) -> tuple[list[dict], dict]:
     """The review rows (blinded, shuffled, optionally sampled) and the key that maps them back to the run."""
-    results = [r for r in read_results(run_dir) if r.get("answer") is not None]
+    results = [r for r in read_results(run_dir) if r.answer is not None]
     run_id = read_json(run_dir / "manifest.json").get("run_id", run_dir.name)
     rng = random.Random(f"{seed}:{run_id}")
-    targets = sorted({r["target"] for r in results})
+    targets = sorted({r.target for r in results})
     rng.shuffle(targets)
     codes = {t: f"S{i + 1}" for i, t in enumerate(targets)}
     sheet = hashlib.sha256(f"{run_id}:{seed}:{size}".encode()).hexdigest()[:8]
     conversations = _conversation(run_dir)
-    rows = [{"target": r["target"], "case_id": r["case_id"], "sample": r.get("sample", 0), "language": r["language"],
-             "answer": r["answer"], "criterion": v, "conversation": conversations.get(r["case_id"], "")}
-            for r in results for v in r["verdicts"]]
-    rows = _sample(rows, size, rng)
+    rows = _sample([(r, v) for r in results for v in r.verdicts], size, rng)
     rng.shuffle(rows)
     out, key = [], {"sheet": sheet, "run_id": run_id, "seed": seed, "systems": codes, "rows": {}}
-    for n, row in enumerate(rows, 1):
-        v, row_id = row["criterion"], f"R{n:05d}"
-        key["rows"][row_id] = {"target": row["target"], "case_id": row["case_id"], "sample": row["sample"],
-                               "criterion": v["id"], "answer_sha256": answer_sha256(row["answer"])}
-        told = outcome(v["points"], v["met"])
-        out.append({"sheet": sheet, "row_id": row_id, "system": codes[row["target"]], "case_id": row["case_id"],
-                    "language": row["language"], "conversation": row["conversation"], "answer": row["answer"],
-                    "criterion_id": v["id"], "criterion": v.get("text", ""),
-                    "criterion_kind": criterion_kind(v["points"]), "points": v["points"], "axis": v["axis"],
-                    "grader_verdict": ({True: "yes", False: "no"}.get(v["met"], "not graded") if show_grader else ""),
+    for n, (row, v) in enumerate(rows, 1):
+        row_id, answer = f"R{n:05d}", row.answer or ""
+        key["rows"][row_id] = {"target": row.target, "case_id": row.case_id, "sample": row.sample,
+                               "criterion": v.id, "answer_sha256": answer_sha256(answer)}
+        told = outcome(v.points, v.met)
+        out.append({"sheet": sheet, "row_id": row_id, "system": codes[row.target], "case_id": row.case_id,
+                    "language": row.language, "conversation": conversations.get(row.case_id, ""), "answer": answer,
+                    "criterion_id": v.id, "criterion": v.text or "",
+                    "criterion_kind": criterion_kind(v.points), "points": v.points, "axis": v.axis,
+                    "grader_verdict": ({True: "yes", False: "no", None: "not graded"}[v.met] if show_grader else ""),
                     "grader_outcome": told.words if show_grader else "", "met": "", "comment": "",
                     "_tone": told.tone if show_grader else None})
     return out, key
@@ -304,7 +303,7 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
     seen: dict[tuple[str, str], int] = {}
     unknown_sheets: dict[str, list[int]] = {}
     mangled: list[int] = []
-    results = {(r["target"], r["case_id"], r.get("sample", 0)): r for r in read_results(run_dir)}
+    results = {r.key: r for r in read_results(run_dir)}
     for n, row in rows:
         sheet, row_id = row.get("sheet", "").strip(), row.get("row_id", "").strip()
         if sheet not in keys:
@@ -326,12 +325,12 @@ def import_review(path: Path, run_dir: Path, reviewer: str) -> tuple[Path, int]:
             continue
         seen[sheet, row_id] = n
         result = results.get((entry["target"], entry["case_id"], entry["sample"]))
-        if result is None or answer_sha256(result.get("answer") or "") != entry["answer_sha256"]:
+        if result is None or answer_sha256(result.answer or "") != entry["answer_sha256"]:
             problems.append(Problem(shown, n, 1, f"row {row_id!r}: its answer is no longer in the run; expected the "
                                                  "run the sheet was exported from"))
             continue
         shown_answer = row.get("answer", "")
-        if shown_answer and "?" in shown_answer and _NATIVE_LETTER.search(result.get("answer") or "") \
+        if shown_answer and "?" in shown_answer and _NATIVE_LETTER.search(result.answer or "") \
                 and not _NATIVE_LETTER.search(shown_answer):
             mangled.append(n)           # Arabic or Tifinagh turned into '?' by a Latin-1 save: comments too
             continue

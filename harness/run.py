@@ -27,8 +27,8 @@ from .providers.endpoints import Answers, make_endpoint
 from .secrets import Scrubber
 from .store import (CASES, MANIFEST, RESULTS, ResponseCache, RunStore, input_differences, job_key, read_json,
                     refuse_symlinks, results_state, run_lock, sha256_file, snapshot_cases, text_sha256, write_json,
-                    write_lines)
-from .types import Case, Config, EndpointConfig, Suite, Usage
+                    write_results)
+from .types import Case, Config, EndpointConfig, ResultRow, Suite, Usage
 from .yamldoc import parse_yaml
 
 class RunStopped(Exception):
@@ -46,7 +46,7 @@ class RunOptions:
     min_answers_for_error_rate: int = 20
     max_cost: float | None = None
     allow_unpriced: bool = False                  # under max_cost, let models without a price spend uncounted
-    on_result: Callable[[dict], None] | None = None
+    on_result: Callable[[ResultRow], None] | None = None
     workers: int = 1                              # processes (worker_count: fewer when the run cannot use them)
     wrap: Callable[[Endpoint], None] | None = None     # set by batches.py on each batch endpoint it makes
 
@@ -184,20 +184,17 @@ def jobs(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
                     yield target, case, sample
 
 
-def _final(row: dict) -> bool:
+def _final(row: ResultRow) -> bool:
     """A row that a resumed run keeps: an answer (or a definite 'missing') with no failed grading call."""
-    return row.get("status") in ("ok", "missing") and not any(
-        v.get("error") and v.get("error_kind") not in ("parse", "refusal") for v in row.get("verdicts", []))
+    return row.status in ("ok", "missing") and not any(
+        v.error and v.error_kind not in ("parse", "refusal") for v in row.verdicts)
 
 
-def _resume_rows(run_dir: Path) -> tuple[dict[tuple, dict], bool]:
+def _resume_rows(run_dir: Path) -> tuple[dict[tuple, ResultRow], bool]:
     """The final rows of an interrupted run (one per unit), and whether results.jsonl must be rewritten to hold
     only them (failed rows are done again, their successful calls coming back from the cache; a torn line is cut)."""
     rows, torn = results_state(run_dir)
-    kept: dict[tuple, dict] = {}
-    for row in rows:
-        if _final(row):
-            kept[job_key(row["target"], row["case_id"], row.get("sample", 0))] = row
+    kept = {row.key: row for row in rows if _final(row)}
     return kept, torn or len(kept) != len(rows)
 
 
@@ -217,8 +214,8 @@ def check_resume(config: Config, suite: Suite, run_dir: Path, new_manifest: dict
     return set(_resume_rows(run_dir)[0])
 
 
-def _failed(row: dict) -> bool:
-    return row["status"] == "error" or any(v.get("error") for v in row["verdicts"])
+def _failed(row: ResultRow) -> bool:
+    return row.status == "error" or any(v.error for v in row.verdicts)
 
 
 class _Results:
@@ -228,7 +225,7 @@ class _Results:
     def __init__(self, store: RunStore, options: RunOptions, monitor: Monitor):
         self.store, self.options, self.monitor = store, options, monitor
 
-    def accept(self, row: dict) -> str | None:
+    def accept(self, row: ResultRow) -> str | None:
         """Keep one row; the reason to stop, if the share of failed answers is now over the ceiling."""
         m, options = self.monitor, self.options
         self.store.append(row)
@@ -238,12 +235,12 @@ class _Results:
             options.on_result(row)
         if m.done >= options.min_answers_for_error_rate and m.failed / m.done > options.max_error_rate:
             return (f"{m.failed} of {m.done} answers failed (more than --max-error-rate {options.max_error_rate:g}); "
-                    f"last error: {row['error'] or _verdict_error(row)}")
+                    f"last error: {row.error or _verdict_error(row)}")
         return None
 
 
 async def run_async(config: Config, suite: Suite, answers: Answers, keys: dict[str, str | None], options: RunOptions,
-                    monitor: Monitor, done: set, accept: Callable[[dict], str | None],
+                    monitor: Monitor, done: set, accept: Callable[[ResultRow], str | None],
                     part: tuple[int, int] = (0, 1), stopped: Callable[[], bool] = lambda: False) -> list[str]:
     """Generate and grade the remaining units of `part` (index, count: every count-th unit from the index-th, so
     the parts of a run are as even as can be), giving each row to `accept` as soon as it exists; returns why the
@@ -347,8 +344,8 @@ def _run_in_processes(config: Config, suite: Suite, answers: Answers, keys: dict
     return stops
 
 
-def _verdict_error(row: dict) -> str:
-    return next((v["error"] for v in row["verdicts"] if v.get("error")), "")
+def _verdict_error(row: ResultRow) -> str:
+    return next((v.error for v in row.verdicts if v.error), "")
 
 
 def count_jobs(config: Config, suite: Suite, shard: tuple[int, int] | None = None,
@@ -382,7 +379,7 @@ def run(config: Config, suite: Suite, answers: Answers, run_dir: Path, keys: dic
         done: set = set()
         if resuming:
             if rewrite:
-                write_lines(run_dir / RESULTS, kept.values())
+                write_results(run_dir / RESULTS, kept.values())
             done = set(kept)
             new_manifest["run_id"], new_manifest["created"] = old.get("run_id", run_dir.name), old.get("created")
             new_manifest["resumed"] = old.get("resumed", 0) + 1

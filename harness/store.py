@@ -9,14 +9,14 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from . import jsonl
 from .errors import InputError, Problem, display
-from .types import Suite
+from .types import CriterionResult, ResultRow, Suite, Usage
 
 RESULTS = "results.jsonl"
 CASES = "cases.jsonl"
@@ -60,14 +60,74 @@ def _umask() -> int:
     return mask
 
 
+def _usage(value: dict | None) -> Usage | None:
+    return Usage(**value) if value else None
+
+
+def criterion_result(v: dict[str, Any]) -> CriterionResult:
+    """One verdict record of a result row as results.jsonl holds it (a KeyError names a required key it lacks)."""
+    return CriterionResult(v["id"], v["points"], v["axis"], v["met"], v.get("rubric"), v.get("text"),
+                           tuple(v.get("tags") or ()), v.get("grader"), v.get("explanation"), v.get("error"),
+                           bool(v.get("check")), v.get("error_kind"), _usage(v.get("usage")), v.get("grader_mode", ""),
+                           v.get("prompt_version", ""), v.get("check_met"), v.get("model_met"))
+
+
+def as_row(r: dict[str, Any] | ResultRow) -> ResultRow:
+    """A result row as results.jsonl holds it (a parsed line) as a typed record; a record is returned as it is.
+    The one reader of the row format: every module reads rows through this (read_results)."""
+    if isinstance(r, ResultRow):
+        return r
+    return ResultRow(r["target"], r["case_id"], r["language"], r.get("scenario"), tuple(r.get("code_switch") or ()),
+                     r.get("theme"), r.get("use_case"), r.get("persona"), r.get("sample", 0), r.get("status"),
+                     r.get("answer"), bool(r.get("refusal")), r.get("error"), r.get("error_kind"),
+                     _usage(r.get("usage")) or Usage(), r.get("score"), r.get("axis_scores") or {},
+                     r.get("graded", 0), r.get("ungraded", 0), r.get("answer_variety"),
+                     tuple(criterion_result(v) for v in r.get("verdicts") or ()))
+
+
+def criterion_json(v: CriterionResult) -> dict[str, Any]:
+    """A verdict record as results.jsonl holds it (the optional keys only when they are set)."""
+    out: dict[str, Any] = {"id": v.id, "rubric": v.rubric, "text": v.text, "points": v.points, "axis": v.axis,
+                           "tags": list(v.tags), "met": v.met, "grader": v.grader, "explanation": v.explanation,
+                           "error": v.error, "check": v.check}
+    if v.error_kind:
+        out["error_kind"] = v.error_kind
+    if v.usage is not None:
+        out["usage"] = _usage_json(v.usage)
+    if v.grader_mode:
+        out.update(grader_mode=v.grader_mode, prompt_version=v.prompt_version)
+    if v.check_met is not None or v.model_met is not None:
+        out.update(check_met=v.check_met, model_met=v.model_met)
+    return out
+
+
+def _usage_json(u: Usage) -> dict[str, Any]:
+    return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "latency": u.latency, "cached": u.cached}
+
+
+def row_json(r: ResultRow) -> dict[str, Any]:
+    """A result row as results.jsonl holds it: the one writer of the row format."""
+    return {"target": r.target, "case_id": r.case_id, "scenario": r.scenario, "language": r.language,
+            "code_switch": list(r.code_switch), "theme": r.theme, "use_case": r.use_case, "persona": r.persona,
+            "sample": r.sample, "status": r.status, "answer": r.answer, "refusal": r.refusal, "error": r.error,
+            "error_kind": r.error_kind, "usage": _usage_json(r.usage), "score": r.score,
+            "axis_scores": r.axis_scores, "graded": r.graded, "ungraded": r.ungraded,
+            "answer_variety": r.answer_variety, "verdicts": [criterion_json(v) for v in r.verdicts]}
+
+
 def write_json(path: Path, value: Any) -> None:
     """Write JSON atomically (write_file)."""
     write_file(path, json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
 
 
-def write_lines(path: Path, rows: Any) -> None:
-    """Write JSON rows, one a line, atomically (write_file)."""
-    write_file(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+def write_lines(path: Path, objects: Iterable[dict[str, Any]]) -> None:
+    """Write JSON objects, one a line, atomically (write_file)."""
+    write_file(path, "".join(json.dumps(value, ensure_ascii=False) + "\n" for value in objects))
+
+
+def write_results(path: Path, rows: Iterable[ResultRow]) -> None:
+    """Write result rows as results.jsonl holds them, atomically (write_file)."""
+    write_lines(path, map(row_json, rows))
 
 
 @contextmanager
@@ -114,9 +174,9 @@ class RunStore:
         fd = os.open(self.dir / RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         self._file = open(fd, "a", encoding="utf-8")
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: ResultRow) -> None:
         """Append one result row and flush it to the operating system."""
-        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.write(json.dumps(row_json(row), ensure_ascii=False) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -130,19 +190,19 @@ class RunStore:
         self.close()
 
 
-def read_results(run_dir: Path) -> list[dict[str, Any]]:
+def read_results(run_dir: Path) -> list[ResultRow]:
     """Every complete row of results.jsonl; a half-written last line (from a crash) is left out. Reading never
     changes the file: a resumed run rewrites it without the torn line (results_state says when that is needed)."""
     return results_state(run_dir)[0]
 
 
-def results_state(run_dir: Path) -> tuple[list[dict[str, Any]], bool]:
+def results_state(run_dir: Path) -> tuple[list[ResultRow], bool]:
     """The complete rows of results.jsonl, and whether the file ends with a torn line. Read a line at a time: the
     file is never held whole beside its rows (a 50,000-verdict run's file is ~40 MB, several times that as text)."""
     path = Path(run_dir) / RESULTS
     if not path.exists():
         return [], False
-    rows: list[dict[str, Any]] = []
+    rows: list[ResultRow] = []
     problems: list[Problem] = []
     torn = False
     with path.open("rb") as f:
@@ -162,8 +222,13 @@ def results_state(run_dir: Path) -> tuple[list[dict[str, Any]], bool]:
             if isinstance(row, jsonl.LineError):
                 problems.append(Problem(display(path), number, row.col, f"corrupt result row: {row.message}; expected "
                                         "one result object per line, as `bilan run` writes them"))
-            else:
-                rows.append(row)
+                continue
+            try:
+                rows.append(as_row(row))
+            except (KeyError, TypeError, AttributeError) as exc:
+                what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else f"a value of the wrong type ({exc})"
+                problems.append(Problem(display(path), number, 1, f"result row with {what}; expected a result "
+                                        "object as `bilan run` writes them"))
     if problems:
         raise InputError(problems)
     return rows, torn
@@ -290,10 +355,10 @@ def merge(run_dirs: list[Path], out: Path) -> int:
             why.append(f"the targets' settings differ from {run_dirs[0]}'s")
         problems += [Problem(str(d / MANIFEST), 0, 0, f"not a shard of the same configuration as {run_dirs[0]}: {w}; "
                              "expected shards of one configuration") for w in why]
-    rows: dict[tuple, dict] = {}
+    rows: dict[tuple, ResultRow] = {}
     for d in run_dirs:
         for row in read_results(d):
-            key = job_key(row["target"], row["case_id"], row.get("sample", 0))
+            key = row.key
             if key in rows and rows[key] != row:
                 problems.append(Problem(str(d / RESULTS), 0, 0, f"{key} differs from the same row in another shard"))
             rows[key] = row
@@ -304,5 +369,5 @@ def merge(run_dirs: list[Path], out: Path) -> int:
         write_json(out / MANIFEST, dict(manifests[0], run_id=out.name, shard=None,
                                         merged_from=[str(d) for d in run_dirs]))
         write_file(out / CASES, (run_dirs[0] / CASES).read_bytes())
-        write_lines(out / RESULTS, (rows[key] for key in sorted(rows)))
+        write_results(out / RESULTS, (rows[key] for key in sorted(rows)))
     return len(rows)

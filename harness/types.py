@@ -163,3 +163,61 @@ class Verdict:
     check_met: bool | None = None   # compare_checks: the deterministic check's verdict
     model_met: bool | None = None   # compare_checks: the model's verdict
     error_kind: str | None = None   # why it is not graded, when error is set: parse, refusal, timeout, rate_limit, ...
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionResult:
+    """One criterion's line in a result row (results.jsonl's `verdicts`): the criterion's weight and axis beside
+    the grader's decision. Written and read only by store.py; a field that a row written before it existed lacks
+    takes its default."""
+
+    id: str
+    points: int
+    axis: str
+    met: bool | None
+    rubric: str | None = None
+    text: str | None = None
+    tags: tuple[str, ...] = ()
+    grader: str | None = None
+    explanation: str | None = None
+    error: str | None = None
+    check: bool = False                  # the criterion has a deterministic check
+    error_kind: str | None = None        # why it is not graded, when error is set (Verdict.error_kind)
+    usage: Usage | None = None           # model graders: the call(s) behind this verdict
+    grader_mode: str = ""                # model graders: per_criterion or batched
+    prompt_version: str = ""
+    check_met: bool | None = None        # compare_checks: the deterministic check's verdict and the model's
+    model_met: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """One answer's record in results.jsonl: who, what, the verdicts and the scores. Written and read only by
+    store.py; a field that a row written before it existed lacks takes its default."""
+
+    target: str
+    case_id: str
+    language: str
+    scenario: str | None = None
+    code_switch: tuple[str, ...] = ()
+    theme: str | None = None
+    use_case: str | None = None
+    persona: str | None = None
+    sample: int = 0
+    status: str | None = None            # ok, missing (the replay file has none) or error
+    answer: str | None = None
+    refusal: bool = False
+    error: str | None = None
+    error_kind: str | None = None        # how it failed (Answer.error_kind)
+    usage: Usage = Usage()
+    score: float | None = None
+    axis_scores: dict[str, float | None] = field(default_factory=dict)
+    graded: int = 0
+    ungraded: int = 0
+    answer_variety: str | None = None    # "ar" or "ary" for an Arabic-script answer (grade.answer_variety)
+    verdicts: tuple[CriterionResult, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """The unit this row answers: target, case, sample."""
+        return (self.target, self.case_id, self.sample)

@@ -281,3 +281,25 @@ def test_every_damaged_line_of_results_is_reported_and_a_torn_last_line_left_out
     assert main(["report", str(run_dir)]) == 0
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     assert summary["rows"] == len(lines)
+
+
+def test_a_result_row_that_lacks_what_a_row_holds_is_a_located_error_on_every_command(tmp_path, capsys):
+    # A row is read into a typed record once, by store.py: a row without its case id, or a verdict without its
+    # points, is reported at its line (every such line) before any report or export starts, never a traceback.
+    root = tmp_path / "syn"
+    write_suite(root)
+    run_dir = run_suite(root, "bilan.yaml", {"good": good}, "one")
+    results = run_dir / "results.jsonl"
+    lines = results.read_bytes().splitlines(keepends=True)
+    no_case = json.loads(lines[1])
+    del no_case["case_id"]
+    no_points = json.loads(lines[2])
+    del no_points["verdicts"][0]["points"]
+    results.write_bytes(lines[0] + (json.dumps(no_case) + "\n").encode() + (json.dumps(no_points) + "\n").encode()
+                        + b"".join(lines[3:]))
+    for command in (["report", str(run_dir)], ["export", "healthbench", str(run_dir), "--out", str(tmp_path / "hb")]):
+        capsys.readouterr()
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "results.jsonl:2:1:" in err and "'case_id'" in err and "results.jsonl:3:1:" in err \
+            and "'points'" in err and "internal error" not in err and "Traceback" not in err, err

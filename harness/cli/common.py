@@ -14,7 +14,7 @@ from ..errors import InputError, Problem
 from ..load import display
 from ..model_apis import MODEL_APIS
 from ..store import RESULTS
-from ..types import Config, EndpointConfig
+from ..types import Config, EndpointConfig, ResultRow
 
 
 def resolve_keys(config: Config, environ: dict[str, str]) -> dict[str, str | None]:
@@ -76,7 +76,7 @@ class Progress:
             from tqdm import tqdm
             self.bar = tqdm(total=monitor.total, file=self.stream, unit="answer", dynamic_ncols=True, smoothing=0.1)
 
-    def __call__(self, row: dict) -> None:
+    def __call__(self, row: ResultRow) -> None:
         m = self.monitor
         if self.bar is not None:
             self.bar.total = m.total

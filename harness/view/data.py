@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import jsonl
-from ..analyze import commits_never_event, summarize
+from ..analyze import summarize
 from ..errors import InputError, Problem, display
 from ..graders.labels import answer_sha256, load_labels
-from ..report import VERDICT_FILTER, direction, never_event_answers, verdict_tokens, with_outcomes
+from ..report import VERDICT_FILTER, ShownAnswer, direction, never_event_answers, shown_answer
 from ..store import MANIFEST, RESULTS, SUMMARY, read_json, read_results
+from ..types import ResultRow
 
 FILTERS = ("q", "language", "theme", "use_case", "criterion", "verdict", "never", "grader", "disagreement")
 DISAGREEMENTS = [("systems", "between systems (a criterion met by one, not by another)"),
@@ -32,7 +33,7 @@ class Run:
     path: Path
     manifest: dict
     summary: dict
-    rows: list[dict]
+    rows: list[ResultRow]
     cases: dict[str, dict]
 
     @property
@@ -45,17 +46,16 @@ class Run:
         folder = self.path / "labels"
         return load_labels([folder]) if folder.is_dir() else []
 
-    def row_for(self, case_id: str) -> dict | None:
+    def row_for(self, case_id: str) -> ResultRow | None:
         """The first results row of a case, or None."""
-        return next((r for r in self.rows if r["case_id"] == case_id), None)
+        return next((r for r in self.rows if r.case_id == case_id), None)
 
-    def row(self, target: str, case_id: str, sample: int) -> dict | None:
+    def row(self, target: str, case_id: str, sample: int) -> ResultRow | None:
         """The results row of one answer, or None."""
-        return next((r for r in self.rows
-                     if (r["target"], r["case_id"], r.get("sample", 0)) == (target, case_id, sample)), None)
+        return next((r for r in self.rows if r.key == (target, case_id, sample)), None)
 
 
-def _summary(path: Path, manifest: dict, rows: list[dict]) -> dict:
+def _summary(path: Path, manifest: dict, rows: list[ResultRow]) -> dict:
     """summary.json as `bilan run` / `bilan report` wrote it, else the same summarize() over the rows (nothing
     written)."""
     if (path / SUMMARY).exists():
@@ -98,8 +98,8 @@ class CaseView:
     case_id: str
     run: str
     info: dict
-    row: dict
-    answers: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    row: ResultRow
+    answers: dict[str, list[ShownAnswer]] = field(default_factory=lambda: defaultdict(list))
     haystack: str = ""
 
 
@@ -111,24 +111,22 @@ def system_name(runs: dict[str, Run], run: str, target: str) -> str:
 def systems(runs: dict[str, Run]) -> list[str]:
     """Every system (run x target) in order."""
     return [system_name(runs, name, t) for name, run in runs.items()
-            for t in dict.fromkeys(r["target"] for r in run.rows)]
+            for t in dict.fromkeys(r.target for r in run.rows)]
 
 
 def case_views(runs: dict[str, Run]) -> dict[str, CaseView]:
     """Every case id across the runs, with each system's answers (all samples) and its search text."""
     out: dict[str, CaseView] = {}
     for name, run in runs.items():
-        for r in sorted(run.rows, key=lambda r: (r["case_id"], r["target"], r.get("sample", 0))):
-            view = out.get(r["case_id"])
+        for r in sorted(run.rows, key=lambda r: (r.case_id, r.target, r.sample)):
+            view = out.get(r.case_id)
             if view is None:
-                view = out[r["case_id"]] = CaseView(r["case_id"], name, run.cases.get(r["case_id"], {}), r)
-            tokens, never = verdict_tokens(r, run.threshold)
-            view.answers[system_name(runs, name, r["target"])].append(
-                dict(r, run=name, tokens=tokens, never=never, verdicts=with_outcomes(r["verdicts"])))
+                view = out[r.case_id] = CaseView(r.case_id, name, run.cases.get(r.case_id, {}), r)
+            view.answers[system_name(runs, name, r.target)].append(shown_answer(r, run.threshold, run=name))
     for view in out.values():
         parts = [view.case_id, view.info.get("title", "")] + [m["content"] for m in view.info.get("conversation", [])]
-        parts += [a.get("answer") or "" for rows in view.answers.values() for a in rows]
-        parts += [v.get("text", "") for rows in view.answers.values() for a in rows for v in a["verdicts"]]
+        parts += [a.row.answer or "" for rows in view.answers.values() for a in rows]
+        parts += [v.record.text or "" for rows in view.answers.values() for a in rows for v in a.verdicts]
         view.haystack = fold("\n".join(parts))
     return out
 
@@ -144,27 +142,25 @@ def label_index(runs: dict[str, Run]) -> dict[tuple, dict[str, bool]]:
     return out
 
 
-def _labels_of(answer: dict, labels: dict[tuple, dict[str, bool]]) -> dict[str, dict[str, bool]]:
+def _labels_of(answer: ShownAnswer, labels: dict[tuple, dict[str, bool]]) -> dict[str, dict[str, bool]]:
     """Each criterion's labels (reviewer -> met) on this exact answer text."""
-    digest = answer_sha256(answer.get("answer") or "")
-    return {v["id"]: labels.get((answer["run"], answer["target"], answer["case_id"], answer.get("sample", 0), v["id"],
-                                 digest), {})
-            for v in answer["verdicts"]}
+    row, digest = answer.row, answer_sha256(answer.row.answer or "")
+    return {v.id: labels.get((answer.extra["run"], row.target, row.case_id, row.sample, v.id, digest), {})
+            for v in row.verdicts}
 
 
 def _disagrees(view: CaseView, kind: str, labels: dict[tuple, dict[str, bool]]) -> bool:
-    answered = [a for rows in view.answers.values() for a in rows if a.get("answer") is not None]
+    answered = [a for rows in view.answers.values() for a in rows if a.row.answer is not None]
     if kind == "systems":
         seen: dict[str, set] = defaultdict(set)
         for a in answered:
-            for v in a["verdicts"]:
-                if v["met"] is not None:
-                    seen[v["id"]].add(v["met"])
+            for v in a.row.verdicts:
+                if v.met is not None:
+                    seen[v.id].add(v.met)
         return any(len(values) > 1 for values in seen.values())
     for a in answered:
         by_criterion = _labels_of(a, labels)
-        if any(v["met"] is not None and any(m != v["met"] for m in by_criterion[v["id"]].values())
-               for v in a["verdicts"]):
+        if any(v.met is not None and any(m != v.met for m in by_criterion[v.id].values()) for v in a.row.verdicts):
             return True
     return False
 
@@ -172,16 +168,16 @@ def _disagrees(view: CaseView, kind: str, labels: dict[tuple, dict[str, bool]]) 
 def matches(view: CaseView, wanted: dict[str, str], labels: dict[tuple, dict[str, bool]]) -> bool:
     """Whether a case passes every filter given (empty ones are ignored)."""
     answers = [a for rows in view.answers.values() for a in rows]
-    verdicts = [v for a in answers for v in a["verdicts"]]
+    verdicts = [v for a in answers for v in a.row.verdicts]
     tests = {
         "q": lambda q: fold(q) in view.haystack,
-        "language": lambda x: view.row["language"] == x,
-        "theme": lambda x: view.row.get("theme") == x,
-        "use_case": lambda x: view.row.get("use_case") == x,
-        "criterion": lambda x: any(v["id"] == x for v in verdicts),
-        "verdict": lambda x: any(x in a["tokens"] for a in answers),
-        "never": lambda x: any(a["never"] for a in answers) == (x == "yes"),
-        "grader": lambda x: any(v.get("grader") == x for v in verdicts),
+        "language": lambda x: view.row.language == x,
+        "theme": lambda x: view.row.theme == x,
+        "use_case": lambda x: view.row.use_case == x,
+        "criterion": lambda x: any(v.id == x for v in verdicts),
+        "verdict": lambda x: any(x in a.tokens for a in answers),
+        "never": lambda x: any(a.never for a in answers) == (x == "yes"),
+        "grader": lambda x: any(v.grader == x for v in verdicts),
         "disagreement": lambda x: _disagrees(view, x, labels),
     }
     return all(tests[k](v) for k, v in wanted.items() if v and k in tests)
@@ -190,12 +186,12 @@ def matches(view: CaseView, wanted: dict[str, str], labels: dict[tuple, dict[str
 def options(runs: dict[str, Run]) -> dict[str, list[tuple[str, str]]]:
     """The choices of each filter, from what the runs hold."""
     rows = [r for run in runs.values() for r in run.rows]
-    values = lambda key: sorted({str(r[key]) for r in rows if r.get(key)})
+    values = lambda key: sorted({str(getattr(r, key)) for r in rows if getattr(r, key)})
     return {"language": [(x, x) for x in values("language")], "theme": [(x, x) for x in values("theme")],
             "use_case": [(x, x) for x in values("use_case")],
-            "criterion": [(x, x) for x in sorted({v["id"] for r in rows for v in r["verdicts"]})],
+            "criterion": [(x, x) for x in sorted({v.id for r in rows for v in r.verdicts})],
             "verdict": list(VERDICT_FILTER), "never": [("yes", "commits a never-event"), ("no", "commits none")],
-            "grader": [(x, x) for x in sorted({v["grader"] for r in rows for v in r["verdicts"] if v.get("grader")})],
+            "grader": [(x, x) for x in sorted({v.grader for r in rows for v in r.verdicts if v.grader})],
             "disagreement": DISAGREEMENTS}
 
 
@@ -210,8 +206,3 @@ def figures(run: Run) -> dict[str, Any]:
 def message_direction(language: str) -> str:
     """dir for a message in this language: rtl for Arabic script, auto otherwise (the browser decides per text)."""
     return "rtl" if direction(language) == "rtl" else "auto"
-
-
-def never_event(v: dict, threshold: int) -> bool:
-    """Whether this verdict commits a never-event."""
-    return commits_never_event(v["points"], v["met"], v.get("tags"), threshold)

@@ -58,11 +58,11 @@ def _store_unsure(run: Run, reviewer: str, key: tuple, mark: dict | None) -> Non
 def answer_entry(run: Run, target: str, case_id: str, sample: int, criterion: str) -> dict:
     """What a label is tied to, checked against the run: the answer and criterion exist, the answer's hash."""
     row = run.row(target, case_id, sample)
-    if row is None or row.get("answer") is None or not any(v["id"] == criterion for v in row["verdicts"]):
+    if row is None or row.answer is None or not any(v.id == criterion for v in row.verdicts):
         raise InputError([Problem(f"{run.name}/{case_id}", 0, 0,
                                   "no such answer and criterion in this run; expected one shown by bilan view")])
     return {"target": target, "case_id": case_id, "sample": sample, "criterion": criterion,
-            "answer_sha256": answer_sha256(row["answer"])}
+            "answer_sha256": answer_sha256(row.answer)}
 
 
 def save_label(run: Run, reviewer: str, entry: dict, verdict: str, comment: str, sheet: str) -> Path:
@@ -90,8 +90,7 @@ def given(run: Run, reviewer: str) -> dict[tuple, dict]:
 def progress(run: Run) -> list[dict]:
     """Per reviewer: how many of the run's answer-criterion pairs they labelled (on the current answer text), and
     unsure."""
-    current = {(r["target"], r["case_id"], r.get("sample", 0), v["id"]): answer_sha256(r["answer"])
-               for r in run.rows if r.get("answer") is not None for v in r["verdicts"]}
+    current = {(*r.key, v.id): answer_sha256(r.answer) for r in run.rows if r.answer is not None for v in r.verdicts}
     out: dict[str, dict] = {}
     for label in run.labels():
         entry = out.setdefault(label["reviewer"],
