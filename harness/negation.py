@@ -49,7 +49,7 @@ PAIRS = {
     "fr": {("au", "lieu"), ("plutot", "que"), ("a", "eviter")},
     "en": {("instead", "of"), ("rather", "than"), ("away", "from"), ("advise", "against"), ("warn", "against")},
     "ar": {("بدلا", "من"), ("رد", "بالك"), ("ردي", "بالك"), ("ردو", "بالكم"), ("ردوا", "بالكم"), ("حتى", "شي"),
-           ("حتى", "حد"), ("حتى", "واحد"), ("حتى", "وحدة"), ("حتى", "حاجة"), ("حتى", "شي")},
+           ("حتى", "حد"), ("حتى", "واحد"), ("حتى", "وحدة"), ("حتى", "حاجة")},
     "ary-Latn": {("7ta", "chi"), ("hta", "chi"), ("7ta", "shi"), ("7ta", "7ed"), ("hta", "hed"), ("7ta", "wa7ed"),
                  ("7ta", "wahed"), ("7ta", "7aja"), ("hta", "haja"), ("7ta", "wa7da")},
 }
@@ -80,7 +80,7 @@ BEFORE, AFTER = 8, 2
 # A cue after one of these belongs to a condition ("if he is not breathing ... start CPR", "ⵎⴽ ⵓⵔ ..."): the
 # condition is not advice, so it negates nothing that the answer asserts.
 _SUBORDINATORS = {"if", "when", "whenever", "unless", "once", "si", "s", "quand", "lorsque", "lorsqu", "ila", "ilakan",
-                  "wila", "mli", "fach", "ida", "ida", "lakan", "اذا", "واذا", "لو", "عندما", "لما", "حين", "حينما",
+                  "wila", "mli", "fach", "ida", "lakan", "اذا", "واذا", "لو", "عندما", "لما", "حين", "حينما",
                   "الا", "يلا", "ملي", "فاش", "ⵎⴽ", "ⵎⵍⵎⵉ", "mk"}
 # "Don't start before you ask the pharmacist": a negation before these words does not reach what follows them.
 _UNTIL = {"before", "until", "till", "avant", "jusqu", "قبل", "وقبل", "قبلما", "9bel", "qbel", "9bl", "9ebl", "qbl"}

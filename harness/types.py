@@ -165,8 +165,24 @@ class Verdict:
     error_kind: str | None = None   # why it is not graded, when error is set: parse, refusal, timeout, rate_limit, ...
 
 
+class FieldLookup:
+    """Read a record's fields by name too, as `row["case_id"]` or `row.get("answer")`, for scripts written
+    against the JSON rows that `read_results` and the viewer's `Run.rows` used to give. The harness itself
+    uses attributes."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name) if name in self.__dataclass_fields__ else default  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True, slots=True)
-class CriterionResult:
+class CriterionResult(FieldLookup):
     """One criterion's line in a result row (results.jsonl's `verdicts`): the criterion's weight and axis beside
     the grader's decision. Written and read only by store.py; a field that a row written before it existed lacks
     takes its default."""
@@ -191,7 +207,7 @@ class CriterionResult:
 
 
 @dataclass(frozen=True, slots=True)
-class ResultRow:
+class ResultRow(FieldLookup):
     """One answer's record in results.jsonl: who, what, the verdicts and the scores. Written and read only by
     store.py; a field that a row written before it existed lacks takes its default."""
 

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from fake_server import FakeReply
 from harness.cli import main
 from synthetic import good, run_suite, write_answers, write_suite
@@ -303,3 +304,23 @@ def test_a_result_row_that_lacks_what_a_row_holds_is_a_located_error_on_every_co
         err = capsys.readouterr().err
         assert "results.jsonl:2:1:" in err and "'case_id'" in err and "results.jsonl:3:1:" in err \
             and "'points'" in err and "internal error" not in err and "Traceback" not in err, err
+
+
+def test_a_row_read_back_answers_by_attribute_and_by_its_json_name(tmp_path):
+    # Scripts written against the JSON rows keep working: a typed row and its verdicts also answer row["name"] and
+    # row.get("name"), with the same values as the line in results.jsonl; a name the row does not have is a
+    # KeyError, or the default with get().
+    from harness.store import read_results
+    root = tmp_path / "syn"
+    write_suite(root)
+    run_dir = run_suite(root, "bilan.yaml", {"good": good}, "one")
+    rows = read_results(run_dir)
+    lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows and len(rows) == len(lines)
+    for row, line in zip(rows, lines):
+        assert row["case_id"] == row.case_id == line["case_id"] and row.get("answer") == line.get("answer")
+        assert [v["id"] for v in row["verdicts"]] == [v.get("id") for v in row.verdicts] \
+            == [v["id"] for v in line["verdicts"]]
+    with pytest.raises(KeyError):
+        rows[0]["no_such_field"]
+    assert rows[0].get("no_such_field", "absent") == "absent" and rows[0].verdicts[0].get("nope") is None
