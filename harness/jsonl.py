@@ -17,6 +17,9 @@ from typing import Any
 from .errors import InputError, Problem, display
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# What a line must hold for its value to hold a lone surrogate: a raw one, or a \uD800-\uDFFF escape (a line with
+# neither is not walked).
+_MAY_HOLD_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
 
 
 class LineError(ValueError):
@@ -65,7 +68,7 @@ def loads(line: str) -> Any:
         raise
     except ValueError:            # a number too long to convert
         raise LineError(1, "invalid JSON: a number with too many digits") from None
-    if (where := lone_surrogate(value)) is not None:
+    if _MAY_HOLD_SURROGATE.search(line) and (where := lone_surrogate(value)) is not None:
         raise LineError(1, f"a lone surrogate ({where}, half of a UTF-16 pair) is not a character; expected valid "
                            "Unicode text")
     return value

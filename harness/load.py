@@ -17,9 +17,10 @@ from .model_apis import MODEL_APIS, with_batch_api
 from .privacy import identifiers
 from .schemas import schema_errors, validator, value_problems
 from .types import AXES, Case, Config, Criterion, EndpointConfig, Locale, Message, Suite
-from .yamldoc import Document, dotted, parse_yaml, read_text
+from .yamldoc import Document, dotted, parse_cache, parse_yaml, read_text
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\.([^{}\s]+)\}")
+PARSE_CACHE = "parsed.sqlite"           # in the cache folder, beside the response cache
 LANGUAGE_HINT = "a BCP 47 tag such as ar, ary-Arab, ary-Latn, fr, en, zgh-Tfng, zgh-Latn"
 
 
@@ -544,11 +545,14 @@ def load_expected(files: tuple[str, ...]) -> dict[tuple[str, int], dict[str, boo
     return out
 
 
-def load_project(config_path: Path) -> tuple[Config, Suite, dict[str, dict[tuple[str, int], str]]]:
-    """Configuration, suite and replay answers, checked together: one InputError with every problem."""
-    config, doc = _read_config(config_path)
-    problems: list[Problem] = []
-    suite = _suite(config, problems)
+def load_project(config_path: Path, cache_dir: Path | None = None) -> tuple[Config, Suite,
+                                                                          dict[str, dict[tuple[str, int], str]]]:
+    """Configuration, suite and replay answers, checked together: one InputError with every problem. With
+    `cache_dir`, a YAML file whose text was parsed before is read from its parse cache (yamldoc.ParseCache)."""
+    with parse_cache(cache_dir / PARSE_CACHE if cache_dir is not None else None):
+        config, doc = _read_config(config_path)
+        problems: list[Problem] = []
+        suite = _suite(config, problems)
     case_ids = {c.id for c in suite.cases}
     answers, targets = {}, []
     for i, target in enumerate(config.targets):

@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
+import hashlib
+import marshal
 import os
 import re
+import sqlite3
 import stat
+import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,11 +307,96 @@ def _compose(text: str) -> list:
     return list(yaml.compose_all(text, Loader=_Loader))
 
 
+class ParseCache:
+    """Parsed documents by the hash of their text, in SQLite: a file whose text was parsed before, by this same
+    parser, is not parsed again. Only a parse that found no problem is kept (a file with problems is read afresh,
+    so its messages are always today's). It only ever saves time: a cache that cannot be opened, read or written
+    is no cache, and the file is parsed."""
+
+    def __init__(self, path: Path):
+        self._db: sqlite3.Connection | None = None
+        self._new: dict[str, bytes] = {}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS documents (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        except (OSError, sqlite3.Error):
+            self.close()
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20, key=_parser_id()).hexdigest()
+
+    def get(self, text: str, display: str) -> Document | None:
+        """The document parsed from this very text before (positions and all, located at `display`), or None."""
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute("SELECT value FROM documents WHERE key = ?", (self.key(text),)).fetchone()
+            data, marks, key_marks, broken = marshal.loads(row[0]) if row else (None, None, None, None)
+        except (sqlite3.Error, ValueError, EOFError, TypeError):
+            return None
+        if not (isinstance(marks, dict) and isinstance(key_marks, dict) and isinstance(broken, tuple)):
+            return None
+        return Document(display, data, marks, key_marks, broken=set(broken))
+
+    def put(self, text: str, doc: Document) -> None:
+        """Keep a document parsed without problems; written when the cache is closed."""
+        if self._db is not None:
+            self._new[self.key(text)] = marshal.dumps((doc.data, doc.marks, doc.key_marks, tuple(doc.broken)))
+
+    def close(self) -> None:
+        """Write the documents parsed since it opened, in one transaction, and close."""
+        if self._db is None:
+            return
+        try:
+            if self._new:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany("INSERT OR REPLACE INTO documents (key, value) VALUES (?, ?)",
+                                         self._new.items())
+        except sqlite3.Error:
+            pass
+        finally:
+            self._db.close()
+            self._db, self._new = None, {}
+
+
+_PARSER_ID: list[bytes] = []
+_CACHE: ContextVar[ParseCache | None] = ContextVar("bilan_parse_cache", default=None)
+
+
+def _parser_id() -> bytes:
+    """What a cached document depends on besides its text: this module's code, and Python's marshal format."""
+    if not _PARSER_ID:
+        _PARSER_ID.append(hashlib.blake2b(Path(__file__).read_bytes() + f"{sys.version_info[:2]} {marshal.version} "
+                                          f"{yaml.__version__}".encode(), digest_size=32).digest())
+    return _PARSER_ID[0]
+
+
+@contextlib.contextmanager
+def parse_cache(path: Path | None) -> Iterator[None]:
+    """Within the block, parse_yaml reads and keeps parsed documents in the cache at `path` (None: no cache)."""
+    cache = ParseCache(path) if path is not None else None
+    token = _CACHE.set(cache)
+    try:
+        yield
+    finally:
+        _CACHE.reset(token)
+        if cache is not None:
+            cache.close()
+
+
 def parse_yaml(path: Path, display: str) -> tuple[Document | None, list[Problem]]:
-    """Parse one YAML file into a Document, or return the problems that prevent it."""
+    """Parse one YAML file into a Document, or return the problems that prevent it (inside `parse_cache`, a text
+    parsed before comes from the cache)."""
     text, problems = read_text(path, display)
     if text is None:
         return None, problems
+    cache = _CACHE.get()
+    if cache is not None and (doc := cache.get(text, display)) is not None:
+        return doc, problems
     if not text.strip() or all(not l.strip() or l.lstrip().startswith("#") for l in text.splitlines()):
         return None, [Problem(display, 1, 1, "file is empty; expected a YAML mapping")]
     try:
@@ -334,4 +426,6 @@ def parse_yaml(path: Path, display: str) -> tuple[Document | None, list[Problem]
         first = problems[builder.first_alias]
         problems[builder.first_alias] = Problem(first.path, first.line, first.col,
                                                 f"{first.message} ({builder.aliases} aliases in this file)")
+    if cache is not None and not problems:
+        cache.put(text, doc)
     return doc, problems

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="check the suite, rubrics, locale, config and answer files")
     p.add_argument("--config", default="bilan.yaml", help="run configuration (default: bilan.yaml)")
+    p.add_argument("--cache-dir", help="parse cache folder: files unchanged since they were last read are not parsed "
+                   "again (default: $BILAN_CACHE_DIR or the user cache folder)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the parse cache")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("run", help="generate answers, grade them, write the run directory and reports")
     p.add_argument("--config", default="bilan.yaml", help="run configuration (default: bilan.yaml)")
@@ -60,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, help="run only slice i of n (e.g. 2/4); combine with `bilan merge`")
     p.add_argument("--workers", type=_workers, default="auto", help="processes sharing the work and each endpoint's "
                    "limits (default auto: one per core, at most 8; one without fork, i.e. off Linux)")
-    p.add_argument("--cache-dir", help="response cache folder (default: $BILAN_CACHE_DIR or the user cache folder)")
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    p.add_argument("--cache-dir", help="response and parse cache folder (default: $BILAN_CACHE_DIR or the user cache "
+                   "folder)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the response and parse caches")
     p.add_argument("--max-error-rate", type=_share, default=0.5,
                    help="stop when more than this share of answers fail (default 0.5)")
     p.add_argument("--max-cost", type=_dollars,
@@ -88,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "import":
             p.add_argument("file")
         p.add_argument("--config", default="bilan.yaml", help="run configuration (default: bilan.yaml)")
-        p.add_argument("--cache-dir", help="response cache folder")
+        p.add_argument("--cache-dir", help="response and parse cache folder")
         p.add_argument("--no-cache", action="store_true", help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_batch)
     p = sub.add_parser("attack-grader", help="measure how often the configured grader is fooled by adversarial answers")
@@ -97,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answers", default="cases/adversarial",
                    help="adversarial answers: a .jsonl file or a folder of them")
     p.add_argument("--out", help="run directory for the graded attacks")
-    p.add_argument("--cache-dir", help="response cache folder")
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    p.add_argument("--cache-dir", help="response and parse cache folder")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the response and parse caches")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_attack)
     review = sub.add_parser("review", help="clinician review: export a blinded sheet, import the filled one")

@@ -1,20 +1,21 @@
 """What the commands share: API keys from the environment, problems and summaries printed, the run folder, the
-progress display, argument types and the response cache."""
+progress display, argument types, the project as loaded and the caches."""
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import math
+import os
 import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from ..errors import InputError, Problem
-from ..load import display
+from ..load import display, load_project
 from ..model_apis import MODEL_APIS
 from ..store import RESULTS
-from ..types import Config, EndpointConfig, ResultRow
+from ..types import Config, EndpointConfig, ResultRow, Suite
 
 
 def resolve_keys(config: Config, environ: dict[str, str]) -> dict[str, str | None]:
@@ -136,13 +137,25 @@ def _workers(text: str) -> int:
     return min(available_cpus(), MAX_WORKERS) if text == "auto" else _positive(text)
 
 
-def _cache(args: argparse.Namespace, environ: dict[str, str]):
+def cache_folder(args: argparse.Namespace, environ: dict[str, str]) -> Path | None:
+    """The folder of the response and parse caches: --cache-dir, else $BILAN_CACHE_DIR, else the user cache
+    folder; None with --no-cache."""
     from platformdirs import user_cache_dir
-
-    from ..store import ResponseCache
-    if args.no_cache:
+    if getattr(args, "no_cache", False):
         return None
-    folder = Path(args.cache_dir or environ.get("BILAN_CACHE_DIR") or user_cache_dir("bilan"))
+    return Path(getattr(args, "cache_dir", None) or environ.get("BILAN_CACHE_DIR") or user_cache_dir("bilan"))
+
+
+def load(args: argparse.Namespace) -> tuple[Config, Suite, dict[str, dict[tuple[str, int], str]]]:
+    """The project at --config, its unchanged YAML files read from the parse cache."""
+    return load_project(Path(args.config), cache_folder(args, dict(os.environ)))
+
+
+def _cache(args: argparse.Namespace, environ: dict[str, str]):
+    from ..store import ResponseCache
+    folder = cache_folder(args, environ)
+    if folder is None:
+        return None
     try:
         return ResponseCache(folder / "responses.sqlite")
     except (OSError, sqlite3.Error) as exc:

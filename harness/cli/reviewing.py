@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, Problem
-from ..load import display, load_project
-from .common import _cache, _existing_run, _run_dir, resolve_keys
+from ..load import display
+from .common import _cache, _existing_run, _run_dir, load, resolve_keys
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
@@ -19,7 +19,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from ..attack import attack_setup, fooled, load_attacks
     from ..run import RunOptions, run
     from ..store import read_results, write_json
-    config, suite, _ = load_project(Path(args.config))
+    config, suite, _ = load(args)
     attacks = load_attacks(Path(args.answers), suite)
     config, suite, answers = attack_setup(config, suite, attacks)
     keys = resolve_keys(config, dict(os.environ))

@@ -9,14 +9,14 @@ import threading
 from pathlib import Path
 
 from ..errors import InputError, Problem
-from ..load import display, load_project, phrase_gaps
-from .common import (Progress, _cache, _existing_run, _print_summary, _print_warnings, _run_dir, _workers,
+from ..load import display, phrase_gaps
+from .common import (Progress, _cache, _existing_run, _print_summary, _print_warnings, _run_dir, _workers, load,
                      resolve_keys)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check every file against its schema and across files."""
-    config, suite, answers = load_project(Path(args.config))
+    config, suite, answers = load(args)
     _print_warnings(suite)
     rubric_files = {c.rubric for crits in suite.criteria.values() for c in crits}
     checked = sum(c.check is not None for crits in suite.criteria.values() for c in crits)
@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate, generate, grade, write the run directory and its reports."""
     from ..report import rebuild
     from ..run import Monitor, RunOptions, RunStopped, check_resume, count_jobs, estimate, run, unpriced
-    config, suite, answers = load_project(Path(args.config))
+    config, suite, answers = load(args)
     _print_warnings(suite)
     if args.batch:
         from ..batches import with_batch
@@ -148,7 +148,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     options = RunOptions(cache=_cache(args, dict(os.environ)))
     try:
         if args.batch_command == "export":
-            config, suite, answers = load_project(Path(args.config))
+            config, suite, answers = load(args)
             keys = resolve_keys(config, dict(os.environ))
             files = export_requests(config, suite, answers, Path(args.run_dir), keys, options)
             for name, path in files.items():
