@@ -104,16 +104,17 @@ def _versions() -> dict[str, str]:
 
 def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None = None) -> dict[str, Any]:
     """What produced this run: configuration (no secrets: only variable names), file hashes, versions."""
-    base = Path(config.path).parent
-    files = [Path(config.path)] + sorted({Path(c.file).resolve() for c in suite.cases})
-    files += sorted(p for p in Path(config.rubrics).rglob("*.y*ml"))
-    files += [Path(f) for t in config.targets for f in t.answers]
+    files = _Files()
+    base = files.resolve(Path(config.path).parent)
+    listed = [Path(config.path)] + files.cases(suite)
+    listed += sorted(p for p in Path(config.rubrics).rglob("*.y*ml"))
+    listed += [Path(f) for t in config.targets for f in t.answers]
     hashes = {}
-    for f in files:
+    for f in listed:
         try:
-            hashes[str(Path(f).resolve().relative_to(base.resolve()))] = sha256_file(Path(f))
+            hashes[str(files.resolve(f).relative_to(base))] = files.sha256(f)
         except ValueError:
-            hashes[str(f)] = sha256_file(Path(f))
+            hashes[str(f)] = files.sha256(f)
     endpoint = lambda e: {k: v for k, v in vars(e).items() if k not in ("system_prompt", "answers") and v not in (None,
                                                                                                                   "",
                                                                                                                   ())}
@@ -124,7 +125,7 @@ def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None =
         "grader": endpoint(config.grader) | {"prompt_version": PROMPT_VERSION},
         "seed": config.seed, "bootstrap": config.bootstrap, "axes": list(config.axes), "prices": config.prices,
         "languages": sorted({c.language for c in suite.cases}), "cases": len(suite.cases),
-        "files": hashes, "inputs": inputs(config, suite), "versions": _versions(),
+        "files": hashes, "inputs": inputs(config, suite, files), "versions": _versions(),
     }
 
 
@@ -132,36 +133,62 @@ def _sha(text: str | None) -> str | None:
     return text_sha256(text) if text else None
 
 
-def _relative(path: Path, root: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
+class _Files:
+    """Each path resolved once and each file hashed once, for one manifest: a suite of 1,000 case files lists
+    each of them in both the manifest's files and its inputs."""
+
+    def __init__(self) -> None:
+        self._resolved: dict[Path, Path] = {}
+        self._hashes: dict[Path, str] = {}
+
+    def resolve(self, path: Path) -> Path:
+        path = Path(path)
+        if path not in self._resolved:
+            self._resolved[path] = path.resolve()
+        return self._resolved[path]
+
+    def sha256(self, path: Path) -> str:
+        real = self.resolve(path)
+        if real not in self._hashes:
+            self._hashes[real] = sha256_file(real)
+        return self._hashes[real]
+
+    def cases(self, suite: Suite) -> list[Path]:
+        """The suite's case files, resolved, sorted, each once."""
+        return sorted({self.resolve(Path(c.file)) for c in suite.cases})
+
+    def relative(self, path: Path, root: Path) -> str:
+        return Path(os.path.relpath(self.resolve(path), self.resolve(root))).as_posix()
 
 
 def _tree(entry: Path) -> list[Path]:
     return sorted(p for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else [entry]
 
 
-def inputs(config: Config, suite: Suite) -> dict[str, dict[str, str] | dict[str, dict[str, str]]]:
+def inputs(config: Config, suite: Suite,
+           files: _Files | None = None) -> dict[str, dict[str, str] | dict[str, dict[str, str]]]:
     """The content of everything that can change a verdict, hashed, by ids that do not depend on where the files
     are: case and rubric files relative to their folders, the locale, the grader's template and settings, each
     target's system prompt and replayed answers, and the config. `suite` and `grader` must match for runs to be
     compared or gated; every section must match for a run to be resumed or shards merged."""
-    locale = Path(config.locale).resolve()
-    cases = sorted({Path(c.file).resolve() for c in suite.cases})
-    rubrics = sorted(p for p in Path(config.rubrics).rglob("*.y*ml") if p.suffix in (".yaml",
-                                                                                     ".yml") and p.resolve() != locale)
-    suite_part = {f"cases/{_relative(f, Path(config.cases))}": sha256_file(f) for f in cases}
-    suite_part |= {f"rubrics/{_relative(f, Path(config.rubrics))}": sha256_file(f) for f in rubrics}
-    suite_part["locale"] = sha256_file(locale)
+    files = files or _Files()
+    rel, digest = files.relative, files.sha256
+    locale = files.resolve(Path(config.locale))
+    rubrics = sorted(p for p in Path(config.rubrics).rglob("*.y*ml")
+                     if p.suffix in (".yaml", ".yml") and files.resolve(p) != locale)
+    suite_part = {f"cases/{rel(f, Path(config.cases))}": digest(f) for f in files.cases(suite)}
+    suite_part |= {f"rubrics/{rel(f, Path(config.rubrics))}": digest(f) for f in rubrics}
+    suite_part["locale"] = digest(locale)
     g = config.grader
     grader = {"provider": g.provider, "model": g.model, "prompt_version": PROMPT_VERSION, "mode": g.mode,
               "use_checks": str(g.use_checks), "compare_checks": str(g.compare_checks),
               "temperature": str(g.temperature),
               "max_tokens": str(g.max_tokens), "template": text_sha256(SYSTEM + TEMPLATE + BATCH_TEMPLATE)}
-    grader |= {f"labels/{_relative(f, entry)}": sha256_file(f) for entry in map(Path, g.labels) for f in _tree(entry)}
+    grader |= {f"labels/{rel(f, entry)}": digest(f) for entry in map(Path, g.labels) for f in _tree(entry)}
     targets = {t.name: {"system_prompt": _sha(t.system_prompt) or "none"}
-               | {f"answers/{_relative(Path(f), Path(config.path).parent)}": sha256_file(Path(f)) for f in t.answers}
+               | {f"answers/{rel(Path(f), Path(config.path).parent)}": digest(Path(f)) for f in t.answers}
                for t in config.targets}
-    return {"suite": suite_part, "grader": grader, "config": {"config": sha256_file(Path(config.path))},
+    return {"suite": suite_part, "grader": grader, "config": {"config": digest(Path(config.path))},
             "targets": targets}
 
 
