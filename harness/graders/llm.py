@@ -100,7 +100,11 @@ def _context(case: Case, answer: str) -> dict[str, str]:
 
 def render_prompt(case: Case, answer: str, criterion: Criterion) -> str:
     """The grader's user message for one criterion."""
-    return TEMPLATE.format(**_context(case, answer), points=criterion.points, criterion=criterion.text)
+    return _prompt(_context(case, answer), criterion)
+
+
+def _prompt(context: dict[str, str], criterion: Criterion) -> str:
+    return TEMPLATE.format(**context, points=criterion.points, criterion=criterion.text)
 
 
 def render_batch_prompt(case: Case, answer: str, criteria: Sequence[Criterion]) -> str:
@@ -219,9 +223,8 @@ class ModelGrader:
                 last = (exc.kind, f"{exc} (after {attempt + 1} attempt{'s' if attempt else ''})")
         return None, usage, last
 
-    async def _single(self, case: Case, answer: str, criterion: Criterion) -> Verdict:
-        result, usage, error = await self._ask(render_prompt(case, answer, criterion), VERDICT_SCHEMA, case, 1024,
-                                               parse_verdict)
+    async def _single(self, case: Case, context: dict[str, str], criterion: Criterion) -> Verdict:
+        result, usage, error = await self._ask(_prompt(context, criterion), VERDICT_SCHEMA, case, 1024, parse_verdict)
         if result is None:
             return self._verdict(criterion, None, error=error, usage=usage)
         return self._verdict(criterion, result[0], result[1], usage=usage)
@@ -249,7 +252,8 @@ class ModelGrader:
             model = {v.criterion_id: v for v in await self._batch(case, answer, to_model)}
         else:
             # Every call is let finish before a failure (a cost ceiling reached) leaves: what they cost is counted.
-            done = await asyncio.gather(*(self._single(case, answer, c) for c in to_model), return_exceptions=True)
+            context = _context(case, answer)        # the conversation and the shown answer, once per answer
+            done = await asyncio.gather(*(self._single(case, context, c) for c in to_model), return_exceptions=True)
             if failed := next((v for v in done if isinstance(v, BaseException)), None):
                 raise failed
             model = {v.criterion_id: v for v in done if isinstance(v, Verdict)}
