@@ -12,13 +12,15 @@
 2. Cached re-run: 1,000 examples imported, `bilan run` once with a response cache folder, then `bilan run`
    again into a new run directory with the same cache folder; both whole commands timed (bench_peers' wrapper),
    the server counting the requests of each. Then `bilan validate` and `bilan report` alone on the same project
-   and run, for the share of validation and of the summary + reports in the cached command.
+   and run, for the share of validation and of the summary + reports in the cached command; and a third cached
+   run under benchmarks/stage_times.py, for each stage's wall time inside the one command.
 """
 from __future__ import annotations
 
 import argparse
 import pstats
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -187,6 +189,11 @@ def cached(args, server: bench_peers.Server, work: Path, examples: int, n: int) 
                                    expect_requests=False)
     report = bench_peers.measure(server, [dict(run_cmd, argv=[args.bilan, "report", str(out) + "-again"])],
                                  expect_requests=False)
+    staged = subprocess.run([sys.executable, str(Path(__file__).parent / "stage_times.py"), "run",
+                             *argv[argv.index("--config"):argv.index("--out") + 1], str(out) + "-staged",
+                             *argv[argv.index("--out") + 2:]], env=run_cmd["env"], cwd=run_cmd["cwd"],
+                            capture_output=True, text=True, check=True)
+    stages = [line for line in staged.stderr.splitlines() if line.startswith("stages (s):")][-1]
     w = second["wall"]
     return [f"{count} examples, {items} rubric items, {n}-way. First `bilan run`: {first['walls'][2]:.2f} s, "
             f"{first['server']['requests']} requests. Second `bilan run` (new run directory, same cache folder), "
@@ -194,7 +201,8 @@ def cached(args, server: bench_peers.Server, work: Path, examples: int, n: int) 
             f"peak RSS {second['max_rss_mb']:.0f} MB.",
             f"`bilan validate` alone: {validate['wall']:.2f} s ({100 * validate['wall'] / w:.0f}% of the cached run); "
             f"`bilan report` alone (summary + reports rebuilt from the run directory): {report['wall']:.2f} s "
-            f"({100 * report['wall'] / w:.0f}%); both include their own start-up."]
+            f"({100 * report['wall'] / w:.0f}%); both include their own start-up.",
+            f"A third cached `bilan run` with its stages timed (benchmarks/stage_times.py): {stages}."]
 
 
 def main() -> int:

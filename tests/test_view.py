@@ -367,5 +367,5 @@ def test_the_run_directory_is_read_not_changed_but_for_labels(run_dir):
         after.pop(name, None)
     assert BEFORE and after.keys() == BEFORE.keys()
     assert [name for name in after if after[name] != BEFORE[name]] == []
-    assert {p.name for p in (run_dir / "labels").glob("*.jsonl")} >= {"Dr-Amina.jsonl", "Dr-Youssef.jsonl",
-                                                                      "Mallory.jsonl"}
+    by_browser = {"Dr-Amina.jsonl", "Dr-Youssef.jsonl"} if CHROMIUM else set()    # their tests need Chromium
+    assert {p.name for p in (run_dir / "labels").glob("*.jsonl")} >= by_browser | {"Mallory.jsonl"}
