@@ -340,6 +340,21 @@ def _write_index(run_dir: Path, rows: Sequence[ResultRow], summary: dict, manife
     return [run_dir / "index.html", run_dir / "index.md", run_dir / "index.png"]
 
 
+def page_shares(pages: Sequence[str], answers: Counter, count: int) -> list[list[str]]:
+    """The pages dealt to `count` workers so that they finish together: heaviest first, each to the least loaded.
+    A language page weighs one (its chart and frame) plus its answers; the index, which lists aggregates, weighs an
+    average page. On HealthBench work, where one language holds most answers, its page gets a worker of its own."""
+    average = sum(answers.values()) / max(len(pages), 1)
+    weight = {page: 1 + (average if page == "index" else answers.get(page, 0)) for page in pages}
+    shares: list[list[str]] = [[] for _ in range(count)]
+    loads = [0.0] * count
+    for page in sorted(pages, key=lambda p: -weight[p]):      # stable: equal weights keep the pages' order
+        least = loads.index(min(loads))
+        shares[least].append(page)
+        loads[least] += weight[page]
+    return shares
+
+
 def write_reports(run_dir: Path, rows: Sequence[ResultRow], summary: dict, manifest: dict,
                   conversations: dict[str, dict], workers: int = 1) -> list[Path]:
     """Write summary.json, index.html/.md/.png and <language>.html/.md/.png; returns the files written. With
@@ -361,8 +376,10 @@ def write_reports(run_dir: Path, rows: Sequence[ResultRow], summary: dict, manif
     if count <= 1:
         files = {page: write(page) for page in pages}
     else:
+        shares = page_shares(pages, Counter(row.language for row in rows), count)
+
         def child(index: int, send: Callable[[Any], None], stopped: Callable[[], bool]) -> None:
-            for page in pages[index::count]:
+            for page in shares[index]:
                 send((page, [str(path) for path in write(page)]))
 
         def on_message(message: tuple) -> bool:

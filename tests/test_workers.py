@@ -144,6 +144,17 @@ def test_reports_written_by_several_processes_are_byte_for_byte_those_of_one(sui
         assert (suite_dir / "copy" / name).read_bytes() == (suite_dir / "run" / name).read_bytes(), name
 
 
+def test_the_pages_are_dealt_so_that_one_large_language_has_a_worker_of_its_own():
+    from collections import Counter
+    from harness.report import page_shares
+    pages = ["index", "en", "es", "fr", "pt", "ru"]
+    answers = Counter({"en": 800, "es": 60, "fr": 60, "pt": 45, "ru": 35})
+    assert page_shares(pages, answers, 2) == [["en"], ["index", "es", "fr", "pt", "ru"]]
+    shares = page_shares(pages, Counter({"en": 10, "fr": 10}), 4)
+    assert sorted(p for share in shares for p in share) == sorted(pages)      # each page once, none lost
+    assert page_shares(["index", "fr"], Counter(), 3) == [["index"], ["fr"], []]
+
+
 def test_a_worker_interrupted_twice_still_finishes_its_cleanup_and_last_message():
     """One Ctrl-C reaches a worker twice: the terminal sends it to the whole process group, and the parent passes
     it on. The first cancels the worker's run; the second must not cut what the run does on its way out (nor the
