@@ -6,7 +6,7 @@ import functools
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
@@ -129,14 +129,20 @@ def _environment(markdown: bool = False) -> Environment:
 
 
 def render(template: str, **context: Any) -> str:
-    """Render a template: a Markdown one (*.md.j2) with its context only, an HTML one with what every page needs
+    """Render a template (render_chunks) into one string."""
+    return "".join(render_chunks(template, **context))
+
+
+def render_chunks(template: str, **context: Any) -> Iterator[str]:
+    """Render a template, its output in chunks as it is made (write_file takes them: a page of 50,000 verdicts
+    is never held whole): a Markdown one (*.md.j2) with its context only, an HTML one with what every page needs
     (the fonts, the filter script and its hash, the version)."""
     if template.endswith(".md.j2"):
-        return _environment(markdown=True).get_template(template).render(**context)
+        return _environment(markdown=True).get_template(template).generate(**context)
     script, script_hash = filter_script()
-    return _environment().get_template(template).render(**context, filter_script=script, script_hash=script_hash,
-                                                        version=metadata.version("bilan"), tifinagh_font=_font(),
-                                                        arabic_font=_font("arabic"))
+    return _environment().get_template(template).generate(**context, filter_script=script, script_hash=script_hash,
+                                                          version=metadata.version("bilan"), tifinagh_font=_font(),
+                                                          arabic_font=_font("arabic"))
 
 
 def fmt(cell: dict | None, key: str = "score", signed: bool = False) -> str:
@@ -309,11 +315,11 @@ def _write_language(run_dir: Path, language: str, rows: Sequence[ResultRow], sum
     page = {"manifest": manifest, "summary": summary, "language": language, "language_name": language_name(language),
             "cases": cases, "warnings": warning_messages(summary.get("coverage_warnings", []), language),
             "varieties": {name: text for name, text in varieties.items() if text}}
-    html = render("language.html.j2", **page, direction=direction(language), verdict_filter=VERDICT_FILTER,
-                  target_options=[(t, t) for t in summary["targets"]],
-                  review_counts=dict(Counter(c["review"] for c in cases)), chart=b64(png))
+    html = render_chunks("language.html.j2", **page, direction=direction(language), verdict_filter=VERDICT_FILTER,
+                         target_options=[(t, t) for t in summary["targets"]],
+                         review_counts=dict(Counter(c["review"] for c in cases)), chart=b64(png))
     write_file(run_dir / f"{language}.html", html)
-    write_file(run_dir / f"{language}.md", render("language.md.j2", **page))
+    write_file(run_dir / f"{language}.md", render_chunks("language.md.j2", **page))
     return [run_dir / f"{language}.{ext}" for ext in ("html", "md", "png")]
 
 
@@ -329,14 +335,14 @@ def _write_index(run_dir: Path, rows: Sequence[ResultRow], summary: dict, manife
     page = {"manifest": manifest, "summary": summary, "targets": list(summary["targets"]), "never_listed": never_listed,
             "worst_ks": sorted({int(k) for w in summary.get("worst_at_k", {}).values() for k in w}),
             "warnings": warning_messages(summary.get("coverage_warnings", []))}
-    html = render("index.html.j2", **page, descriptions=descriptions,
-                  language_names={l: language_name(l) for l in languages},
-                  target_options=[(t, t) for t in summary["targets"]],
-                  language_options=[(l, f"{l} ({language_name(l)})") for l in languages],
-                  any_ungraded=any(t["ungraded_criteria"] for t in summary["targets"].values()),
-                  charts={"index": b64(index_png), **_findings_charts(summary)})
+    html = render_chunks("index.html.j2", **page, descriptions=descriptions,
+                         language_names={l: language_name(l) for l in languages},
+                         target_options=[(t, t) for t in summary["targets"]],
+                         language_options=[(l, f"{l} ({language_name(l)})") for l in languages],
+                         any_ungraded=any(t["ungraded_criteria"] for t in summary["targets"].values()),
+                         charts={"index": b64(index_png), **_findings_charts(summary)})
     write_file(run_dir / "index.html", html)
-    write_file(run_dir / "index.md", render("index.md.j2", **page))
+    write_file(run_dir / "index.md", render_chunks("index.md.j2", **page))
     return [run_dir / "index.html", run_dir / "index.md", run_dir / "index.png"]
 
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import jsonl
 from .errors import InputError, Problem, display
@@ -35,23 +35,39 @@ def refuse_symlinks(paths: list[Path]) -> None:
                                   "links; expected a regular file or nothing here (remove the link)") for p in links])
 
 
-def write_file(path: Path, data: str | bytes) -> None:
+def write_file(path: Path, data: str | bytes | Iterable[str]) -> None:
     """Write a file atomically through a temporary file beside it (a reader sees the old file or the new one,
-    never half of one), refusing a path that is a symbolic link. Every writer of run-directory files uses this."""
+    never half of one), refusing a path that is a symbolic link. Every writer of run-directory files uses this.
+    `data` may be text chunks (a template's output as it is made): a page is then never held whole in memory."""
     path = Path(path)
     refuse_symlinks([path])
-    blob = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())        # mkstemp's 0600 would hide reports from the rest of a team
         with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+            if isinstance(data, bytes | str):
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            else:
+                _write_chunks(f, data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _write_chunks(f: BinaryIO, chunks: Iterable[str], size: int = 1 << 16) -> None:
+    """Text chunks written as UTF-8, gathered to about `size` characters a write."""
+    pending: list[str] = []
+    held = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            f.write("".join(pending).encode("utf-8"))
+            pending, held = [], 0
+    f.write("".join(pending).encode("utf-8"))
 
 
 def _umask() -> int:
