@@ -125,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     calls, hits = monitor.calls()
     print(f"bilan: {calls} model calls made, {hits} answered from the cache, ${monitor.cost():.4f} spent",
           file=sys.stderr)
+    del suite, answers, config          # the reports read the run directory: the suite's memory is theirs now
     _print_summary(rebuild(run_dir, workers=args.workers), run_dir)
     return 0
 
