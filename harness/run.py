@@ -111,10 +111,8 @@ def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None =
     listed += [Path(f) for t in config.targets for f in t.answers]
     hashes = {}
     for f in listed:
-        try:
-            hashes[str(files.resolve(f).relative_to(base))] = files.sha256(f)
-        except ValueError:
-            hashes[str(f)] = files.sha256(f)
+        inside = _under(files.resolve(f), base)
+        hashes[str(f) if inside is None else inside] = files.sha256(f)
     endpoint = lambda e: {k: v for k, v in vars(e).items() if k not in ("system_prompt", "answers") and v not in (None,
                                                                                                                   "",
                                                                                                                   ())}
@@ -135,30 +133,47 @@ def _sha(text: str | None) -> str | None:
 
 class _Files:
     """Each path resolved once and each file hashed once, for one manifest: a suite of 1,000 case files lists
-    each of them in both the manifest's files and its inputs."""
+    each of them in both the manifest's files and its inputs. Paths are kept as text (pathlib's objects cost
+    more to make than the lookups they serve)."""
 
     def __init__(self) -> None:
-        self._resolved: dict[Path, Path] = {}
-        self._hashes: dict[Path, str] = {}
+        self._resolved: dict[str, str] = {}
+        self._hashes: dict[str, str] = {}
+        self._cases: list[Path] | None = None
 
-    def resolve(self, path: Path) -> Path:
-        path = Path(path)
-        if path not in self._resolved:
-            self._resolved[path] = path.resolve()
-        return self._resolved[path]
+    def resolve(self, path: Path | str) -> str:
+        """The path made absolute, symbolic links resolved (as Path.resolve), as text."""
+        key = os.fspath(path)
+        if (real := self._resolved.get(key)) is None:
+            head, name = os.path.split(key)
+            # a file that is not a link is its resolved folder's entry: each folder is resolved once
+            if head and name not in ("", ".", "..") and not os.path.islink(key):
+                real = os.path.join(self.resolve(head), name)
+            else:
+                real = os.path.realpath(key)
+            self._resolved[key] = real
+        return real
 
-    def sha256(self, path: Path) -> str:
+    def sha256(self, path: Path | str) -> str:
         real = self.resolve(path)
-        if real not in self._hashes:
-            self._hashes[real] = sha256_file(real)
-        return self._hashes[real]
+        if (digest := self._hashes.get(real)) is None:
+            digest = self._hashes[real] = sha256_file(Path(real))
+        return digest
 
     def cases(self, suite: Suite) -> list[Path]:
         """The suite's case files, resolved, sorted, each once."""
-        return sorted({self.resolve(Path(c.file)) for c in suite.cases})
+        if self._cases is None:
+            self._cases = sorted(Path(real) for real in {self.resolve(c.file) for c in suite.cases})
+        return self._cases
 
-    def relative(self, path: Path, root: Path) -> str:
-        return Path(os.path.relpath(self.resolve(path), self.resolve(root))).as_posix()
+    def relative(self, path: Path | str, root: Path | str) -> str:
+        return os.path.relpath(self.resolve(path), self.resolve(root)).replace(os.sep, "/")
+
+
+def _under(real: str, base: str) -> str | None:
+    """`real` relative to the folder `base` if it is inside it (both resolved), else None."""
+    prefix = base.rstrip(os.sep) + os.sep
+    return real[len(prefix):] if real.startswith(prefix) else None
 
 
 def _tree(entry: Path) -> list[Path]:
@@ -173,11 +188,11 @@ def inputs(config: Config, suite: Suite,
     compared or gated; every section must match for a run to be resumed or shards merged."""
     files = files or _Files()
     rel, digest = files.relative, files.sha256
-    locale = files.resolve(Path(config.locale))
+    locale = files.resolve(config.locale)
     rubrics = sorted(p for p in Path(config.rubrics).rglob("*.y*ml")
                      if p.suffix in (".yaml", ".yml") and files.resolve(p) != locale)
-    suite_part = {f"cases/{rel(f, Path(config.cases))}": digest(f) for f in files.cases(suite)}
-    suite_part |= {f"rubrics/{rel(f, Path(config.rubrics))}": digest(f) for f in rubrics}
+    suite_part = {f"cases/{rel(f, config.cases)}": digest(f) for f in files.cases(suite)}
+    suite_part |= {f"rubrics/{rel(f, config.rubrics)}": digest(f) for f in rubrics}
     suite_part["locale"] = digest(locale)
     g = config.grader
     grader = {"provider": g.provider, "model": g.model, "prompt_version": PROMPT_VERSION, "mode": g.mode,

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from harness.cli import main
+from harness.load import load_project
+from harness.run import manifest
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -117,3 +120,28 @@ def test_bidi_overrides_in_answers_are_shown_not_obeyed(suite_dir: Path):
     assert main(["run", "--out", "out"]) == 0
     page = (suite_dir / "out" / "ary-Latn.html").read_text(encoding="utf-8")
     assert "\u202e" not in page and '<span class="ctl">[U+202E]</span>' in page
+
+
+def test_a_suite_reached_through_symbolic_links_is_named_by_where_its_files_really_are(suite_dir: Path,
+                                                                                     tmp_path: Path):
+    """The manifest's inputs name files relative to their folders, both resolved: a cases folder that is a link
+    gives the plain copy's inputs; a case file or a rubric file linking out of its folder is named by where it
+    really is, with the same hash."""
+    linked = tmp_path / "linked"
+    shutil.copytree(suite_dir, linked)
+    shutil.move(linked / "cases", tmp_path / "elsewhere")
+    (linked / "cases").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    plain = manifest(*load_project(suite_dir / "bilan.yaml")[:2], "plain")
+    through_links = manifest(*load_project(linked / "bilan.yaml")[:2], "linked")
+    assert through_links["inputs"] == plain["inputs"]
+    assert sorted(through_links["files"].values()) == sorted(plain["files"].values())
+    (tmp_path / "apart").mkdir()
+    for moved in (tmp_path / "elsewhere" / "heat.yaml", linked / "rubrics" / "heat.yaml"):
+        shutil.move(moved, tmp_path / "apart" / f"{moved.parent.name}-{moved.name}")
+        moved.symlink_to(tmp_path / "apart" / f"{moved.parent.name}-{moved.name}")
+    apart = manifest(*load_project(linked / "bilan.yaml")[:2], "apart")
+    suite = dict(plain["inputs"]["suite"])
+    suite["cases/../apart/elsewhere-heat.yaml"] = suite.pop("cases/heat.yaml")
+    suite["rubrics/../../apart/rubrics-heat.yaml"] = suite.pop("rubrics/heat.yaml")
+    assert apart["inputs"]["suite"] == suite
+    assert apart["files"][str(tmp_path / "apart" / "elsewhere-heat.yaml")] == plain["files"]["cases/heat.yaml"]
