@@ -11,6 +11,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,17 +58,11 @@ def write_file(path: Path, data: str | bytes | Iterable[str]) -> None:
         raise
 
 
-def _write_chunks(f: BinaryIO, chunks: Iterable[str], size: int = 1 << 16) -> None:
-    """Text chunks written as UTF-8, gathered to about `size` characters a write."""
-    pending: list[str] = []
-    held = 0
-    for chunk in chunks:
-        pending.append(chunk)
-        held += len(chunk)
-        if held >= size:
-            f.write("".join(pending).encode("utf-8"))
-            pending, held = [], 0
-    f.write("".join(pending).encode("utf-8"))
+def _write_chunks(f: BinaryIO, chunks: Iterable[str], count: int = 4096) -> None:
+    """Text chunks written as UTF-8, `count` chunks a write (a template's chunks are mostly a few characters)."""
+    chunks = iter(chunks)
+    while batch := list(islice(chunks, count)):        # a list: a batch of empty chunks is not the end
+        f.write("".join(batch).encode("utf-8"))
 
 
 def _umask() -> int:

@@ -157,3 +157,20 @@ grader: {{provider: anthropic, model: judge, base_url: "{fake_server.anthropic_b
         for file in folder.rglob("*"):
             if file.is_file():
                 assert key.encode() not in file.read_bytes(), file
+
+
+def test_a_file_written_from_text_chunks_holds_every_chunk(tmp_path):
+    """Pages are written as their templates make them: runs of empty chunks, long chunks and non-ASCII text all
+    arrive, in order, and the file appears whole or not at all."""
+    from harness.store import write_file
+    chunks = ["<p>", *[""] * 10_000, "سلام ⵜⴰⵎⴰⵣⵉⵖⵜ", "x" * 100_000, *(f"{i}," for i in range(20_000)), "</p>"]
+    write_file(tmp_path / "page.html", iter(chunks))
+    assert (tmp_path / "page.html").read_text(encoding="utf-8") == "".join(chunks)
+
+    def failing():
+        yield "half"
+        raise ValueError("a template failed")
+    with pytest.raises(ValueError):
+        write_file(tmp_path / "page.html", failing())
+    assert (tmp_path / "page.html").read_text(encoding="utf-8") == "".join(chunks)     # the old page kept
+    assert [p.name for p in tmp_path.iterdir()] == ["page.html"]                      # no temporary file left
