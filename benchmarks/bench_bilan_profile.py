@@ -185,8 +185,9 @@ def cached(args, server: bench_peers.Server, work: Path, examples: int, n: int) 
                       + argv[argv.index("--out") + 2:])
     second = bench_peers.measure(server, [second_cmd], expect_requests=False)
     config = argv[argv.index("--config") + 1]
-    validate = bench_peers.measure(server, [dict(run_cmd, argv=[args.bilan, "validate", "--config", config])],
-                                   expect_requests=False)
+    cache = argv[argv.index("--cache-dir") + 1]           # the runs' cache folder: its parse cache too
+    validate = bench_peers.measure(server, [dict(run_cmd, argv=[args.bilan, "validate", "--config", config,
+                                                                "--cache-dir", cache])], expect_requests=False)
     report = bench_peers.measure(server, [dict(run_cmd, argv=[args.bilan, "report", str(out) + "-again"])],
                                  expect_requests=False)
     staged = subprocess.run([sys.executable, str(Path(__file__).parent / "stage_times.py"), "run",
