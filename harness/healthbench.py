@@ -281,10 +281,13 @@ class ImportSummary:
     warnings: list[Problem] = field(default_factory=list)
 
 
-def _write(out: Path, files: dict[str, str]) -> None:
+def _refuse_used(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError([Problem(display(out), 0, 0, "already exists and is not an empty folder; expected a new or "
                                                       "empty folder for the suite")])
+
+
+def _write(out: Path, files: dict[str, str]) -> None:
     for relative, text in files.items():
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,10 +345,11 @@ def import_healthbench(source: Path, out: Path) -> ImportSummary:
                                                       "expected unique ids"))
     if problems:
         raise InputError(problems)
+    _refuse_used(out)
     summary, files, sets = ImportSummary(out, records=len(lines)), {}, defaultdict(list)
     for line in lines:
         language, example_files, answers = _example_files(line, source.name)
-        files.update(example_files)
+        _write(out, example_files)          # as it is made: 4,300 examples' YAML is never held at once
         for name, row in answers.items():
             sets[name].append(row)
         summary.languages[language] += 1
@@ -480,6 +484,7 @@ def import_meta_eval(source: Path, out: Path) -> ImportSummary:
     files["bilan.yaml"] = _config_yaml(header, (META_AXIS,), [target], MODEL_GRADER_NOTE.replace(
         "To score as HealthBench does", "To compare a grader with the physicians"))
     files["locale.yaml"] = LOCALE_YAML
+    _refuse_used(out)
     _write(out, files)
     summary.cases, summary.answer_sets = len(cases), {META_TARGET: len(cases)}
     summary.labels, summary.reviewers = sum(map(len, labels.values())), len(labels)
