@@ -63,8 +63,9 @@ def write_examples(path: Path, count: int, source: Path = DATA) -> tuple[int, in
 
 # ----- the timing wrapper (runs in its own fresh process) --------------------------------------------------
 
-def tree_rss_mb(root: int) -> float:
-    """Memory of a process and all its descendants now (from /proc: proportional set size), in MB."""
+def tree_rss_mb(root: int) -> tuple[float, float]:
+    """Memory of a process and all its descendants now, in MB: the sum of their proportional set sizes, and the
+    largest one's resident set (from /proc)."""
     parent, rss = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -78,7 +79,8 @@ def tree_rss_mb(root: int) -> float:
         found = {pid for pid, ppid in parent.items() if ppid in tree} - tree
         tree |= found
         grew = bool(found)
-    return sum(_pss(pid, rss.get(pid, 0)) for pid in tree) / 2 ** 20
+    return (sum(_pss(pid, rss.get(pid, 0)) for pid in tree) / 2 ** 20,
+            max(rss.get(pid, 0) for pid in tree) / 2 ** 20)
 
 
 def _pss(pid: int, rss: int) -> int:
@@ -94,26 +96,32 @@ def _pss(pid: int, rss: int) -> int:
 
 def time_commands(commands: list[dict]) -> dict:
     """Run commands one after another; wall, CPU and peak RSS of their process trees (this process is fresh):
-    the largest single process (getrusage) and the largest sum over the tree at once (/proc, every 0.25 s)."""
+    the largest single process (getrusage) and the largest sum over the tree at once (/proc, every 0.25 s); and
+    per command, the largest sum and the largest process seen by that sampling."""
     start = time.perf_counter()
-    walls, tree_peak = [], 0.0
+    walls, tree_peak, each = [], 0.0, []
     for c in commands:
         t = time.perf_counter()
+        command_tree, command_largest = 0.0, 0.0
         with subprocess.Popen(c["argv"], cwd=c.get("cwd"), env=c.get("env"), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) as proc:
             reader = threading.Thread(target=lambda: setattr(proc, "output", proc.stdout.read()), daemon=True)
             reader.start()
             while proc.poll() is None:
-                tree_peak = max(tree_peak, tree_rss_mb(proc.pid))
+                now, largest = tree_rss_mb(proc.pid)
+                command_tree, command_largest = max(command_tree, now), max(command_largest, largest)
                 time.sleep(0.25)
             reader.join()
         walls.append(time.perf_counter() - t)
+        tree_peak = max(tree_peak, command_tree)
+        each.append({"command": " ".join(Path(a).name for a in c["argv"][:3]), "tree_rss_mb": command_tree,
+                     "largest_rss_mb": command_largest})
         if proc.returncode != 0:
             return {"error": f"{c['argv'][:3]} exited {proc.returncode}:\n{proc.output[-3000:]}"}
     wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall": wall, "walls": walls, "cpu": usage.ru_utime + usage.ru_stime, "max_rss_mb": usage.ru_maxrss / 1024,
-            "tree_rss_mb": tree_peak}
+            "tree_rss_mb": tree_peak, "each": each}
 
 
 # ----- the three harnesses ---------------------------------------------------------------------------------
@@ -228,6 +236,18 @@ def table(rows: list[dict]) -> list[str]:
     return out
 
 
+def command_memory(runs: list[dict]) -> str:
+    """Each command's largest process and whole tree at their peaks (the one-line configuration steps left out)."""
+    parts = []
+    for i, command in enumerate(runs[0]["each"]):
+        if "-c" in command["command"].split():
+            continue
+        largest = statistics.median(run["each"][i]["largest_rss_mb"] for run in runs)
+        tree = statistics.median(run["each"][i]["tree_rss_mb"] for run in runs)
+        parts.append(f"`{command['command']}` largest process {largest:.0f} MB, all its processes {tree:.0f} MB")
+    return ", ".join(parts)
+
+
 def ratios(bilan: dict, ref: dict | None, insp: dict | None) -> str:
     parts = []
     for name, other in (("reference", ref), ("Inspect", insp)):
@@ -260,7 +280,10 @@ def compare(args, server: Server, work: Path, data: Path, n: int, repeats: int, 
     rows = [row(f"{name.split(' (')[0]} {n}-way" if "(" in name else f"{name}, {n}-way", rs) for name,
             rs in runs.items()]
     by = {name.split(" ")[0]: r for (name, _), r in zip(harnesses, rows)}
-    return ["", f"### {n}-way", ""] + table(rows) + ["", ratios(by["Bilan"], by.get("simple-evals"), by.get("Inspect"))]
+    memory = ["", "Memory of each command (sampled every 0.25 s; medians over the runs): "
+              + "; ".join(f"{r['name']}: {command_memory(r['runs'])}" for r in rows) + "."]
+    return (["", f"### {n}-way", ""] + table(rows) + memory
+            + ["", ratios(by["Bilan"], by.get("simple-evals"), by.get("Inspect"))])
 
 
 def main() -> int:
