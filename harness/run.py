@@ -107,7 +107,7 @@ def manifest(config: Config, suite: Suite, run_id: str, argv: list[str] | None =
     files = _Files()
     base = files.resolve(Path(config.path).parent)
     listed = [Path(config.path)] + files.cases(suite)
-    listed += sorted(p for p in Path(config.rubrics).rglob("*.y*ml"))
+    listed += files.rubrics(config)
     listed += [Path(f) for t in config.targets for f in t.answers]
     hashes = {}
     for f in listed:
@@ -140,6 +140,7 @@ class _Files:
         self._resolved: dict[str, str] = {}
         self._hashes: dict[str, str] = {}
         self._cases: list[Path] | None = None
+        self._rubrics: list[Path] | None = None
 
     def resolve(self, path: Path | str) -> str:
         """The path made absolute, symbolic links resolved (as Path.resolve), as text."""
@@ -166,6 +167,12 @@ class _Files:
             self._cases = sorted(Path(real) for real in {self.resolve(c.file) for c in suite.cases})
         return self._cases
 
+    def rubrics(self, config: Config) -> list[Path]:
+        """The rubrics folder's *.y*ml files, sorted, the folder walked once."""
+        if self._rubrics is None:
+            self._rubrics = sorted(Path(config.rubrics).rglob("*.y*ml"))
+        return self._rubrics
+
     def relative(self, path: Path | str, root: Path | str) -> str:
         return os.path.relpath(self.resolve(path), self.resolve(root)).replace(os.sep, "/")
 
@@ -189,8 +196,7 @@ def inputs(config: Config, suite: Suite,
     files = files or _Files()
     rel, digest = files.relative, files.sha256
     locale = files.resolve(config.locale)
-    rubrics = sorted(p for p in Path(config.rubrics).rglob("*.y*ml")
-                     if p.suffix in (".yaml", ".yml") and files.resolve(p) != locale)
+    rubrics = [p for p in files.rubrics(config) if p.suffix in (".yaml", ".yml") and files.resolve(p) != locale]
     suite_part = {f"cases/{rel(f, config.cases)}": digest(f) for f in files.cases(suite)}
     suite_part |= {f"rubrics/{rel(f, config.rubrics)}": digest(f) for f in rubrics}
     suite_part["locale"] = digest(locale)

@@ -46,8 +46,10 @@ def write_file(path: Path, data: str | bytes | Iterable[str]) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_umask())        # mkstemp's 0600 would hide reports from the rest of a team
         with os.fdopen(fd, "wb") as f:
-            if isinstance(data, bytes | str):
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            if isinstance(data, bytes):
+                f.write(data)
             else:
                 _write_chunks(f, data)
             f.flush()
